@@ -1,0 +1,149 @@
+"""Plain records passed between the SMTP front, delivery, the store and HTTP.
+
+They carry no behaviour and no SQL, so every layer can share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CopyState = Literal["queued", "deferred", "delivered", "bounced"]
+EventKind = Literal["open", "click"]
+EventClass = Literal["human", "bot", "proxy", "prefetch", "self"]
+
+
+@dataclass(frozen=True)
+class TrackingDecision:
+    """What to do with one message, decided by relay.policy and stored with it."""
+
+    opens: bool
+    clicks: bool
+    log_copy: bool = False
+    per_recipient: bool = True
+    base_url: str = ""  # tracking domain for this message's links and pixel
+    reasons: tuple[str, ...] = ()  # why (header, policy rule, DKIM, ...), shown to operators
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message accepted over SMTP, before it is spooled."""
+
+    mail_from: str  # "" for the null sender
+    rcpt_tos: tuple[str, ...]
+    raw: bytes  # exactly the bytes to relay (Received and Message-ID already added)
+    received_at: float  # unix time
+    client_addr: str
+    auth_user: str | None
+    sender: str  # From: header address, for display
+    subject: str  # decoded Subject, for display
+    message_id_header: str  # the Message-ID header value
+    decision: TrackingDecision
+    in_reply_to: tuple[str, ...] = ()  # Message-IDs from In-Reply-To/References
+
+
+@dataclass(frozen=True)
+class Message:
+    """A spooled message as the store returns it (raw bytes not included)."""
+
+    id: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    received_at: float
+    client_addr: str
+    auth_user: str | None
+    sender: str
+    subject: str
+    message_id_header: str
+    decision: TrackingDecision
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One delivery: a recipient's copy, or the shared copy (recipient None)."""
+
+    id: int
+    message_id: str
+    recipient: str | None  # None: shared copy, events attributed to "someone"
+    rcpt_tos: tuple[str, ...]  # envelope recipients of this delivery
+    state: CopyState
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_reply: str = ""
+    queue_id: str = ""  # the upstream's queue id, from its 250 reply
+    delivered_at: float | None = None
+    rewrite_note: str = ""  # why the copy was relayed untracked, when it was
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The result of one delivery attempt, as the upstream module reports it."""
+
+    status: Literal["delivered", "temporary", "permanent"]
+    reply: str  # the upstream's reply text, or a description of the failure
+    queue_id: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One open or click, classified."""
+
+    kind: EventKind
+    copy_id: int
+    message_id: str
+    recipient: str | None  # None: "someone"
+    at: float
+    ip: str
+    user_agent: str
+    klass: EventClass = "human"
+    reasons: tuple[str, ...] = ()
+    url: str = ""  # clicks
+    link_index: int | None = None  # clicks
+    inferred: bool = False
+    id: int | None = None  # assigned by the store
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    """A copy to create at spool time: one per recipient, or one shared (recipient None)."""
+
+    recipient: str | None
+    rcpt_tos: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    """A row of the messages list."""
+
+    message: Message
+    recipients: int
+    states: dict[str, int]  # copy state -> number of copies
+    opens: dict[str, int]  # class -> count, plus "unique_human"
+    clicks: dict[str, int]  # class -> count, plus "unique_human"
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    url: str
+    clicks: dict[str, int]  # class -> count
+
+
+@dataclass(frozen=True)
+class RecipientReport:
+    """One recipient's copy with its counts (address None: "someone")."""
+
+    address: str | None
+    copy: Copy | None
+    opens: dict[str, int]  # human (inferred included), inferred, proxy, bot, prefetch, self
+    clicks: dict[str, int]  # human, bot, prefetch, self
+    first_open: float | None
+    last_open: float | None
+    links: tuple[LinkReport, ...]
+
+
+@dataclass(frozen=True)
+class MessageReport:
+    message: Message
+    recipients: tuple[RecipientReport, ...]
+    someone: RecipientReport

@@ -1,0 +1,1 @@
+"""Delivery: take spooled copies, rewrite them, relay them upstream, retry, bounce."""
