@@ -1,0 +1,189 @@
+"""Pixel requests per second with every event stored, against a bare aiohttp GIF handler.
+
+Both servers run as separate processes in the same run and are loaded by wrk
+(Debian's package) with the same connection count and duration. Afterwards
+the events in the store are counted: every answered request must be there.
+
+    .venv/bin/python benchmarks/pixel.py [--connections 50] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from relay.core.config import StoreConfig  # noqa: E402
+from relay.core.models import CopySpec, NewMessage, TrackingDecision  # noqa: E402
+from relay.core.store import open_store  # noqa: E402
+from relay.core.tokens import TokenCodec  # noqa: E402
+
+BARE = r"""
+import base64, sys
+from aiohttp import web
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+async def pixel(request):
+    return web.Response(body=GIF, content_type="image/gif",
+                        headers={"Cache-Control": "no-store"})
+app = web.Application()
+app.router.add_get("/o/{token}.gif", pixel)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+async def prepare_store(path: Path) -> tuple[str, int]:
+    """Spool one message; return a valid pixel token for its copy and its copy id."""
+    store = open_store(StoreConfig(path=str(path)))
+    await store.open()
+    try:
+        decision = TrackingDecision(opens=True, clicks=True)
+        message = NewMessage(
+            mail_from="alice@example.com",
+            rcpt_tos=("bob@example.net",),
+            raw=b"Subject: bench\r\n\r\nhello\r\n",
+            received_at=time.time() - 3600,
+            client_addr="127.0.0.1",
+            auth_user=None,
+            sender="alice@example.com",
+            subject="bench",
+            message_id_header="<bench@example.com>",
+            decision=decision,
+        )
+        await store.spool(message, [CopySpec("bob@example.net", ("bob@example.net",))])
+        [copy] = await store.due_copies(time.time(), 10)
+        codec = TokenCodec(await store.secrets())
+        return codec.open_token(copy.id), copy.id
+    finally:
+        await store.close()
+
+
+async def count_events(path: Path) -> int:
+    store = open_store(StoreConfig(path=str(path)))
+    await store.open()
+    try:
+        total, since = 0, 0
+        while batch := await store.list_events(since_id=since, limit=1000):
+            total += len(batch)
+            since = max(e.id or 0 for e in batch)
+        return total
+    finally:
+        await store.close()
+
+
+def wrk(url: str, connections: int, seconds: int) -> tuple[float, float, int]:
+    """requests/s, p99 latency in ms, requests answered."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99m is not None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99m.group(2)]
+    answered = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"{url}: {non2xx.group(1)} failed answers")
+    return rate, float(p99m.group(1)) * scale, answered
+
+
+def serve(args: list[str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_port(port)
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db = work / "relay.db"
+        token, _ = asyncio.run(prepare_store(db))
+        bare_port, http_port = free_port(), free_port()
+        bare = serve([sys.executable, "-c", BARE, str(bare_port)], bare_port, work)
+        try:
+            b_rate, b_p99, _ = wrk(
+                f"http://127.0.0.1:{bare_port}/o/{token}.gif", args.connections, args.seconds
+            )
+        finally:
+            bare.terminate()
+            bare.wait()
+        config = work / "relay.toml"
+        config.write_text(
+            f'[tracking]\nlisten = "127.0.0.1:{http_port}"\n'
+            f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n[store]\npath = "{db}"\n'
+        )
+        ours = serve(
+            [
+                sys.executable,
+                "-m",
+                "relay",
+                "http",
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            http_port,
+            work,
+        )
+        try:
+            o_rate, o_p99, answered = wrk(
+                f"http://127.0.0.1:{http_port}/o/{token}.gif", args.connections, args.seconds
+            )
+        finally:
+            ours.terminate()
+            ours.wait(timeout=30)
+        stored = asyncio.run(count_events(db))
+    print(f"bare aiohttp : {b_rate:8.0f} req/s  p99 {b_p99:.1f} ms")
+    print(f"relay pixel  : {o_rate:8.0f} req/s  p99 {o_p99:.1f} ms  ({args.connections} conns)")
+    print(f"ratio relay / bare: {o_rate / b_rate:.2f} (target >= 0.7; p99 target < 20 ms)")
+    lost = answered - stored
+    print(
+        f"answered {answered}, stored {stored}: "
+        + ("every answered request is stored" if lost <= 0 else f"{lost} LOST")
+    )
+    if lost > 0:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

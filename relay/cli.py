@@ -1,0 +1,249 @@
+"""The `relay` command: one function per subcommand.
+
+This is the only module that wires the SMTP side and the HTTP side together.
+Every start-up problem an operator can cause (bad config, port in use,
+unreadable TLS key) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
+from relay.core.passwords import hash_password
+from relay.core.store import Store, open_store
+from relay.core.tokens import TokenCodec
+from relay.delivery.upstream import open_upstream
+from relay.delivery.worker import DeliveryWorker
+from relay.smtp.server import SmtpServers, start_smtp
+from tracking_http.app import create_admin_app, create_tracking_app
+
+log = logging.getLogger("relay")
+
+EXIT_USAGE = 2
+
+
+class StartupError(Exception):
+    """A problem the operator must fix before the relay can start."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    handler = {
+        "serve": _cmd_serve,
+        "smtp": _cmd_smtp,
+        "http": _cmd_http,
+        "check-config": _cmd_check_config,
+        "hash-password": _cmd_hash_password,
+    }[args.command]
+    try:
+        return handler(args)
+    except (ConfigError, StartupError) as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay", description="Mail-tracking SMTP relay with open and click tracking."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    helps = {
+        "serve": "SMTP relay, delivery workers, tracking HTTP and admin HTTP in one process",
+        "smtp": "the SMTP relay and delivery workers only",
+        "http": "the tracking and admin HTTP servers only",
+        "check-config": "validate and print the effective config, secrets redacted",
+    }
+    for name, text in helps.items():
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
+        )
+        cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub.add_parser(
+        "hash-password",
+        help="read a password and print a hash for [[smtp.users]]",
+        description="Reads a password from the terminal (asked twice), or one line of stdin "
+        "when stdin is not a terminal, and prints an argon2id hash.",
+    )
+    return parser
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    sys.stdout.write(render_config(config))
+    print(f"# config OK ({config.source})", file=sys.stderr)
+    return 0
+
+
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise StartupError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise StartupError("empty password")
+    print(hash_password(password))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return _run(args, smtp=True, http=True)
+
+
+def _cmd_smtp(args: argparse.Namespace) -> int:
+    return _run(args, smtp=True, http=False)
+
+
+def _cmd_http(args: argparse.Namespace) -> int:
+    return _run(args, smtp=False, http=True)
+
+
+def _run(args: argparse.Namespace, *, smtp: bool, http: bool) -> int:
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_serve(config, smtp=smtp, http=http))
+    return 0
+
+
+@dataclass
+class _Running:
+    """What _start brought up, so _stop can take it down in reverse order."""
+
+    store: Store
+    smtp: SmtpServers | None = None
+    worker: DeliveryWorker | None = None
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+
+async def _serve(config: Config, *, smtp: bool, http: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await _start(config, smtp=smtp, http=http)
+    try:
+        _print_banner(config, smtp=smtp, http=http)
+        await stop.wait()
+        log.info("stopping: no new connections; finishing what is in flight")
+    finally:
+        await _stop(running)
+
+
+async def _start(config: Config, *, smtp: bool, http: bool) -> _Running:
+    store = open_store(config.store)
+    try:
+        await store.open()
+    except Exception as exc:
+        raise StartupError(f"store.path: cannot open {config.store.path}: {exc}") from exc
+    running = _Running(store=store)
+    try:
+        keys = list(config.tracking.secrets) or await store.secrets()
+        codec = TokenCodec(keys)
+        if smtp:
+            running.worker = DeliveryWorker(config, store, codec, open_upstream(config.upstream))
+            await running.worker.start()
+            running.smtp = await _bind("smtp", start_smtp(config, store, running.worker.wake))
+        if http:
+            tracking = create_tracking_app(config, store, codec)
+            await _start_site(running, tracking, config.tracking.listen, "tracking.listen")
+            admin = create_admin_app(config, store)
+            await _start_site(running, admin, config.admin.listen, "admin.listen")
+    except BaseException:
+        await _stop(running)
+        raise
+    return running
+
+
+async def _bind(key: str, starting: Awaitable[SmtpServers]) -> SmtpServers:
+    """Turn bind and TLS errors into one line naming the config key."""
+    try:
+        return await starting
+    except ssl.SSLError as exc:
+        raise StartupError(f"{key}: TLS certificate or key unusable: {exc}") from exc
+    except OSError as exc:
+        raise StartupError(f"{key}.listen: cannot listen: {exc.strerror or exc}") from exc
+
+
+async def _start_site(
+    running: _Running, app: web.Application, addresses: Sequence[HostPort], key: str
+) -> None:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    running.runners.append(runner)
+    for address in addresses:
+        site = web.TCPSite(runner, address.host, address.port, shutdown_timeout=5)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from exc
+
+
+async def _stop(running: _Running) -> None:
+    if running.smtp is not None:
+        await running.smtp.close()
+    if running.worker is not None:
+        await running.worker.stop()
+    for runner in reversed(running.runners):
+        await runner.cleanup()
+    with contextlib.suppress(Exception):
+        await running.store.close()
+
+
+def _print_banner(config: Config, *, smtp: bool, http: bool) -> None:
+    lines = [f"relay: config {config.source}; store {config.store.path}"]
+    if smtp:
+        plain = ", ".join(str(a) for a in config.smtp.listen)
+        lines.append(f"  SMTP            {plain}")
+        if config.smtp.implicit_tls_listen:
+            tls = ", ".join(str(a) for a in config.smtp.implicit_tls_listen)
+            lines.append(f"  SMTP (TLS)      {tls}")
+        lines.append(f"  upstream        {_redact_url(config.upstream.url)}")
+    if http:
+        lines.append(f"  tracking HTTP   {', '.join(str(a) for a in config.tracking.listen)}")
+        lines.append(f"  admin HTTP      {', '.join(str(a) for a in config.admin.listen)}")
+    if smtp and config.smtp.listen:
+        first = config.smtp.listen[0]
+        host = "127.0.0.1" if first.host in ("0.0.0.0", "::", "") else first.host  # noqa: S104
+        lines.append("Send a first message:")
+        lines.append(
+            f"  swaks --server {host}:{first.port} --from you@example.com --to friend@example.net "
+            "--header 'Subject: hello' --attach-type text/html "
+            "--body '<p>Hi, see <a href=\"https://example.com/\">our site</a></p>'"
+        )
+    print("\n".join(lines), flush=True)
+
+
+def _redact_url(url: str) -> str:
+    """Never print credentials that someone put in the upstream URL."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://<redacted>@{rest.split('@', 1)[1]}"
+    return url

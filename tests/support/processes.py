@@ -1,0 +1,143 @@
+"""Real processes and real servers for tests that cross process boundaries.
+
+The relay runs as a subprocess (`python -m relay serve`), exactly as an
+operator starts it; the upstream is an aiosmtpd sink on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _out, err = proc.communicate()
+            raise AssertionError(f"relay exited {proc.returncode}: {err.decode(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {timeout}s")
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+@dataclass
+class SinkHandler:
+    """Collects what the relay delivers upstream."""
+
+    messages: list[Received] = field(default_factory=list)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        with self.arrived:
+            self.messages.append(
+                Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content))
+            )
+            self.arrived.notify_all()
+        return f"250 2.0.0 Ok: queued as SINK{len(self.messages)}"
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
+        with self.arrived:
+            ok = self.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
+        assert ok, f"expected {count} delivered messages, got {len(self.messages)}"
+        return list(self.messages)
+
+
+@contextlib.contextmanager
+def running_sink() -> Iterator[tuple[SinkHandler, int]]:
+    """An aiosmtpd sink on a free loopback port, in its own thread."""
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, decode_data=False, data_size_limit=0
+    )
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@dataclass
+class RelayProcess:
+    proc: subprocess.Popen[bytes]
+    smtp_port: int
+    tracking_port: int
+    admin_port: int
+    admin_token: str
+    workdir: Path
+
+    @property
+    def tracking_url(self) -> str:
+        return f"http://127.0.0.1:{self.tracking_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+
+def relay_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "relay", *args]
+
+
+def relay_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def start_relay(workdir: Path, toml: str) -> RelayProcess:
+    """Write relay.toml (with {smtp}, {tracking}, {admin} port placeholders) and start serve."""
+    ports = {"smtp": free_port(), "tracking": free_port(), "admin": free_port()}
+    config = workdir / "relay.toml"
+    config.write_text(toml.format(**ports), encoding="utf-8")
+    proc = subprocess.Popen(
+        relay_command("serve", "--config", str(config)),
+        cwd=workdir,
+        env=relay_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for port in ports.values():
+        wait_for_port(port, proc)
+    return RelayProcess(proc, ports["smtp"], ports["tracking"], ports["admin"], "t0ken", workdir)
+
+
+def stop_relay(relay: RelayProcess) -> tuple[int, str]:
+    relay.proc.terminate()
+    try:
+        _, err = relay.proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        relay.proc.kill()
+        _, err = relay.proc.communicate()
+    return relay.proc.returncode, err.decode(errors="replace")
