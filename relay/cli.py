@@ -168,7 +168,9 @@ async def _start(config: Config, *, smtp: bool, http: bool) -> _Running:
         keys = list(config.tracking.secrets) or await store.secrets()
         codec = TokenCodec(keys)
         if smtp:
-            running.worker = DeliveryWorker(config, store, codec, open_upstream(config.upstream))
+            running.worker = DeliveryWorker(
+                config, store, codec, open_upstream(config.upstream, helo_name=config.smtp.hostname)
+            )
             await running.worker.start()
             running.smtp = await _bind("smtp", start_smtp(config, store, running.worker.wake))
         if http:

@@ -1,4 +1,4 @@
-"""create_app(config): routes and start-up only."""
+"""create_tracking_app / create_admin_app: routes and start-up only."""
 
 from __future__ import annotations
 
@@ -6,14 +6,62 @@ from aiohttp import web
 
 from relay.core.config import Config
 from relay.core.store import Store
-from relay.core.tokens import TokenCodec
+from relay.core.tokens import MAX_TOKEN_CHARS, TokenCodec
+from tracking_http.admin.api import AdminViews
+from tracking_http.admin.auth import bearer_auth
+from tracking_http.public import PublicViews
+
+# Tracking requests are bodiless GETs; a body, a long header or many of them is abuse.
+# The request line must still fit the longest token the codec makes.
+TRACKING_HANDLER_LIMITS = {
+    "max_line_size": MAX_TOKEN_CHARS + 256,
+    "max_field_size": 8190,
+    "max_headers": 64,
+}
+TRACKING_MAX_BODY = 1024
+ADMIN_MAX_BODY = 64 * 1024
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare runs for every answer, router 404s and 405s included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers["Server"] = "relay"  # no version numbers for scanners
 
 
 def create_tracking_app(config: Config, store: Store, codec: TokenCodec) -> web.Application:
     """The public app: pixel, click, healthz."""
-    raise NotImplementedError
+    app = web.Application(client_max_size=TRACKING_MAX_BODY, handler_args=TRACKING_HANDLER_LIMITS)
+    views = PublicViews(config.tracking, store, codec)
+    app.router.add_get("/o/{token}.gif", views.pixel)
+    app.router.add_get("/c/{token}", views.click)
+    app.router.add_get("/healthz", views.healthz)
+    app.on_response_prepare.append(_add_security_headers)
+
+    async def drain(_app: web.Application) -> None:
+        await views.recorder.drain()
+
+    app.on_shutdown.append(drain)
+    return app
 
 
 def create_admin_app(config: Config, store: Store) -> web.Application:
     """The admin app: bearer-token JSON API (dashboard comes later)."""
-    raise NotImplementedError
+    app = web.Application(
+        client_max_size=ADMIN_MAX_BODY,
+        middlewares=[bearer_auth(config.admin)],
+    )
+    views = AdminViews(store)
+    app.router.add_get("/", views.index)
+    app.router.add_get("/api/messages", views.list_messages)
+    app.router.add_get("/api/messages/{id}", views.message_detail)
+    app.on_response_prepare.append(_add_security_headers)
+    return app

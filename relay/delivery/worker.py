@@ -1,24 +1,170 @@
-"""The delivery worker: due copies -> per-copy rewrite -> upstream -> outcome."""
+"""The delivery worker: due copies -> per-copy rewrite -> upstream -> outcome.
+
+The store is the queue: the worker keeps nothing but the copies in flight, so
+a crash or a restart loses nothing (a copy whose outcome was not recorded is
+simply due again). It polls once a second as well as on wake(), so copies
+spooled by another process sharing the store are picked up too.
+"""
 
 from __future__ import annotations
 
-from relay.core.config import Config
+import asyncio
+import contextlib
+import logging
+import time
+
+from relay.core.config import Config, UpstreamConfig
+from relay.core.models import Copy, DeliveryOutcome, Message
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
-from relay.delivery.upstream import Upstream
+from relay.delivery.copies import build_copy
+from relay.delivery.upstream import Upstream, describe
+
+log = logging.getLogger("relay.delivery")
+
+POLL_SECONDS = 1.0
+STOP_GRACE_SECONDS = 30.0  # longest stop() waits for copies in flight
+HOLD_SECONDS = 60.0  # a copy whose outcome could not be recorded rests this long
+
+
+def retry_at(config: UpstreamConfig, attempts: int, received_at: float, now: float) -> float | None:
+    """When to try a deferred copy again (the schedule's last step repeats), or None to bounce.
+
+    The last try is pulled in to the moment the message reaches max_queue_age,
+    so the age limit is met exactly rather than up to one interval late.
+    """
+    expires = received_at + config.max_queue_age
+    if now >= expires:
+        return None
+    schedule = config.retry_schedule or (300.0,)
+    delay = schedule[min(max(attempts, 0), len(schedule) - 1)]
+    return min(now + delay, expires)
 
 
 class DeliveryWorker:
     def __init__(self, config: Config, store: Store, codec: TokenCodec, upstream: Upstream) -> None:
-        raise NotImplementedError
+        self.config = config
+        self.store = store
+        self.codec = codec
+        self.upstream = upstream
+        self._slots = max(1, config.upstream.max_connections)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._held: dict[int, float] = {}  # copy id -> monotonic time it may be taken again
+        self._backlog = False
+        self._stopping = False
 
     async def start(self) -> None:
-        raise NotImplementedError
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="delivery-worker")
 
     def wake(self) -> None:
         """Called by the SMTP front after a spool, so delivery starts at once."""
-        raise NotImplementedError
+        self._wake.set()
 
     async def stop(self) -> None:
-        """Stop taking copies; finish the ones in flight."""
-        raise NotImplementedError
+        """Stop taking copies; finish the ones in flight (bounded), then close the upstream."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        tasks = list(self._inflight.values())
+        if tasks:
+            # One step's timeout plus a little: a copy mid-reply usually finishes in it.
+            grace = min(self.config.upstream.timeout + 5.0, STOP_GRACE_SECONDS)
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                log.warning("stopping: copy still in flight, it will be retried")
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.upstream.close()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._take_due()
+            except Exception:  # the store may be briefly down; the queue is still there
+                log.exception("could not fetch due copies")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def _take_due(self) -> None:
+        """Start a task for each due copy, up to max_connections in flight."""
+        free = self._slots - len(self._inflight)
+        if free <= 0:
+            self._backlog = True
+            return
+        # Copies in flight are still due in the store: ask for enough to see past them.
+        due = await self.store.due_copies(time.time(), free + len(self._inflight))
+        now = time.monotonic()
+        self._held = {cid: until for cid, until in self._held.items() if until > now}
+        fresh = [c for c in due if c.id not in self._inflight and c.id not in self._held]
+        self._backlog = len(fresh) > free
+        for copy in fresh[:free]:
+            task = asyncio.create_task(self._deliver_guarded(copy), name=f"copy-{copy.id}")
+            self._inflight[copy.id] = task
+
+    async def _deliver_guarded(self, copy: Copy) -> None:
+        """A bug in one copy must not stop the worker: log it and defer the copy."""
+        try:
+            await self.deliver_copy(copy)
+        except Exception as exc:
+            log.exception("copy %s: delivery failed with an internal error", copy.id)
+            await self._defer_after_error(copy, exc)
+        finally:
+            self._inflight.pop(copy.id, None)
+            if self._backlog:
+                self._wake.set()
+
+    async def deliver_copy(self, copy: Copy) -> None:
+        """Rewrite this copy for its recipient, relay it and record the outcome."""
+        message = await self.store.get_message(copy.message_id)
+        if message is None:
+            log.error("copy %s: message %s is not in the spool", copy.id, copy.message_id)
+            lost = DeliveryOutcome("permanent", "message missing from the spool")
+            await self.store.record_outcome(copy.id, lost, None)
+            return
+        raw = await self.store.load_raw(copy.message_id)
+        rewritten = await build_copy(self.config, self.codec, copy, message, raw)
+        if rewritten.links:  # known before anyone can click them
+            await self.store.record_links(copy.id, list(rewritten.links))
+        outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
+        await self._record(copy, message.received_at, outcome, "; ".join(rewritten.notes))
+
+    async def _record(
+        self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
+    ) -> None:
+        next_at: float | None = None
+        if outcome.status == "temporary":
+            next_at = retry_at(self.config.upstream, copy.attempts, received_at, time.time())
+            if next_at is None:
+                age = self.config.upstream.max_queue_age
+                reply = f"gave up after {age:.0f}s in the queue; last reply: {outcome.reply}"
+                outcome = DeliveryOutcome("permanent", reply)
+        await self.store.record_outcome(copy.id, outcome, next_at, note)
+        _log_outcome(copy, outcome, next_at)
+
+    async def _defer_after_error(self, copy: Copy, exc: Exception) -> None:
+        outcome = DeliveryOutcome("temporary", f"internal error: {describe(exc)}")
+        try:
+            message: Message | None = await self.store.get_message(copy.message_id)
+            received_at = message.received_at if message else time.time()
+            await self._record(copy, received_at, outcome, "")
+        except Exception:
+            log.exception("copy %s: could not record the failure; holding it", copy.id)
+            self._held[copy.id] = time.monotonic() + HOLD_SECONDS
+
+
+def _log_outcome(copy: Copy, outcome: DeliveryOutcome, next_at: float | None) -> None:
+    who = copy.recipient or ", ".join(copy.rcpt_tos)
+    if outcome.status == "delivered":
+        log.info("copy %s to %s delivered: %s", copy.id, who, outcome.reply)
+    elif outcome.status == "permanent":
+        log.warning("copy %s to %s bounced: %s", copy.id, who, outcome.reply)
+    else:
+        wait = (next_at or time.time()) - time.time()
+        log.info("copy %s to %s deferred %.0fs: %s", copy.id, who, wait, outcome.reply)

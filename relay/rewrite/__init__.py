@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+AUTO_TOP_THRESHOLD = 102400  # Gmail clips HTML near 100 KB: a bottom pixel would never load
+
 
 @dataclass(frozen=True)
 class RewritePlan:
@@ -35,6 +37,69 @@ class Rewritten:
     notes: tuple[str, ...] = field(default_factory=tuple)  # why something was left alone
 
 
+class LinkRegistry:
+    """One index per distinct URL across the whole message; undone for a part left alone."""
+
+    def __init__(self, plan: RewritePlan) -> None:
+        self.plan = plan
+        self.urls: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def track(self, url: str) -> str:
+        if url not in self.index:
+            self.index[url] = len(self.urls)
+            self.urls.append(url)
+        return self.plan.link_url(self.index[url], url)
+
+    def rollback(self, size: int) -> None:
+        for url in self.urls[size:]:
+            del self.index[url]
+        del self.urls[size:]
+
+
+def pixel_at(plan: RewritePlan, decoded_size: int) -> Literal["top", "bottom"]:
+    """ "auto" is bottom unless the part is big enough for Gmail to clip it."""
+    if plan.pixel_position != "auto":
+        return plan.pixel_position
+    return "top" if decoded_size > AUTO_TOP_THRESHOLD else "bottom"
+
+
 def rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
     """Rewrite the HTML body parts of raw; never raises, never touches other bytes."""
-    raise NotImplementedError
+    try:
+        return _rewrite_message(raw, plan)
+    except Exception as exc:  # tracking never costs a message
+        return Rewritten(raw=raw, notes=(f"rewrite failed: {type(exc).__name__}: {exc}",))
+
+
+def _rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
+    # Imported here: html.py imports RewritePlan from this package.
+    from relay.rewrite import mime
+    from relay.rewrite.html import rewrite_html
+
+    if not (plan.opens or plan.clicks):
+        return Rewritten(raw=raw, notes=("tracking off",))
+    try:
+        found = mime.survey(raw)
+    except mime.MalformedMime as exc:
+        return Rewritten(raw=raw, notes=(f"malformed MIME: {exc}",))
+    if found.content_types & mime.SIGNED_OR_ENCRYPTED:
+        return Rewritten(raw=raw, notes=("signed or encrypted",))
+    if not found.html_bodies:
+        return Rewritten(raw=raw, notes=("no HTML body part",))
+    links = LinkRegistry(plan)
+    edits: list[tuple[int, int, bytes]] = []
+    notes: list[str] = []
+    rewritten = 0
+    for entity in found.html_bodies:
+        checkpoint = len(links.urls)
+        try:
+            part = mime.decode_html(raw, entity)
+            text = rewrite_html(part.text, plan, pixel_at(plan, part.size), links.track)
+            if text != part.text:
+                edits.extend(mime.encode_html(raw, part, text))
+                rewritten += 1
+        except mime.PartLeftAlone as exc:
+            links.rollback(checkpoint)
+            notes.append(f"HTML part at offset {entity.start} left alone: {exc}")
+    return Rewritten(mime.splice(raw, edits), tuple(links.urls), rewritten, tuple(notes))

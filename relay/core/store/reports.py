@@ -1,0 +1,179 @@
+"""Aggregate reads for the admin views: the messages list and one message's report.
+
+Counting rules (SPEC 7, 8): an inferred open is counted as "human" and also in
+"inferred"; first_open/last_open span human opens, inferred ones included
+(proxy and bot fetches say nothing about when a person read the mail). Every
+query is bounded by a page of message ids or one message id, and is served by
+the covering index events_by_message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from relay.core.models import (
+    Copy,
+    LinkReport,
+    MessageReport,
+    MessageSummary,
+    RecipientReport,
+)
+from relay.core.store.reads import COPY_COLUMNS, MESSAGE_COLUMNS, copy_from_row, message_from_row
+
+OPEN_KEYS = ("human", "inferred", "proxy", "bot", "prefetch", "self")
+CLICK_KEYS = ("human", "bot", "prefetch", "self")
+MAX_CURSOR = 200
+_ID = re.compile(r"[0-9a-f]{1,64}")
+# An inferred event is a human one, whatever class it was recorded with.
+_CLASS = "CASE WHEN inferred THEN 'human' ELSE klass END"
+
+
+def encode_cursor(message_id: str) -> str:
+    return base64.urlsafe_b64encode(message_id.encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The id after which the next page starts; ValueError for anything we did not issue."""
+    if len(cursor) > MAX_CURSOR or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+        raise ValueError("invalid cursor")
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("invalid cursor") from None
+    if not _ID.fullmatch(text):
+        raise ValueError("invalid cursor")
+    return text
+
+
+def list_messages(
+    conn: sqlite3.Connection, limit: int, after_id: str | None
+) -> tuple[list[MessageSummary], str | None]:
+    where, params = ("WHERE id < ?", (after_id,)) if after_id else ("", ())
+    rows = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY id DESC LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    messages = [message_from_row(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(messages[-1].id) if len(rows) > limit else None
+    ids = [m.id for m in messages]
+    if not ids:
+        return [], None
+    marks = ",".join("?" * len(ids))
+    states: dict[str, dict[str, int]] = defaultdict(dict)
+    for mid, state, n in conn.execute(
+        f"SELECT message_id, state, count(*) FROM copies WHERE message_id IN ({marks})"
+        " GROUP BY message_id, state",
+        ids,
+    ):
+        states[mid][state] = n
+    opens = {mid: dict.fromkeys(OPEN_KEYS, 0) | {"unique_human": 0} for mid in ids}
+    clicks = {mid: dict.fromkeys(CLICK_KEYS, 0) | {"unique_human": 0} for mid in ids}
+    for mid, kind, klass, n, inferred in conn.execute(
+        f"SELECT message_id, kind, {_CLASS} AS k, count(*), sum(inferred) FROM events"
+        f" WHERE message_id IN ({marks}) GROUP BY message_id, kind, k",
+        ids,
+    ):
+        counts = opens[mid] if kind == "open" else clicks[mid]
+        counts[klass] = counts.get(klass, 0) + n
+        if kind == "open":
+            counts["inferred"] += inferred
+    for mid, kind, n in conn.execute(
+        "SELECT message_id, kind, count(DISTINCT copy_id) FROM events"
+        f" WHERE message_id IN ({marks}) AND (klass = 'human' OR inferred)"
+        " GROUP BY message_id, kind",
+        ids,
+    ):
+        (opens if kind == "open" else clicks)[mid]["unique_human"] = n
+    page = [
+        MessageSummary(m, len(m.rcpt_tos), states[m.id], opens[m.id], clicks[m.id])
+        for m in messages
+    ]
+    return page, next_cursor
+
+
+@dataclass
+class _Tally:
+    """One copy's (or "someone"'s) counts while the report is built."""
+
+    opens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPEN_KEYS, 0))
+    clicks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLICK_KEYS, 0))
+    first_open: float | None = None
+    last_open: float | None = None
+    links: dict[int, tuple[str, dict[str, int]]] = field(default_factory=dict)
+
+    def add_open(self, klass: str, inferred: bool, n: int, first: float, last: float) -> None:
+        self.opens[klass] = self.opens.get(klass, 0) + n
+        if inferred:
+            self.opens["inferred"] += n
+        if klass == "human":
+            self.first_open = first if self.first_open is None else min(self.first_open, first)
+            self.last_open = last if self.last_open is None else max(self.last_open, last)
+
+    def link(self, index: int, url: str) -> dict[str, int]:
+        if index not in self.links:
+            self.links[index] = (url, dict.fromkeys(CLICK_KEYS, 0))
+        return self.links[index][1]
+
+    def report(self, address: str | None, copy: Copy | None) -> RecipientReport:
+        links = tuple(LinkReport(url, counts) for _, (url, counts) in sorted(self.links.items()))
+        return RecipientReport(
+            address, copy, self.opens, self.clicks, self.first_open, self.last_open, links
+        )
+
+
+def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport | None:
+    row = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    copies = [
+        copy_from_row(r)
+        for r in conn.execute(
+            f"SELECT {COPY_COLUMNS} FROM copies WHERE message_id = ? ORDER BY id", (message_id,)
+        )
+    ]
+    someone = _Tally()
+    tallies = {c.id: (_Tally() if c.recipient is not None else someone) for c in copies}
+    _tally_events(conn, message_id, tallies)
+    recipients: list[RecipientReport] = []
+    for copy in copies:
+        if copy.recipient is not None:
+            recipients.append(tallies[copy.id].report(copy.recipient, copy))
+        else:  # a shared copy: the addresses and their state, counts go to "someone"
+            recipients.extend(_Tally().report(address, copy) for address in copy.rcpt_tos)
+    shared = next((c for c in copies if c.recipient is None), None)
+    return MessageReport(message_from_row(row), tuple(recipients), someone.report(None, shared))
+
+
+def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, _Tally]) -> None:
+    for copy_id, idx, url in conn.execute(
+        "SELECT copy_id, idx, url FROM links"
+        " WHERE copy_id IN (SELECT id FROM copies WHERE message_id = ?) ORDER BY copy_id, idx",
+        (message_id,),
+    ):
+        tallies[copy_id].link(idx, url)
+    for copy_id, klass, inferred, n, first, last in conn.execute(
+        f"SELECT copy_id, {_CLASS} AS k, inferred, count(*), min(at), max(at) FROM events"
+        " WHERE message_id = ? AND kind = 'open' GROUP BY copy_id, k, inferred",
+        (message_id,),
+    ):
+        if copy_id in tallies:
+            tallies[copy_id].add_open(klass, bool(inferred), n, first, last)
+    for copy_id, link_index, klass, n, url in conn.execute(
+        f"SELECT copy_id, link_index, {_CLASS} AS k, count(*), max(url) FROM events"
+        " WHERE message_id = ? AND kind = 'click' GROUP BY copy_id, link_index, k",
+        (message_id,),
+    ):
+        tally = tallies.get(copy_id)
+        if tally is None:
+            continue
+        tally.clicks[klass] = tally.clicks.get(klass, 0) + n
+        if link_index is not None:
+            counts = tally.link(link_index, url)
+            counts[klass] = counts.get(klass, 0) + n

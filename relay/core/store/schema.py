@@ -1,0 +1,124 @@
+"""SQLite schema and migrations, versioned with PRAGMA user_version.
+
+MIGRATIONS[i] takes a database from version i to i + 1. Append to the list,
+never edit a shipped entry: a relay upgraded in place migrates on open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from relay.core.store.base import StoreUnavailable
+
+_V1 = (
+    """CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        mail_from TEXT NOT NULL,
+        rcpt_tos TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        client_addr TEXT NOT NULL,
+        auth_user TEXT,
+        sender TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message_id_header TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        in_reply_to TEXT NOT NULL,
+        raw BLOB NOT NULL  -- last: reading the other columns never walks its overflow pages
+    )""",
+    # AUTOINCREMENT: a copy id is signed into tokens that never expire, so an id
+    # must never be reused, even after old rows are deleted by retention.
+    """CREATE TABLE copies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        recipient TEXT,
+        rcpt_tos TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_reply TEXT NOT NULL DEFAULT '',
+        queue_id TEXT NOT NULL DEFAULT '',
+        delivered_at REAL,
+        rewrite_note TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX copies_by_message ON copies(message_id)",
+    """CREATE INDEX copies_due ON copies(next_attempt_at, id)
+        WHERE state IN ('queued', 'deferred')""",
+    "CREATE INDEX copies_by_recipient ON copies(recipient)",
+    """CREATE TABLE links (
+        copy_id INTEGER NOT NULL REFERENCES copies(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (copy_id, idx)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        copy_id INTEGER NOT NULL REFERENCES copies(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        recipient TEXT,
+        at REAL NOT NULL,
+        ip TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        klass TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        url TEXT NOT NULL,
+        link_index INTEGER,
+        inferred INTEGER NOT NULL,
+        extra TEXT NOT NULL DEFAULT '{}'
+    )""",
+    # Covering index for the per-message report and the list counts.
+    """CREATE INDEX events_by_message
+        ON events(message_id, kind, copy_id, klass, inferred, at, link_index)""",
+    "CREATE INDEX events_by_copy ON events(copy_id)",
+    "CREATE INDEX events_by_recipient ON events(recipient, id)",
+    "CREATE INDEX events_by_kind ON events(kind, id)",
+    """CREATE TABLE secrets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Per-connection settings. FULL: a commit is fsync'd before it returns (SPEC 4)."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to SCHEMA_VERSION, one transaction per step; returns the version.
+
+    The connection must be in autocommit mode (isolation_level=None).
+    """
+    version = _user_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"the database has schema version {version}, newer than this relay's "
+            f"{SCHEMA_VERSION}: upgrade the relay"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _user_version(conn) != step:  # another process migrated meanwhile
+                conn.execute("ROLLBACK")
+                continue
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return _user_version(conn)
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])

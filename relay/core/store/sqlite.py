@@ -1,0 +1,175 @@
+"""The SQLite backend: one file, WAL, one group-committing writer, a separate reader.
+
+Writes go through GroupWriter (relay.core.store.writer); reads run on their own
+connection, so a report never waits behind a batch of events. A closed or
+unreachable store raises StoreUnavailable, never a sqlite3 error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from relay.core.models import (
+    Copy,
+    CopySpec,
+    DeliveryOutcome,
+    Event,
+    Message,
+    MessageReport,
+    MessageSummary,
+    NewMessage,
+)
+from relay.core.store import reads, reports, schema, writes
+from relay.core.store.base import StoreUnavailable
+from relay.core.store.writer import GroupWriter, run_in_thread
+
+T = TypeVar("T")
+MAX_PAGE = 1000
+MAX_DUE = 10_000
+BUSY_TIMEOUT_MS = 5000
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(int(value), high))
+
+
+class SQLiteStore:
+    """The Store protocol over one SQLite file (see relay.core.store.base)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: GroupWriter | None = None
+        self._write_conn: aiosqlite.Connection | None = None
+        self._read_conn: aiosqlite.Connection | None = None
+        self._closed = False
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed so far (group commit makes this << writes)."""
+        return 0 if self._writer is None else self._writer.transactions
+
+    async def open(self) -> None:
+        try:
+            self._write_conn = await aiosqlite.connect(self.path, isolation_level=None)
+            await run_in_thread(self._write_conn, schema.configure, BUSY_TIMEOUT_MS)
+            await run_in_thread(self._write_conn, schema.migrate)
+            self._read_conn = await aiosqlite.connect(self.path, isolation_level=None)
+            await run_in_thread(self._read_conn, schema.configure, BUSY_TIMEOUT_MS)
+            await run_in_thread(self._read_conn, lambda c: c.execute("PRAGMA query_only=ON"))
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+        self._writer = GroupWriter(self._write_conn)
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Flush queued writes, then close both connections; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            await self._writer.close()
+        for conn in (self._write_conn, self._read_conn):
+            if conn is not None:
+                await conn.close()
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def secrets(self) -> list[str]:
+        keys = await self._read(writes.read_secrets)
+        return keys or await self._write(writes.ensure_secret)
+
+    # --- spool and delivery -------------------------------------------------
+    async def spool(self, msg: NewMessage, copies: Sequence[CopySpec]) -> str:
+        message_id = writes.new_message_id(msg.received_at)
+        return await self._write(lambda c: writes.insert_message(c, message_id, msg, copies))
+
+    async def due_copies(self, now: float, limit: int) -> list[Copy]:
+        return await self._read(reads.due_copies, now, _clamp(limit, 1, MAX_DUE))
+
+    async def get_message(self, message_id: str) -> Message | None:
+        return await self._read(reads.get_message, message_id)
+
+    async def load_raw(self, message_id: str) -> bytes:
+        """Raises KeyError for an unknown message."""
+        raw = await self._read(reads.load_raw, message_id)
+        if raw is None:
+            raise KeyError(message_id)
+        return raw
+
+    async def get_copy(self, copy_id: int) -> Copy | None:
+        return await self._read(reads.get_copy, copy_id)
+
+    async def record_links(self, copy_id: int, urls: Sequence[str]) -> None:
+        await self._write(lambda c: writes.replace_links(c, copy_id, urls))
+
+    async def record_outcome(
+        self,
+        copy_id: int,
+        outcome: DeliveryOutcome,
+        next_attempt_at: float | None,
+        rewrite_note: str = "",
+    ) -> None:
+        await self._write(
+            lambda c: writes.apply_outcome(c, copy_id, outcome, next_attempt_at, rewrite_note)
+        )
+
+    # --- events ---------------------------------------------------------------
+    async def record_event(self, event: Event) -> int:
+        """Raises ValueError for an unknown copy or message (foreign keys)."""
+        return await self._write(lambda c: writes.insert_event(c, event), single_statement=True)
+
+    async def list_events(
+        self,
+        since_id: int = 0,
+        kind: str | None = None,
+        recipient: str | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        limit = _clamp(limit, 1, MAX_PAGE)
+        return await self._read(reads.list_events, max(0, since_id), kind, recipient, limit)
+
+    # --- reports --------------------------------------------------------------
+    async def list_messages(
+        self, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[MessageSummary], str | None]:
+        """Raises ValueError for a cursor this store did not hand out."""
+        after = None if cursor is None else reports.decode_cursor(cursor)
+        return await self._read(_snapshot(reports.list_messages), _clamp(limit, 1, MAX_PAGE), after)
+
+    async def message_report(self, message_id: str) -> MessageReport | None:
+        return await self._read(_snapshot(reports.message_report), message_id)
+
+    # --- plumbing -------------------------------------------------------------
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed or self._read_conn is None:
+            raise StoreUnavailable("the store is closed")
+        return await run_in_thread(self._read_conn, fn, *args)
+
+    async def _write(
+        self, op: Callable[[sqlite3.Connection], T], single_statement: bool = False
+    ) -> T:
+        if self._closed or self._writer is None:
+            raise StoreUnavailable("the store is closed")
+        return await self._writer.submit(op, single_statement)
+
+
+def _snapshot(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run a multi-query read in one read transaction, so its counts agree with each other."""
+
+    def in_transaction(conn: sqlite3.Connection, *args: Any) -> T:
+        conn.execute("BEGIN")
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    return in_transaction

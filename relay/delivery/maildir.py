@@ -1,0 +1,87 @@
+"""The `maildir:PATH` upstream: each copy becomes a `.eml` file a person can open.
+
+Files are written the Maildir way (PATH/tmp, fsync, rename into PATH/new,
+fsync the directory), so a reader never sees a half-written message and a
+crash after "delivered" loses nothing. The bytes are written exactly as relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from relay.core.config import ConfigError
+from relay.core.models import DeliveryOutcome
+
+
+class MaildirUpstream:
+    """Delivers into a Maildir whose message files end in `.eml`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._host = _safe_hostname()
+        try:
+            _make_dirs(path)
+        except OSError as exc:
+            raise ConfigError(f"upstream.url: cannot create maildir {path}: {exc}") from exc
+
+    async def send(self, mail_from: str, rcpt_tos: Sequence[str], data: bytes) -> DeliveryOutcome:
+        """Write data as one file; a disk error is temporary (space may come back)."""
+        try:
+            name = await asyncio.to_thread(self._write, data)
+        except OSError as exc:
+            return DeliveryOutcome("temporary", f"maildir {self.path}: {exc}")
+        return DeliveryOutcome("delivered", f"written to {self.path / 'new' / name}", name)
+
+    async def close(self) -> None:
+        """Nothing is held open between messages."""
+
+    def _write(self, data: bytes) -> str:
+        _make_dirs(self.path)
+        name = self._unique_name()
+        tmp = self.path / "tmp" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, self.path / "new" / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path / "new")
+        return name
+
+    def _unique_name(self) -> str:
+        """Maildir-style unique name: time, microseconds, pid, random, host."""
+        now = time.time()
+        seconds = int(now)
+        micros = int((now - seconds) * 1_000_000)
+        rand = secrets.token_hex(6)
+        return f"{seconds}.M{micros}P{os.getpid()}R{rand}.{self._host}.eml"
+
+
+def _make_dirs(path: Path) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safe_hostname() -> str:
+    """The host part of a Maildir name may not contain '/' or ':'."""
+    host = socket.gethostname() or "localhost"
+    return host.replace("/", "\\057").replace(":", "\\072")

@@ -1,0 +1,285 @@
+"""The SQLite store on real files: durability, delivery states, group commit, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relay.core.config import StoreConfig
+from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.store import Store, StoreUnavailable, open_store
+from relay.core.store.schema import SCHEMA_VERSION
+from relay.core.store.sqlite import SQLiteStore
+
+T0 = 1_700_000_000.0
+
+
+def new_message(
+    rcpts: tuple[str, ...] = ("bob@example.net", "carol@example.org"),
+    received_at: float = T0,
+    subject: str = "Offer",
+) -> NewMessage:
+    return NewMessage(
+        mail_from="alice@example.com",
+        rcpt_tos=rcpts,
+        raw=b"From: alice@example.com\r\nSubject: Offer\r\n\r\n<p>hi \xff</p>\r\n",
+        received_at=received_at,
+        client_addr="127.0.0.1",
+        auth_user="alice",
+        sender="alice@example.com",
+        subject=subject,
+        message_id_header="<offer-1@example.com>",
+        decision=TrackingDecision(opens=True, clicks=False, reasons=("X-Track: opens",)),
+        in_reply_to=("<earlier@example.net>",),
+    )
+
+
+def per_recipient(msg: NewMessage) -> list[CopySpec]:
+    return [CopySpec(recipient=r, rcpt_tos=(r,)) for r in msg.rcpt_tos]
+
+
+def an_event(copy_id: int, message_id: str, at: float = T0 + 100) -> Event:
+    return Event("open", copy_id, message_id, "bob@example.net", at, "192.0.2.1", "Mozilla/5.0")
+
+
+async def opened(path: Path) -> SQLiteStore:
+    store = open_store(StoreConfig(path=str(path)))
+    assert isinstance(store, SQLiteStore)
+    await store.open()
+    return store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = await opened(tmp_path / "relay.db")
+    yield s
+    await s.close()
+
+
+async def test_spooled_message_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    first = await opened(path)
+    msg = new_message(subject="caf\udce9 bad bytes")  # surrogateescape'd, must not fail
+    message_id = await first.spool(msg, per_recipient(msg))
+    await first.close()
+
+    again = await opened(path)
+    try:
+        stored = await again.get_message(message_id)
+        assert stored is not None
+        assert stored.rcpt_tos == msg.rcpt_tos
+        assert stored.decision == msg.decision
+        assert stored.auth_user == "alice"
+        assert stored.subject == "caf\ufffd bad bytes"
+        assert await again.load_raw(message_id) == msg.raw
+        copies = await again.due_copies(T0, 10)
+        assert [(c.recipient, c.rcpt_tos, c.state) for c in copies] == [
+            ("bob@example.net", ("bob@example.net",), "queued"),
+            ("carol@example.org", ("carol@example.org",), "queued"),
+        ]
+        assert await again.get_copy(copies[0].id) == copies[0]
+    finally:
+        await again.close()
+
+
+async def test_acknowledged_writes_are_committed(store: SQLiteStore, tmp_path: Path) -> None:
+    """Another connection sees the rows the moment spool/record_event return."""
+    msg = new_message()
+    message_id = await store.spool(msg, per_recipient(msg))
+    copy = (await store.due_copies(T0, 1))[0]
+    event_id = await store.record_event(an_event(copy.id, message_id))
+    with sqlite3.connect(tmp_path / "relay.db") as other:
+        assert other.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+        assert other.execute("SELECT id FROM events").fetchall() == [(event_id,)]
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+async def test_message_ids_are_url_safe_and_sort_by_time(store: SQLiteStore) -> None:
+    older = await store.spool(new_message(received_at=T0), [])
+    newer = await store.spool(new_message(received_at=T0 + 0.01), [])
+    assert older < newer
+    assert older.isalnum() and len(older) == 20
+
+
+async def test_due_copies_order_limit_and_deferral(store: SQLiteStore) -> None:
+    late = new_message(("late@example.net",), received_at=T0 + 50)
+    early = new_message(("early@example.net", "early2@example.net"), received_at=T0)
+    await store.spool(late, per_recipient(late))
+    await store.spool(early, per_recipient(early))
+    assert await store.due_copies(T0 - 1, 10) == []
+    due = await store.due_copies(T0 + 60, 10)
+    assert [c.recipient for c in due] == [
+        "early@example.net",
+        "early2@example.net",
+        "late@example.net",
+    ]
+    assert [c.recipient for c in await store.due_copies(T0 + 60, 1)] == ["early@example.net"]
+
+    temporary = DeliveryOutcome("temporary", "451 4.3.0 try later")
+    await store.record_outcome(due[0].id, temporary, T0 + 500)
+    assert [c.recipient for c in await store.due_copies(T0 + 60, 10)] == [
+        "early2@example.net",
+        "late@example.net",
+    ]
+    deferred = (await store.due_copies(T0 + 500, 10))[-1]
+    assert (deferred.id, deferred.state, deferred.attempts) == (due[0].id, "deferred", 1)
+    assert (deferred.last_reply, deferred.next_attempt_at) == ("451 4.3.0 try later", T0 + 500)
+
+
+async def test_record_outcome_transitions(store: SQLiteStore) -> None:
+    msg = new_message(("a@x.example", "b@x.example", "c@x.example"))
+    await store.spool(msg, per_recipient(msg))
+    a, b, c = await store.due_copies(T0, 10)
+    await store.record_outcome(a.id, DeliveryOutcome("temporary", "421 busy"), T0 + 60)
+    await store.record_outcome(a.id, DeliveryOutcome("delivered", "250 ok", "Q1"), None, "plain")
+    await store.record_outcome(b.id, DeliveryOutcome("permanent", "550 no such user"), None)
+    await store.record_outcome(c.id, DeliveryOutcome("temporary", "gave up"), None)
+    got_a, got_b, got_c = [await store.get_copy(x.id) for x in (a, b, c)]
+    assert got_a is not None and got_b is not None and got_c is not None
+    assert (got_a.state, got_a.attempts, got_a.queue_id) == ("delivered", 2, "Q1")
+    assert got_a.delivered_at is not None and got_a.rewrite_note == "plain"
+    assert (got_b.state, got_b.last_reply, got_b.delivered_at) == (
+        "bounced",
+        "550 no such user",
+        None,
+    )
+    assert got_c.state == "bounced"
+    assert await store.due_copies(T0 + 10**6, 10) == []
+    with pytest.raises(ValueError):
+        await store.record_outcome(999, DeliveryOutcome("delivered", "250"), None)
+
+
+async def test_group_commit_persists_every_event(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = await opened(path)
+    msg = new_message()
+    message_id = await store.spool(msg, per_recipient(msg))
+    copy = (await store.due_copies(T0, 1))[0]
+    before = store.transactions
+    ids = await asyncio.gather(
+        *(store.record_event(an_event(copy.id, message_id)) for _ in range(1000))
+    )
+    commits = store.transactions - before
+    await store.close()
+    assert len(set(ids)) == 1000
+    assert 1 <= commits <= 20, commits
+
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM events").fetchone() == (1000,)
+    again = await opened(path)
+    try:
+        assert len(await again.list_events(limit=5000)) == 1000  # capped page
+        assert [e.id for e in await again.list_events(since_id=ids[-1] - 1)] == [ids[-1]]
+    finally:
+        await again.close()
+
+
+async def test_a_failing_write_does_not_fail_its_batch(store: SQLiteStore) -> None:
+    msg = new_message()
+    message_id = await store.spool(msg, per_recipient(msg))
+    copy = (await store.due_copies(T0, 1))[0]
+    before = store.transactions
+    results = await asyncio.gather(
+        store.record_event(an_event(copy.id, message_id)),
+        store.record_event(an_event(424242, message_id)),  # no such copy: foreign key
+        store.record_links(777, ["https://x.example/"]),  # no such copy
+        store.record_event(an_event(copy.id, message_id)),
+        return_exceptions=True,
+    )
+    assert store.transactions - before == 1  # all four went in one transaction
+    assert isinstance(results[0], int) and isinstance(results[3], int)
+    assert isinstance(results[1], ValueError) and isinstance(results[2], ValueError)
+    assert [e.id for e in await store.list_events()] == [results[0], results[3]]
+
+
+async def test_a_half_done_write_is_rolled_back_alone(store: SQLiteStore) -> None:
+    msg = new_message()
+    message_id = await store.spool(msg, per_recipient(msg))
+    copy = (await store.due_copies(T0, 1))[0]
+    await store.record_links(copy.id, ["https://old.example/"])
+    before = store.transactions
+    results = await asyncio.gather(
+        store.record_event(an_event(copy.id, message_id)),
+        # deletes the old links, then fails on the bad URL: the delete must be undone
+        store.record_links(copy.id, ["https://new.example/", None]),  # type: ignore[list-item]
+        store.record_event(an_event(copy.id, message_id)),
+        return_exceptions=True,
+    )
+    assert store.transactions - before == 1
+    assert isinstance(results[1], TypeError)
+    assert len(await store.list_events()) == 2
+    report = await store.message_report(message_id)
+    assert report is not None
+    assert [link.url for link in report.recipients[0].links] == ["https://old.example/"]
+
+
+async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "relay.db")
+    msg = new_message()
+    message_id = await store.spool(msg, per_recipient(msg))
+    copy = (await store.due_copies(T0, 1))[0]
+    tasks = [
+        asyncio.create_task(store.record_event(an_event(copy.id, message_id))) for _ in range(50)
+    ]
+    await asyncio.sleep(0)  # every task has queued its write
+    await store.close()
+    ids = await asyncio.gather(*tasks)
+    assert len(set(ids)) == 50
+    with sqlite3.connect(tmp_path / "relay.db") as raw:
+        assert raw.execute("SELECT count(*) FROM events").fetchone() == (50,)
+
+
+async def test_secrets_are_created_once_and_persist(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    first = await opened(path)
+    keys = await first.secrets()
+    assert len(keys) == 1 and len(keys[0]) >= 43
+    assert await first.secrets() == keys
+    await first.close()
+    again = await opened(path)
+    try:
+        assert await again.secrets() == keys
+    finally:
+        await again.close()
+
+
+async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
+    store: Store = await opened(tmp_path / "relay.db")
+    await store.ping()
+    await store.close()
+    await store.close()  # harmless
+    for call in (
+        store.ping(),
+        store.secrets(),
+        store.due_copies(T0, 1),
+        store.spool(new_message(), []),
+    ):
+        with pytest.raises(StoreUnavailable):
+            await call
+
+
+async def test_unopenable_path_is_unavailable(tmp_path: Path) -> None:
+    store = open_store(StoreConfig(path=str(tmp_path / "missing-dir" / "relay.db")))
+    with pytest.raises(StoreUnavailable, match="missing-dir"):
+        await store.open()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = open_store(StoreConfig(path=str(path)))
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await store.open()
+
+
+async def test_load_raw_of_unknown_message_is_key_error(store: SQLiteStore) -> None:
+    with pytest.raises(KeyError):
+        await store.load_raw("0123456789abcdef0123")
+    assert await store.get_message("nope") is None
+    assert await store.get_copy(1) is None

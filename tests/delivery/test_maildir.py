@@ -1,0 +1,64 @@
+"""The maildir: upstream writes readable .eml files, atomically, into PATH/new."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import shutil
+from pathlib import Path
+
+import pytest
+
+from relay.core.config import ConfigError, UpstreamConfig
+from relay.delivery.upstream import open_upstream
+
+MESSAGE = (
+    b"From: Alice <a@example.com>\r\nTo: b@example.net\r\nSubject: Hello\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + "Grüße\r\n".encode()
+)
+
+
+async def test_each_copy_is_an_eml_file(tmp_path: Path) -> None:
+    outbox = tmp_path / "out" / "box"  # created as needed
+    upstream = open_upstream(UpstreamConfig(url=f"maildir:{outbox}"))
+    outcomes = await asyncio.gather(
+        *(upstream.send("a@example.com", [f"r{i}@example.net"], MESSAGE) for i in range(5))
+    )
+    await upstream.close()
+    files = sorted((outbox / "new").iterdir())
+    assert len(files) == 5
+    assert {o.status for o in outcomes} == {"delivered"}
+    assert {o.queue_id for o in outcomes} == {f.name for f in files}
+    assert list((outbox / "tmp").iterdir()) == []  # nothing half-written left behind
+    for path in files:
+        assert path.suffix == ".eml"
+        assert path.read_bytes() == MESSAGE
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert parsed["Subject"] == "Hello"
+
+
+async def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    upstream = open_upstream(UpstreamConfig(url="maildir:./outbox"))
+    outcome = await upstream.send("", ["b@example.net"], MESSAGE)
+    assert outcome.status == "delivered"
+    assert [p.name for p in (tmp_path / "outbox" / "new").iterdir()] == [outcome.queue_id]
+
+
+async def test_write_failure_is_temporary(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    upstream = open_upstream(UpstreamConfig(url=f"maildir:{outbox}"))
+    shutil.rmtree(outbox / "new")
+    (outbox / "new").write_text("a file where the directory should be")
+    outcome = await upstream.send("a@example.com", ["b@example.net"], MESSAGE)
+    assert outcome.status == "temporary"
+    assert str(outbox) in outcome.reply
+    assert list((outbox / "tmp").iterdir()) == []
+
+
+def test_unusable_path_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"upstream\.url"):
+        open_upstream(UpstreamConfig(url=f"maildir:{blocker}/outbox"))

@@ -1,0 +1,162 @@
+"""The JSON API of the admin listener (SPEC section 8).
+
+The store computes the counts (MessageSummary, MessageReport); this module
+only checks parameters and formats them into the documented shapes, with
+every count key present (zero when nothing happened) so clients need no
+guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from relay.core.models import MessageSummary, RecipientReport
+from relay.core.store import Store
+
+log = logging.getLogger("tracking_http.admin")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MAX_CURSOR = 256
+MAX_MESSAGE_ID = 128
+
+OPEN_CLASSES = ("human", "inferred", "proxy", "bot", "prefetch", "self")
+CLICK_CLASSES = ("human", "bot", "prefetch", "self")
+LIST_OPEN_KEYS = ("human", "unique_human", "inferred", "proxy", "bot", "prefetch", "self")
+LIST_CLICK_KEYS = ("human", "unique_human", "bot", "prefetch", "self")
+
+JsonObject = dict[str, Any]
+
+
+def iso_time(ts: float | None) -> str | None:
+    """Unix time as ISO 8601 UTC with a Z, second precision: ``2026-11-27T10:00:00Z``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def counts(keys: tuple[str, ...], found: dict[str, int]) -> dict[str, int]:
+    """Every documented key (0 when absent), then any further class the store reports."""
+    out = {key: int(found.get(key, 0)) for key in keys}
+    out.update({key: int(value) for key, value in found.items() if key not in out})
+    return out
+
+
+def overall_state(states: dict[str, int]) -> str:
+    """One word for the list: the copies' common state, or ``mixed``."""
+    present = [state for state, n in states.items() if n]
+    if not present:
+        return "none"
+    return present[0] if len(present) == 1 else "mixed"
+
+
+def summary_json(summary: MessageSummary) -> JsonObject:
+    message = summary.message
+    return {
+        "id": message.id,
+        "sender": message.sender,
+        "subject": message.subject,
+        "created_at": iso_time(message.received_at),
+        "recipients": summary.recipients,
+        "opens": counts(LIST_OPEN_KEYS, summary.opens),
+        "clicks": counts(LIST_CLICK_KEYS, summary.clicks),
+        "state": overall_state(summary.states),
+        "states": dict(summary.states),
+    }
+
+
+def recipient_json(report: RecipientReport) -> JsonObject:
+    return {
+        "address": report.address,
+        "state": report.copy.state if report.copy is not None else None,
+        "opens": counts(OPEN_CLASSES, report.opens),
+        "clicks": counts(CLICK_CLASSES, report.clicks),
+        "first_open": iso_time(report.first_open),
+        "last_open": iso_time(report.last_open),
+        "links": [
+            {"url": link.url, "clicks": counts(CLICK_CLASSES, link.clicks)} for link in report.links
+        ],
+    }
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def json_response(body: JsonObject, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def parse_limit(raw: str | None) -> int | None:
+    """The page size, 1..MAX_LIMIT; None when it is not a number in range."""
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or len(raw) > 6:
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_LIMIT else None
+
+
+class AdminViews:
+    """API handlers; the bearer check happens before them, in admin.auth."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text="<!doctype html><title>relay admin</title><h1>relay admin</h1>"
+            "<p>The dashboard is not built yet. JSON: "
+            '<a href="/api/messages">/api/messages</a></p>',
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        limit = parse_limit(request.query.get("limit"))
+        if limit is None:
+            return json_error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
+        cursor = request.query.get("cursor") or None
+        if cursor is not None and len(cursor) > MAX_CURSOR:
+            return json_error(400, "cursor is not valid")
+        try:
+            page, next_cursor = await self._store.list_messages(limit=limit, cursor=cursor)
+        except ValueError:
+            return json_error(400, "cursor is not valid")
+        return json_response({"messages": [summary_json(s) for s in page], "next": next_cursor})
+
+    async def message_detail(self, request: web.Request) -> web.Response:
+        message_id = request.match_info["id"]
+        if len(message_id) > MAX_MESSAGE_ID:
+            return json_error(404, "no such message")
+        report = await self._store.message_report(message_id)
+        if report is None:
+            return json_error(404, "no such message")
+        message = report.message
+        body: JsonObject = {
+            "id": message.id,
+            "sender": message.sender,
+            "subject": message.subject,
+            "created_at": iso_time(message.received_at),
+            "mail_from": message.mail_from,
+            "message_id_header": message.message_id_header,
+            "tracking": {
+                "opens": message.decision.opens,
+                "clicks": message.decision.clicks,
+                "per_recipient": message.decision.per_recipient,
+                "reasons": list(message.decision.reasons),
+            },
+            "recipients": [recipient_json(r) for r in report.recipients],
+            "someone": recipient_json(report.someone),
+        }
+        return json_response(body)

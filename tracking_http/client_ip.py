@@ -1,0 +1,86 @@
+"""The client address of a tracking request (SPEC section 6).
+
+Only a peer in ``tracking.trusted_proxies`` may name the client with
+``X-Forwarded-For`` or ``Forwarded``; anyone else could spoof it. The
+right-most address that is not itself a trusted proxy is the client: every
+hop to its right was added by a proxy we trust, everything to its left was
+written by the client and proves nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from multidict import CIMultiDictProxy
+
+from relay.core.config import Network
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_HOPS = 32  # a longer proxy chain is either a loop or an attack; look no further
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    """An address from a header hop: bare, ``[v6]:port``, ``v4:port`` or quoted; else None."""
+    text = value.strip().strip('"').strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # IPv4 with a port; bare IPv6 has several colons
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return normalize(address)
+
+
+def normalize(address: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 peer (``::ffff:192.0.2.1``) is the IPv4 client it carries."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(address: IPAddress, networks: Iterable[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)
+
+
+def forwarded_hops(headers: CIMultiDictProxy[str]) -> list[str]:
+    """Hops, left to right, from X-Forwarded-For, else from the ``for=`` of Forwarded."""
+    xff = headers.getall("X-Forwarded-For", [])
+    if xff:
+        return [hop for value in xff for hop in value.split(",")]
+    hops: list[str] = []
+    for value in headers.getall("Forwarded", []):
+        for element in value.split(","):
+            found = ""  # an element without for= is a hop we cannot read
+            for pair in element.split(";"):
+                name, _, param = pair.partition("=")
+                if name.strip().lower() == "for":
+                    found = param
+            hops.append(found)
+    return hops
+
+
+def client_address(
+    peer: str | None, hops: Sequence[str], trusted_proxies: Sequence[Network]
+) -> str:
+    """The client address: the peer, or the right-most untrusted hop when the peer is trusted.
+
+    A hop that cannot be parsed ends the walk: the nearest address a trusted
+    proxy vouched for is then the best we know.
+    """
+    current = parse_ip(peer or "")
+    if current is None:
+        return peer or ""
+    if not trusted_proxies:
+        return str(current)
+    for hop in list(reversed(hops))[:MAX_HOPS]:
+        if not in_networks(current, trusted_proxies):
+            break
+        address = parse_ip(hop)
+        if address is None:
+            break
+        current = address
+    return str(current)

@@ -1,0 +1,123 @@
+"""Pixel and click handlers of the public tracking server (SPEC section 6).
+
+The token is checked before anything else, so a forged or tampered token
+never reaches the store. A valid click always redirects and a pixel request
+always gets the GIF, whatever the store does (see tracking_http.events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import quote
+
+from aiohttp import hdrs, web
+
+from relay.core.config import TrackingConfig
+from relay.core.store import Store
+from relay.core.tokens import MAX_TOKEN_CHARS, InvalidToken, TokenCodec, TokenData
+from tracking_http.client_ip import client_address, forwarded_hops
+from tracking_http.events import EventRecorder, Hit
+
+log = logging.getLogger("tracking_http.public")
+
+# The smallest transparent GIF: 1x1, one transparent palette entry, 43 bytes.
+TRANSPARENT_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+    b"!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+HEALTH_TIMEOUT = 2.0
+
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, private",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+NOT_FOUND_PAGE = (
+    '<!doctype html><html><head><meta charset="utf-8"><title>Link not found</title>'
+    "</head><body><h1>Link not found</h1><p>This link is not valid. If you copied it, "
+    "check that it is complete.</p></body></html>"
+)
+
+
+def location_header(url: str) -> str:
+    """The original URL, exactly, as a header value.
+
+    Non-ASCII stays as it is: aiohttp writes headers as UTF-8 and browsers read
+    Location as UTF-8, so the recipient lands on exactly the URL the sender
+    wrote. Only what cannot be in a header (controls, lone surrogates) is
+    percent-encoded, so no token can split or break the response.
+    """
+    return "".join(_header_safe(c) for c in url)
+
+
+def _header_safe(char: str) -> str:
+    code = ord(char)
+    if code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+        return quote(char.encode("utf-8", "surrogatepass"), safe="")
+    return char
+
+
+class PublicViews:
+    """The request handlers; config, store and codec are handed in, never global."""
+
+    def __init__(self, config: TrackingConfig, store: Store, codec: TokenCodec) -> None:
+        self._config = config
+        self._store = store
+        self._codec = codec
+        self.recorder = EventRecorder(config, store)
+
+    async def pixel(self, request: web.Request) -> web.Response:
+        data = self._verified(request.match_info["token"], "open")
+        if data is not None and request.method == hdrs.METH_GET:
+            await self.recorder.record(data, self._hit(request))
+        return web.Response(body=TRANSPARENT_GIF, content_type="image/gif", headers=NO_CACHE)
+
+    async def click(self, request: web.Request) -> web.Response:
+        data = self._verified(request.match_info["token"], "click")
+        if data is None or not data.url:
+            return web.Response(
+                status=404,
+                text=NOT_FOUND_PAGE,
+                content_type="text/html",
+                headers={"Cache-Control": "no-store"},
+            )
+        if request.method == hdrs.METH_GET:
+            await self.recorder.record(data, self._hit(request))
+        return web.Response(
+            status=302,
+            headers={
+                "Location": location_header(data.url),
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self._store.ping(), HEALTH_TIMEOUT)
+        except Exception as exc:
+            log.warning("healthz: store unreachable: %r", exc)
+            return web.Response(status=503, text="store unreachable\n", headers=NO_CACHE)
+        return web.Response(text="ok", headers=NO_CACHE)
+
+    def _verified(self, token: str, kind: str) -> TokenData | None:
+        """The token's data if genuine and of the expected kind; None otherwise.
+
+        Longer than any token the codec makes: rejected before any HMAC work.
+        """
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return None
+        try:
+            data = self._codec.verify(token)
+        except InvalidToken:
+            return None
+        return data if data.kind == kind else None
+
+    def _hit(self, request: web.Request) -> Hit:
+        ip = client_address(
+            request.remote, forwarded_hops(request.headers), self._config.trusted_proxies
+        )
+        return Hit(ip=ip, user_agent=request.headers.get(hdrs.USER_AGENT, ""), at=time.time())
