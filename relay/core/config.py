@@ -1,145 +1,57 @@
 """Configuration: TOML parsed once into frozen dataclasses.
 
-Every default and every check lives here, so the rest of the code can trust
-the values it is handed. Errors name the offending key (``ConfigError``).
+Every default and every check lives here (the dataclasses in config_schema,
+value parsers in config_checks, typed table access in config_reader), so the
+rest of the code can trust the values it is handed. Errors name the offending key (``ConfigError``).
+
+Relative paths (store.path, the maildir path, TLS files, the DKIM key) are
+relative to the current directory of the process, like the default ./relay.toml.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass, field
+from dataclasses import fields
 from pathlib import Path
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from relay.core import config_checks as checks
+from relay.core.config_reader import ConfigError, TomlTable, read_toml_file
+from relay.core.config_schema import (
+    AdminConfig,
+    Config,
+    DkimConfig,
+    HostPort,
+    Network,
+    PrivacyConfig,
+    SmtpConfig,
+    SmtpUser,
+    StoreConfig,
+    TrackingConfig,
+    TrackingPolicy,
+    UpstreamConfig,
+    WebhookConfig,
+)
+from relay.core.config_toml import write_toml
 
+__all__ = [
+    "AdminConfig",
+    "Config",
+    "ConfigError",
+    "DkimConfig",
+    "HostPort",
+    "Network",
+    "PrivacyConfig",
+    "SmtpConfig",
+    "SmtpUser",
+    "StoreConfig",
+    "TrackingConfig",
+    "TrackingPolicy",
+    "UpstreamConfig",
+    "WebhookConfig",
+    "load_config",
+    "render_config",
+]
 
-class ConfigError(Exception):
-    """A config problem, with a message that names the key or file."""
-
-
-@dataclass(frozen=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class SmtpUser:
-    name: str
-    password_hash: str
-    allowed_senders: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 2525),)
-    implicit_tls_listen: tuple[HostPort, ...] = ()
-    hostname: str = "localhost"
-    tls_cert: str = ""
-    tls_key: str = ""
-    require_tls_for_auth: bool = True
-    allowed_networks: tuple[Network, ...] = (
-        ipaddress.ip_network("127.0.0.0/8"),
-        ipaddress.ip_network("::1/128"),
-    )
-    max_message_size: int = 52_428_800
-    max_recipients: int = 500
-    users: tuple[SmtpUser, ...] = ()
-    # Option (SPEC 4): keep X-Mailgun-*/X-PM-*/X-MC-* headers for a tracking upstream.
-    pass_through_tracking_headers: bool = False
-
-
-@dataclass(frozen=True)
-class UpstreamConfig:
-    url: str = "maildir:./outbox"
-    username: str = ""
-    password: str = ""
-    max_connections: int = 10
-    # seconds between attempts; the last one repeats until max_queue_age
-    retry_schedule: tuple[float, ...] = (60, 300, 900, 1800, 3600, 7200, 14400)
-    max_queue_age: float = 4 * 86400
-    timeout: float = 60.0
-    tls_verify: bool = True
-    ca_file: str = ""
-
-
-@dataclass(frozen=True)
-class TrackingPolicy:
-    match: str = ""  # sender address pattern ("*@sales.example.com"); "" when user is used
-    user: str = ""  # authenticated SMTP user name
-    opens: bool = True
-    clicks: bool = True
-    log_copy: bool = False
-    base_url: str = ""
-
-
-@dataclass(frozen=True)
-class PrivacyConfig:
-    enabled: bool = False
-    legal_basis: tuple[str, ...] = ()
-    anonymize_ip: bool = False
-    retention: float = 0  # seconds; 0 = keep
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    base_url: str = "http://127.0.0.1:8080"
-    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8080),)
-    secrets: tuple[str, ...] = ()
-    opens: bool = True
-    clicks: bool = True
-    per_recipient: bool = True
-    pixel_position: str = "auto"  # "auto" | "top" | "bottom"
-    honeypot: bool = False
-    bot_click_window: float = 3.0
-    skip_bare_url_links: bool = True
-    exclude_links: tuple[re.Pattern[str], ...] = ()
-    ignore_networks: tuple[Network, ...] = ()
-    trusted_proxies: tuple[Network, ...] = ()
-    policy: tuple[TrackingPolicy, ...] = ()
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-
-
-@dataclass(frozen=True)
-class AdminConfig:
-    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8081),)
-    token: str = ""
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    path: str = "./relay.db"
-
-
-@dataclass(frozen=True)
-class DkimConfig:
-    domain: str
-    selector: str
-    private_key: str
-    headers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    url: str
-    secret: str
-    events: tuple[str, ...] = ("open", "click", "bounce", "delivered")
-
-
-@dataclass(frozen=True)
-class Config:
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
-    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    admin: AdminConfig = field(default_factory=AdminConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    dkim: DkimConfig | None = None
-    webhooks: tuple[WebhookConfig, ...] = ()
-    source: str = "<embedded defaults>"  # the file it was read from
+DEFAULT_PATH = Path("relay.toml")
 
 
 def load_config(path: Path | None) -> Config:
@@ -147,4 +59,211 @@ def load_config(path: Path | None) -> Config:
 
     Raises ConfigError naming the key on any unknown key, wrong type or bad value.
     """
-    raise NotImplementedError  # filled in by the config work
+    if path is None:
+        if not DEFAULT_PATH.exists():
+            return Config()
+        path = DEFAULT_PATH
+    root = TomlTable(read_toml_file(path), "", _keys(Config, skip=("source",)))
+    return Config(
+        smtp=_smtp(root.table("smtp", _keys(SmtpConfig))),
+        upstream=_upstream(root.table("upstream", _keys(UpstreamConfig))),
+        tracking=_tracking(root.table("tracking", _keys(TrackingConfig))),
+        admin=_admin(root.table("admin", _keys(AdminConfig))),
+        store=StoreConfig(path=_required_str(root.table("store", ["path"]), "path", "./relay.db")),
+        dkim=_dkim(root.table("dkim", _keys(DkimConfig))) if root.has("dkim") else None,
+        webhooks=tuple(_webhook(t) for t in root.tables("webhooks", _keys(WebhookConfig))),
+        source=str(path),
+    )
+
+
+def _keys(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
+    """The TOML keys of a section are its dataclass's field names."""
+    return [f.name for f in fields(cls) if f.name not in skip]
+
+
+def _host_port(text: str) -> HostPort:
+    return HostPort(*checks.parse_host_port(text))
+
+
+def _file_or_empty(path: str) -> str:
+    return checks.check_readable(path) if path else ""
+
+
+def _positive_duration(text: str) -> float:
+    seconds = checks.parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0, got {text!r}")
+    return seconds
+
+
+def _required_str(table: TomlTable, name: str, default: str | None = None) -> str:
+    """A string that may not be empty (and must be given when there is no default)."""
+    if default is None and not table.has(name):
+        raise table.error(name, "required")
+    value = table.get_str(name, default or "")
+    if not value.strip():
+        raise table.error(name, "may not be empty")
+    return value
+
+
+def _smtp(t: TomlTable) -> SmtpConfig:
+    d = SmtpConfig()
+    tls_cert = t.convert("tls_cert", d.tls_cert, _file_or_empty)
+    tls_key = t.convert("tls_key", d.tls_key, _file_or_empty)
+    if tls_cert and not tls_key:
+        raise t.error("tls_key", "required when smtp.tls_cert is set")
+    if tls_key and not tls_cert:
+        raise t.error("tls_cert", "required when smtp.tls_key is set")
+    implicit = t.convert_list("implicit_tls_listen", d.implicit_tls_listen, _host_port)
+    if implicit and not tls_cert:
+        raise t.error("implicit_tls_listen", "needs smtp.tls_cert and smtp.tls_key")
+    users = tuple(_user(u) for u in t.tables("users", _keys(SmtpUser)))
+    names = [user.name for user in users]
+    if len(set(names)) != len(names):
+        raise t.error("users", "two users have the same name")
+    return SmtpConfig(
+        listen=t.convert_list("listen", d.listen, _host_port),
+        implicit_tls_listen=implicit,
+        hostname=t.convert("hostname", d.hostname, checks.check_hostname),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        require_tls_for_auth=t.get_bool("require_tls_for_auth", d.require_tls_for_auth),
+        allowed_networks=t.convert_list(
+            "allowed_networks", d.allowed_networks, checks.parse_network
+        ),
+        max_message_size=t.get_positive_int("max_message_size", d.max_message_size),
+        max_recipients=t.get_positive_int("max_recipients", d.max_recipients),
+        users=users,
+        pass_through_tracking_headers=t.get_bool(
+            "pass_through_tracking_headers", d.pass_through_tracking_headers
+        ),
+    )
+
+
+def _user(t: TomlTable) -> SmtpUser:
+    return SmtpUser(
+        name=_required_str(t, "name"),
+        password_hash=_required_str(t, "password_hash"),
+        allowed_senders=t.convert_list("allowed_senders", (), checks.check_address_pattern),
+    )
+
+
+def _upstream(t: TomlTable) -> UpstreamConfig:
+    d = UpstreamConfig()
+    schedule = t.convert_list("retry_schedule", d.retry_schedule, _positive_duration)
+    if not schedule:
+        raise t.error("retry_schedule", "needs at least one interval")
+    return UpstreamConfig(
+        url=t.convert("url", d.url, checks.check_upstream_url),
+        username=t.get_str("username", d.username),
+        password=t.get_str("password", d.password),
+        max_connections=t.get_positive_int("max_connections", d.max_connections),
+        retry_schedule=schedule,
+        max_queue_age=t.convert("max_queue_age", d.max_queue_age, _positive_duration),
+        timeout=t.convert("timeout", d.timeout, _positive_duration),
+        tls_verify=t.get_bool("tls_verify", d.tls_verify),
+        ca_file=t.convert("ca_file", d.ca_file, _file_or_empty),
+    )
+
+
+def _tracking(t: TomlTable) -> TrackingConfig:
+    d = TrackingConfig()
+    secrets = t.get_str_list("secrets", d.secrets)
+    if not all(secret.strip() for secret in secrets):
+        raise t.error("secrets", "a secret may not be empty")
+    position = t.convert("pixel_position", d.pixel_position, _choice(checks.PIXEL_POSITIONS))
+    return TrackingConfig(
+        base_url=t.convert("base_url", d.base_url, checks.parse_http_url),
+        listen=t.convert_list("listen", d.listen, _host_port),
+        secrets=secrets,
+        opens=t.get_bool("opens", d.opens),
+        clicks=t.get_bool("clicks", d.clicks),
+        per_recipient=t.get_bool("per_recipient", d.per_recipient),
+        pixel_position=position,
+        honeypot=t.get_bool("honeypot", d.honeypot),
+        bot_click_window=t.convert("bot_click_window", d.bot_click_window, checks.parse_duration),
+        skip_bare_url_links=t.get_bool("skip_bare_url_links", d.skip_bare_url_links),
+        exclude_links=t.convert_list("exclude_links", d.exclude_links, checks.parse_regex),
+        ignore_networks=t.convert_list("ignore_networks", d.ignore_networks, checks.parse_network),
+        trusted_proxies=t.convert_list("trusted_proxies", d.trusted_proxies, checks.parse_network),
+        policy=tuple(_policy(p) for p in t.tables("policy", _keys(TrackingPolicy))),
+        privacy=_privacy(t.table("privacy", _keys(PrivacyConfig))),
+    )
+
+
+def _choice(choices: tuple[str, ...]) -> checks.Parser[str]:
+    return lambda value: checks.check_choice(value, choices)
+
+
+def _policy(t: TomlTable) -> TrackingPolicy:
+    match = t.convert("match", "", _optional_pattern)
+    user = t.get_str("user", "").strip()
+    if bool(match) == bool(user):
+        raise ConfigError(f"{t.path}: needs exactly one of match (a sender pattern) or user")
+    return TrackingPolicy(
+        match=match,
+        user=user,
+        opens=t.get_bool("opens", True),
+        clicks=t.get_bool("clicks", True),
+        log_copy=t.get_bool("log_copy", False),
+        base_url=t.convert("base_url", "", _optional_http_url),
+    )
+
+
+def _optional_pattern(value: str) -> str:
+    return checks.check_address_pattern(value) if value else ""
+
+
+def _optional_http_url(value: str) -> str:
+    return checks.parse_http_url(value) if value else ""
+
+
+def _privacy(t: TomlTable) -> PrivacyConfig:
+    d = PrivacyConfig()
+    return PrivacyConfig(
+        enabled=t.get_bool("enabled", d.enabled),
+        legal_basis=t.convert_list("legal_basis", d.legal_basis, checks.check_address_pattern),
+        anonymize_ip=t.get_bool("anonymize_ip", d.anonymize_ip),
+        retention=t.convert("retention", d.retention, checks.parse_duration),
+    )
+
+
+def _admin(t: TomlTable) -> AdminConfig:
+    d = AdminConfig()
+    listen = t.convert_list("listen", d.listen, _host_port)
+    token = t.get_str("token", d.token)
+    if not token and any(not checks.is_loopback_host(a.host) for a in listen):
+        raise t.error("token", "required when admin.listen is not loopback")
+    return AdminConfig(listen=listen, token=token)
+
+
+def _dkim(t: TomlTable) -> DkimConfig:
+    return DkimConfig(
+        domain=_required(t, "domain", checks.check_hostname),
+        selector=_required(t, "selector", checks.check_hostname),
+        private_key=_required(t, "private_key", checks.check_readable),
+        headers=tuple(h.lower() for h in t.get_str_list("headers", ())),
+    )
+
+
+def _required(t: TomlTable, name: str, parse: checks.Parser[str]) -> str:
+    if not t.has(name):
+        raise t.error(name, "required")
+    return t.convert(name, "", parse)
+
+
+def _webhook(t: TomlTable) -> WebhookConfig:
+    d_events = WebhookConfig("", "").events
+    events = t.convert_list("events", d_events, _choice(checks.WEBHOOK_EVENTS))
+    if not events:
+        raise t.error("events", "needs at least one of " + ", ".join(checks.WEBHOOK_EVENTS))
+    return WebhookConfig(
+        url=_required(t, "url", checks.parse_webhook_url),
+        secret=_required_str(t, "secret"),
+        events=events,
+    )
+
+
+def render_config(config: Config, *, redact: bool = True) -> str:
+    """The effective config as TOML that load_config reads back; secrets "<redacted>"."""
+    return write_toml(config, redact=redact, scalars=(HostPort,))

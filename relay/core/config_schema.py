@@ -1,0 +1,137 @@
+"""The config's shape: frozen dataclasses with every default.
+
+relay.core.config parses and checks the TOML into these and re-exports them;
+import them from there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SmtpUser:
+    name: str
+    password_hash: str
+    allowed_senders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 2525),)
+    implicit_tls_listen: tuple[HostPort, ...] = ()
+    hostname: str = "localhost"
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls_for_auth: bool = True
+    allowed_networks: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    max_message_size: int = 52_428_800
+    max_recipients: int = 500
+    users: tuple[SmtpUser, ...] = ()
+    # Option (SPEC 4): keep X-Mailgun-*/X-PM-*/X-MC-* headers for a tracking upstream.
+    pass_through_tracking_headers: bool = False
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str = "maildir:./outbox"
+    username: str = ""
+    password: str = ""
+    max_connections: int = 10
+    # seconds between attempts; the last one repeats until max_queue_age
+    retry_schedule: tuple[float, ...] = (60, 300, 900, 1800, 3600, 7200, 14400)
+    max_queue_age: float = 4 * 86400
+    timeout: float = 60.0
+    tls_verify: bool = True
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingPolicy:
+    match: str = ""  # sender address pattern ("*@sales.example.com"); "" when user is used
+    user: str = ""  # authenticated SMTP user name
+    opens: bool = True
+    clicks: bool = True
+    log_copy: bool = False
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    enabled: bool = False
+    legal_basis: tuple[str, ...] = ()
+    anonymize_ip: bool = False
+    retention: float = 0  # seconds; 0 = keep
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    base_url: str = "http://127.0.0.1:8080"
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8080),)
+    secrets: tuple[str, ...] = ()
+    opens: bool = True
+    clicks: bool = True
+    per_recipient: bool = True
+    pixel_position: str = "auto"  # "auto" | "top" | "bottom"
+    honeypot: bool = False
+    bot_click_window: float = 3.0
+    skip_bare_url_links: bool = True
+    exclude_links: tuple[re.Pattern[str], ...] = ()
+    ignore_networks: tuple[Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
+    policy: tuple[TrackingPolicy, ...] = ()
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8081),)
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "./relay.db"
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    domain: str
+    selector: str
+    private_key: str
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    secret: str
+    events: tuple[str, ...] = ("open", "click", "bounce", "delivered")
+
+
+@dataclass(frozen=True)
+class Config:
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    dkim: DkimConfig | None = None
+    webhooks: tuple[WebhookConfig, ...] = ()
+    source: str = "<embedded defaults>"  # the file it was read from
