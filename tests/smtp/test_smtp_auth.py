@@ -1,0 +1,154 @@
+"""AUTH, STARTTLS and implicit TLS over real sockets with a trustme certificate."""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import ssl
+import time
+
+import pytest
+from smtp.running import OUTSIDE, PASSWORD, Certs, LineClient, StartRelay, alice, in_thread
+
+from relay.core.config import HostPort
+from relay.rewrite.headers import header_values
+from relay.smtp.auth import ThrottleSettings
+
+MESSAGE = b"From: alice@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def send_authenticated(
+    port: int,
+    context: ssl.SSLContext,
+    mechanism: str,
+    *,
+    implicit: bool = False,
+    sender: str = "alice@example.com",
+    data: bytes = MESSAGE,
+) -> None:
+    if implicit:
+        client: smtplib.SMTP = smtplib.SMTP_SSL("localhost", port, context=context, timeout=10)
+    else:
+        client = smtplib.SMTP("localhost", port, timeout=10)
+    with client:
+        client.ehlo()
+        if not implicit:
+            client.starttls(context=context)
+            client.ehlo()
+        assert mechanism in client.esmtp_features["auth"].split()
+        client.login("alice", PASSWORD, initial_response_ok=mechanism == "PLAIN")
+        client.sendmail(sender, ["bob@example.net"], data)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+async def test_auth_over_starttls_lets_a_user_relay(
+    start_relay: StartRelay, certs: Certs, password_hash: str, mechanism: str
+) -> None:
+    relay = await start_relay(
+        allowed_networks=OUTSIDE,
+        tls_cert=certs.cert,
+        tls_key=certs.key,
+        users=(alice(password_hash),),
+    )
+    await in_thread(send_authenticated, relay.port, certs.client, mechanism)
+    [(msg, raw, _copies)] = await relay.spooled()
+    assert msg.auth_user == "alice"
+    assert " with ESMTPSA id " in header_values(raw, "received")[0]
+
+
+async def test_auth_is_neither_offered_nor_accepted_before_tls(
+    start_relay: StartRelay, certs: Certs, password_hash: str
+) -> None:
+    relay = await start_relay(tls_cert=certs.cert, tls_key=certs.key, users=(alice(password_hash),))
+    client = await LineClient.connect(relay.port)
+    ehlo = await client.command("EHLO client.test")
+    assert "250-STARTTLS" in ehlo.splitlines() and "AUTH" not in ehlo
+    token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+    reply = await client.command(f"AUTH PLAIN {token}")
+    assert reply.startswith("538 5.7.11")
+    await client.close()
+
+
+async def test_implicit_tls_listener(
+    start_relay: StartRelay, certs: Certs, password_hash: str
+) -> None:
+    relay = await start_relay(
+        allowed_networks=OUTSIDE,
+        tls_cert=certs.cert,
+        tls_key=certs.key,
+        users=(alice(password_hash),),
+        implicit_tls_listen=(HostPort("127.0.0.1", 0),),
+    )
+    await in_thread(send_authenticated, relay.tls_port, certs.client, "PLAIN", implicit=True)
+    [(msg, raw, _copies)] = await relay.spooled()
+    assert msg.auth_user == "alice"
+    assert " with ESMTPSA id " in header_values(raw, "received")[0]
+
+
+def timed_login(port: int, password: str) -> tuple[int, float]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        started = time.monotonic()
+        try:
+            client.login("alice", password)
+        except smtplib.SMTPAuthenticationError as exc:
+            return exc.smtp_code, time.monotonic() - started
+        return 235, time.monotonic() - started
+
+
+async def test_wrong_password_gets_535_and_is_slowed_down(
+    start_relay: StartRelay, password_hash: str
+) -> None:
+    relay = await start_relay(
+        throttle=ThrottleSettings(base_delay=0.3, max_delay=2.0),
+        require_tls_for_auth=False,
+        users=(alice(password_hash),),
+    )
+    first = await in_thread(timed_login, relay.port, "wrong")
+    second = await in_thread(timed_login, relay.port, "wrong again")
+    assert first[0] == 535 and second[0] == 535
+    assert first[1] >= 0.3 and second[1] >= 0.6  # the delay grows per IP, across connections
+    assert (await in_thread(timed_login, relay.port, PASSWORD))[0] == 235
+
+
+async def test_connection_is_dropped_after_repeated_failures(
+    start_relay: StartRelay, password_hash: str
+) -> None:
+    relay = await start_relay(
+        throttle=ThrottleSettings(base_delay=0.01, max_delay=0.01, failures_per_connection=3),
+        require_tls_for_auth=False,
+        users=(alice(password_hash),),
+    )
+    client = await LineClient.connect(relay.port)
+    assert "AUTH LOGIN PLAIN" in await client.command("EHLO client.test")
+    token = base64.b64encode(b"\0alice\0nope").decode()
+    assert (await client.command(f"AUTH PLAIN {token}")).startswith("535 5.7.8")
+    assert (await client.command(f"AUTH PLAIN {token}")).startswith("535 5.7.8")
+    assert (await client.command(f"AUTH PLAIN {token}")).startswith("421 4.7.0")
+    assert await client.reply() == ""  # closed by the server
+    await client.close()
+
+
+async def test_allowed_senders_bind_envelope_and_from(
+    start_relay: StartRelay, certs: Certs, password_hash: str
+) -> None:
+    relay = await start_relay(
+        allowed_networks=OUTSIDE,
+        tls_cert=certs.cert,
+        tls_key=certs.key,
+        users=(alice(password_hash, "alice@example.com", "*@sales.example.com"),),
+    )
+    with pytest.raises(smtplib.SMTPSenderRefused) as envelope:
+        await in_thread(
+            send_authenticated, relay.port, certs.client, "PLAIN", sender="mallory@example.com"
+        )
+    assert envelope.value.smtp_code == 550 and b"5.7.1" in envelope.value.smtp_error
+    forged = MESSAGE.replace(b"From: alice@example.com", b"From: Boss <ceo@example.com>")
+    with pytest.raises(smtplib.SMTPDataError) as header:
+        await in_thread(send_authenticated, relay.port, certs.client, "PLAIN", data=forged)
+    assert header.value.smtp_code == 550 and b"5.7.1" in header.value.smtp_error
+    assert await relay.spooled() == []
+    sales = MESSAGE.replace(b"From: alice@example.com", b"From: Team <team@sales.example.com>")
+    await in_thread(send_authenticated, relay.port, certs.client, "PLAIN", data=sales)
+    [(msg, _raw, _copies)] = await relay.spooled()
+    assert msg.sender == "team@sales.example.com"
