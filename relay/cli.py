@@ -237,7 +237,8 @@ def _print_banner(config: Config, *, smtp: bool, http: bool) -> None:
         lines.append("Send a first message:")
         lines.append(
             f"  swaks --server {host}:{first.port} --from you@example.com --to friend@example.net "
-            "--header 'Subject: hello' --attach-type text/html "
+            "--header 'Subject: hello' "
+            "--header 'Content-Type: text/html; charset=utf-8' "
             "--body '<p>Hi, see <a href=\"https://example.com/\">our site</a></p>'"
         )
     print("\n".join(lines), flush=True)
