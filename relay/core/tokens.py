@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -66,12 +67,8 @@ class TokenCodec:
 
     def click_token(self, copy_id: int, link_index: int, url: str) -> str:
         """Raises ValueError when the URL is too long for a token (over ~6 KB)."""
-        data = url.encode("utf-8", "surrogatepass")
-        flags = _FLAG_CLICK
-        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-        deflated = packer.compress(data) + packer.flush()
-        if len(deflated) < len(data):
-            data, flags = deflated, flags | _FLAG_DEFLATED
+        extra_flags, data = _pack_url(url)
+        flags = _FLAG_CLICK | extra_flags
         token = self._sign(bytes([VERSION, flags]) + _varint(copy_id) + _varint(link_index) + data)
         if len(token) > MAX_TOKEN_CHARS:
             raise ValueError("URL too long to fit in a tracking token")
@@ -99,6 +96,18 @@ class TokenCodec:
         mac = base.copy()
         mac.update(body)
         return mac.digest()[:MAC_BYTES]
+
+
+@functools.lru_cache(maxsize=1024)
+def _pack_url(url: str) -> tuple[int, bytes]:
+    """The URL's bytes, deflated when that is shorter; cached, as every copy of a
+    message packs the same links."""
+    data = url.encode("utf-8", "surrogatepass")
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = packer.compress(data) + packer.flush()
+    if len(deflated) < len(data):
+        return _FLAG_DEFLATED, deflated
+    return 0, data
 
 
 def _strict_b64decode(token: object) -> bytes:

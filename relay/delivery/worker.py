@@ -98,8 +98,9 @@ class DeliveryWorker:
         if free <= 0:
             self._backlog = True
             return
-        # Copies in flight are still due in the store: ask for enough to see past them.
-        due = await self.store.due_copies(time.time(), free + len(self._inflight))
+        # Copies in flight are still due in the store: ask for enough to see past them,
+        # and one more, so a backlog is seen and the next free slot takes it at once.
+        due = await self.store.due_copies(time.time(), free + len(self._inflight) + 1)
         now = time.monotonic()
         self._held = {cid: until for cid, until in self._held.items() if until > now}
         fresh = [c for c in due if c.id not in self._inflight and c.id not in self._held]
