@@ -9,13 +9,13 @@ still in flight when the wait ends is shielded, so it may yet land.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from relay.core.config import TrackingConfig
-from relay.core.models import Event, EventClass
+from relay.core.models import Copy, Event, EventClass
 from relay.core.store import Store
 from relay.core.tokens import TokenData
 from tracking_http.client_ip import in_networks, parse_ip
@@ -24,6 +24,7 @@ log = logging.getLogger("tracking_http.events")
 
 MAX_USER_AGENT = 512
 RECORD_TIMEOUT = 1.0  # seconds the answer waits for its event to be durable
+COPY_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,27 @@ def classify_network(ip: str, config: TrackingConfig) -> tuple[EventClass, tuple
     return "human", ()
 
 
+class CopyCache:
+    """Who a copy belongs to never changes: remember it rather than ask the store per hit."""
+
+    def __init__(self, store: Store, size: int = COPY_CACHE_SIZE) -> None:
+        self._store = store
+        self._size = size
+        self._known: OrderedDict[int, Copy] = OrderedDict()
+
+    async def get(self, copy_id: int) -> Copy | None:
+        copy = self._known.get(copy_id)
+        if copy is not None:
+            self._known.move_to_end(copy_id)
+            return copy
+        copy = await self._store.get_copy(copy_id)
+        if copy is not None:
+            self._known[copy_id] = copy
+            if len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return copy
+
+
 class EventRecorder:
     """Turns hits into events and stores them within a time bound."""
 
@@ -61,15 +83,17 @@ class EventRecorder:
         self._config = config
         self._store = store
         self._timeout = timeout
-        self._pending: set[asyncio.Task[None]] = set()
+        self._copies = CopyCache(store)
 
     async def record(self, token: TokenData, hit: Hit) -> None:
-        """Store one event; returns when it is durable, or after the timeout, never raising."""
-        task = asyncio.create_task(self._write(token, hit))
-        self._pending.add(task)
-        task.add_done_callback(self._finished)
+        """Store one event; returns when it is durable, or after the timeout, never raising.
+
+        A timeout only stops the wait: a write already queued in the store's
+        writer is committed with its batch all the same.
+        """
         try:
-            await asyncio.wait_for(asyncio.shield(task), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._write(token, hit)
         except TimeoutError:
             log.warning(
                 "store slow: answered %s of copy %d before its event was stored",
@@ -78,21 +102,11 @@ class EventRecorder:
             )
 
     async def drain(self) -> None:
-        """At shutdown: give writes in flight a last moment, then cancel them."""
-        if not self._pending:
-            return
-        _done, still = await asyncio.wait(set(self._pending), timeout=self._timeout)
-        for task in still:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*still, return_exceptions=True)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._pending.discard(task)
+        """At shutdown nothing is left to wait for: the store's writer flushes its queue."""
 
     async def _write(self, token: TokenData, hit: Hit) -> None:
         try:
-            copy = await self._store.get_copy(token.copy_id)
+            copy = await self._copies.get(token.copy_id)
             if copy is None:
                 log.info("%s for unknown copy %d: not recorded", token.kind, token.copy_id)
                 return
