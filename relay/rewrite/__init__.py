@@ -75,7 +75,7 @@ def rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
 def _rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
     # Imported here: html.py imports RewritePlan from this package.
     from relay.rewrite import mime
-    from relay.rewrite.html import rewrite_html
+    from relay.rewrite.html import apply_edits, html_edits
 
     if not (plan.opens or plan.clicks):
         return Rewritten(raw=raw, notes=("tracking off",))
@@ -95,9 +95,10 @@ def _rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
         checkpoint = len(links.urls)
         try:
             part = mime.decode_html(raw, entity)
-            text = rewrite_html(part.text, plan, pixel_at(plan, part.size), links.track)
+            spans = html_edits(part.text, plan, pixel_at(plan, part.size), links.track)
+            text = apply_edits(part.text, spans)
             if text != part.text:
-                edits.extend(mime.encode_html(raw, part, text))
+                edits.extend(mime.encode_html(raw, part, text, spans))
                 rewritten += 1
         except mime.PartLeftAlone as exc:
             links.rollback(checkpoint)

@@ -20,6 +20,7 @@ from typing import Literal
 from relay.rewrite import RewritePlan
 from relay.rewrite.links import (
     MAX_LINK_TEXT,
+    OPT_OUT_NAMES,
     clean_url,
     decode_attribute_value,
     is_bare_url_text,
@@ -110,12 +111,15 @@ class _Scanner:
     def run(self) -> None:
         """Walk the source once; each branch returns the position after its token."""
         source, pos, end = self.source, 0, len(self.source)
+        skip = _SKIP.match
         while pos < end:
-            skipped = _SKIP.match(source, pos) if self.anchor is None else None
-            if skipped is not None and skipped.end() > pos:
-                self.seen_tag = self.seen_tag or source.find("<", pos, skipped.end()) >= 0
-                pos = skipped.end()
-                continue
+            if self.anchor is None:
+                skipped = skip(source, pos).end()  # always matches, perhaps empty
+                if not self.seen_tag:
+                    self.seen_tag = source.find("<", pos, skipped) >= 0
+                pos = skipped
+                if pos >= end:
+                    break
             lt = source.find("<", pos)
             if lt < 0:
                 self.add_text(pos, end)
@@ -229,11 +233,13 @@ class _Scanner:
         opted_out = False
         for attr in _ATTR.finditer(self.source, attrs_start, attrs_end):
             attr_name = attr.group(1).lower()
-            if is_opt_out_attribute(attr_name, _unquote(attr.group(2))):
+            if attr_name == "href":
+                href = href or attr
+            elif attr_name in OPT_OUT_NAMES and is_opt_out_attribute(
+                attr_name, _unquote(attr.group(2))
+            ):
                 self.remove_attribute(attr, attrs_start)
                 opted_out = True
-            elif attr_name == "href" and href is None:
-                href = attr
         if href is None or href.group(2) is None or opted_out:
             return
         url = clean_url(decode_attribute_value(_unquote(href.group(2)) or ""))
@@ -272,7 +278,8 @@ class _Scanner:
         anchor, self.anchor = self.anchor, None
         if anchor is None:
             return
-        text = html_lib.unescape("".join(anchor.text))
+        text = "".join(anchor.text)
+        text = html_lib.unescape(text) if "&" in text else text
         if anchor.text_len > MAX_LINK_TEXT or not is_bare_url_text(text):
             self.track(anchor)
 
@@ -319,17 +326,36 @@ def rewrite_html(
     it is called once per tracked link, in document order except that an <a>
     is resolved at its end (its visible text decides skip_bare_url_links).
     """
+    return apply_edits(html, html_edits(html, plan, pixel_at, track_link))
+
+
+def html_edits(
+    html: str,
+    plan: RewritePlan,
+    pixel_at: Literal["top", "bottom"],
+    track_link: Callable[[str], str],
+) -> list[tuple[int, int, str]]:
+    """The (start, end, replacement) spans rewrite_html makes, sorted and disjoint.
+
+    Kept apart so the caller can re-encode only the bytes around them.
+    """
     scanner = _Scanner(html, plan, track_link)
     scanner.run()
     snippet = tracking_snippet(plan)
     if snippet:
         position = scanner.pixel_position(pixel_at)
         scanner.edits.append((position, position, snippet))
-    if not scanner.edits:
+    scanner.edits.sort(key=lambda e: (e[0], e[1]))
+    return scanner.edits
+
+
+def apply_edits(html: str, edits: list[tuple[int, int, str]]) -> str:
+    """html with each sorted, disjoint span replaced; one join of slices."""
+    if not edits:
         return html
     pieces: list[str] = []
     cursor = 0
-    for start, end, replacement in sorted(scanner.edits, key=lambda e: (e[0], e[1])):
+    for start, end, replacement in edits:
         pieces.append(html[cursor:start])
         pieces.append(replacement)
         cursor = end

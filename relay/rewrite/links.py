@@ -34,6 +34,8 @@ _OPT_OUT_NAMES = frozenset(
 )
 # Opt-out attributes that count only with a given value (compared case-insensitively).
 _OPT_OUT_VALUES = MappingProxyType({"clicktracking": "off", "data-msys-clicktrack": "0"})
+# Every lower-cased name that can opt out: the scanner's cheap first test.
+OPT_OUT_NAMES = _OPT_OUT_NAMES | _OPT_OUT_VALUES.keys()
 
 
 def decode_attribute_value(raw: str) -> str:
@@ -42,6 +44,11 @@ def decode_attribute_value(raw: str) -> str:
     Unlike html.unescape, a named reference without ';' followed by '=' or an
     alphanumeric stays literal, so "?a=1&copy=2" keeps its query parameter.
     """
+
+    if "&" not in raw:
+        return raw
+    if "&" not in raw.replace("&amp;", ""):
+        return raw.replace("&amp;", "&")  # the usual case: only &amp;, decoded left to right
 
     def replace(match: re.Match[str]) -> str:
         ref = match.group()
@@ -58,7 +65,8 @@ def decode_attribute_value(raw: str) -> str:
 
 def clean_url(decoded: str) -> str:
     """The URL a browser would follow: trimmed, with tabs and newlines removed."""
-    return decoded.strip(_URL_TRIM).translate(_URL_TABS)
+    url = decoded.strip(_URL_TRIM)
+    return url.translate(_URL_TABS) if "\t" in url or "\n" in url or "\r" in url else url
 
 
 def is_trackable_url(url: str) -> bool:
@@ -94,8 +102,8 @@ def is_bare_url_text(text: str) -> bool:
     straight there, and a tracking domain in the status bar looks like phishing.
     """
     stripped = text.strip()
-    if not stripped or len(stripped) > MAX_LINK_TEXT:
-        return False
+    if not stripped or len(stripped) > MAX_LINK_TEXT or len(stripped.split(None, 1)) > 1:
+        return False  # a URL holds no whitespace: most link text fails here cheaply
     return _BARE_URL.fullmatch(stripped) is not None
 
 

@@ -24,6 +24,7 @@ from relay.rewrite.transfer import (
     encode_base64,
     encode_qp,
     longest_line,
+    patch_qp,
 )
 
 MAX_DEPTH = 50
@@ -88,6 +89,7 @@ class DecodedHtml:
     size: int  # decoded octets, for the "auto" pixel position
     b64_line: int = QP_LINE
     b64_tail: bytes = b""
+    data: bytes = b""  # the decoded octets, kept so a QP body is not decoded twice
 
 
 def survey(raw: bytes) -> Survey:
@@ -230,7 +232,9 @@ def decode_html(raw: bytes, entity: Entity) -> DecodedHtml:
         raise PartLeftAlone(f"{codec} text does not round-trip")
     if "-----BEGIN PGP" in text:
         raise PartLeftAlone("inline PGP in HTML part")
-    return DecodedHtml(entity, text, codec, errors, transfer, eol, len(data), b64_line, b64_tail)
+    return DecodedHtml(
+        entity, text, codec, errors, transfer, eol, len(data), b64_line, b64_tail, data
+    )
 
 
 def _charset(headers: Message) -> tuple[str, str]:
@@ -251,13 +255,23 @@ def _charset(headers: Message) -> tuple[str, str]:
     ) == 256 and compatible and not stateful else "strict"
 
 
-def encode_html(raw: bytes, part: DecodedHtml, text: str) -> list[tuple[int, int, bytes]]:
-    """Edits (start, end, new bytes) that put text back in the part's charset and encoding."""
+def encode_html(
+    raw: bytes, part: DecodedHtml, text: str, edits: list[tuple[int, int, str]] | None = None
+) -> list[tuple[int, int, bytes]]:
+    """Edits (start, end, new bytes) that put text back in the part's charset and encoding.
+
+    edits, when given, are the (start, end, replacement) spans of part.text that made
+    text: a quoted-printable body then gets only its touched lines re-encoded.
+    """
+    entity = part.entity
+    if part.transfer == "quoted-printable" and edits is not None:
+        patched = _patch_qp(raw, part, edits)
+        if patched is not None:
+            return [(entity.body_start, entity.end, patched)]
     try:
         data = text.encode(part.codec, part.errors)
     except UnicodeError as exc:
         raise PartLeftAlone(f"rewritten HTML does not encode in {part.codec}") from exc
-    entity = part.entity
     body_edit = (entity.body_start, entity.end)
     if part.transfer == "base64":
         return [(*body_edit, encode_base64(data, part.b64_line, part.eol) + part.b64_tail)]
@@ -269,6 +283,40 @@ def encode_html(raw: bytes, part: DecodedHtml, text: str) -> list[tuple[int, int
         raw[entity.start : entity.body_start], "Content-Transfer-Encoding", "quoted-printable"
     )
     return [(entity.start, entity.body_start, head), (*body_edit, encode_qp(data, part.eol))]
+
+
+def _patch_qp(raw: bytes, part: DecodedHtml, edits: list[tuple[int, int, str]]) -> bytes | None:
+    """The QP body with only the touched lines re-encoded, or None to encode it whole."""
+    byte_edits = _byte_edits(part, edits)
+    if byte_edits is None:
+        return None
+    entity = part.entity
+    body = raw[entity.body_start : entity.end]
+    try:
+        return patch_qp(body, part.data, byte_edits, part.eol)
+    except ValueError:
+        return None
+
+
+def _byte_edits(
+    part: DecodedHtml, edits: list[tuple[int, int, str]]
+) -> list[tuple[int, int, bytes]] | None:
+    """The text edits as byte offsets of the decoded part; None for stateful charsets."""
+    if part.errors != "surrogateescape":
+        return None  # only stateless, ASCII-compatible codecs encode piece by piece
+    codec, errors, text = part.codec, part.errors, part.text
+    try:
+        if text.isascii() and len(text) == part.size:
+            return [(start, end, new.encode(codec, errors)) for start, end, new in edits]
+        result, cursor, offset = [], 0, 0
+        for start, end, new in edits:
+            offset += len(text[cursor:start].encode(codec, errors))
+            length = len(text[start:end].encode(codec, errors))
+            result.append((offset, offset + length, new.encode(codec, errors)))
+            offset, cursor = offset + length, end
+    except UnicodeError:
+        return None
+    return result
 
 
 def splice(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:

@@ -81,3 +81,74 @@ def longest_line(data: bytes) -> int:
     if max(map(len, data.split(b"\n"))) <= MAX_LINE:
         return 0
     return max(len(line) - line.endswith(b"\r") for line in data.split(b"\n"))
+
+
+def patch_qp(body: bytes, old: bytes, edits: list[tuple[int, int, bytes]], eol: bytes) -> bytes:
+    """body with only the encoded lines around each (start, end, new) edit of old re-encoded.
+
+    old is a2b_qp(body); edits are sorted, non-overlapping ranges of old. QP is
+    line-oriented and a2b_qp is line-local (nothing carries past a "\\n"), so a run
+    of whole encoded lines decodes on its own: each touched run is decoded, checked
+    against old, edited and encoded; untouched lines keep their exact bytes, and the
+    work follows the edits, not the part's size. Raises ValueError when a run does
+    not check out; the caller then encodes the whole part.
+    """
+    pieces: list[bytes] = []
+    cursor = line = decoded = 0  # line: an encoded line start; decoded: its offset in old
+    i = 0
+    while i < len(edits):
+        line, decoded, end, decoded_end = _seek_line(body, line, decoded, edits[i][0])
+        j = i
+        while j < len(edits) and (j == i or edits[j][0] < decoded_end):
+            last = max(edits[j][1] - 1, edits[j][0])
+            if last >= decoded_end and end < len(body):
+                _, _, end, decoded_end = _seek_line(body, end, decoded_end, last)
+            j += 1
+        span = body[line:end]
+        if binascii.a2b_qp(span) != old[decoded:decoded_end]:
+            raise ValueError("quoted-printable run does not decode in place")
+        new = _apply(old, decoded, decoded_end, edits[i:j])
+        pieces += (body[cursor:line], _encode_run(new, eol, span.endswith(b"\n")))
+        cursor, line, decoded, i = end, end, decoded_end, j
+    pieces.append(body[cursor:])
+    return b"".join(pieces)
+
+
+def _seek_line(body: bytes, line: int, decoded: int, target: int) -> tuple[int, int, int, int]:
+    """(start, decoded start, end, decoded end) of the encoded line holding decoded target.
+
+    Every decoded byte takes at least one encoded byte, so line + (target - decoded)
+    never overshoots: jump there, back to a line start, and decode only what was passed.
+    """
+    while True:
+        guess = min(line + target - decoded, len(body))
+        newline = body.rfind(b"\n", line, guess)
+        if newline >= 0:
+            decoded += len(binascii.a2b_qp(body[line : newline + 1]))
+            line = newline + 1
+            continue
+        end = body.find(b"\n", line) + 1 or len(body)
+        if end - line > MAX_LINE * 4:
+            raise ValueError("quoted-printable line too long to patch")
+        decoded_end = decoded + len(binascii.a2b_qp(body[line:end]))
+        if target < decoded_end or end >= len(body):
+            return line, decoded, end, decoded_end
+        line, decoded = end, decoded_end
+
+
+def _apply(old: bytes, start: int, end: int, edits: list[tuple[int, int, bytes]]) -> bytes:
+    pieces, cursor = [], start
+    for edit_start, edit_end, new in edits:
+        pieces += (old[cursor:edit_start], new)
+        cursor = edit_end
+    pieces.append(old[cursor:end])
+    return b"".join(pieces)
+
+
+def _encode_run(data: bytes, eol: bytes, line_ended: bool) -> bytes:
+    """data as QP lines (encode_qp checks itself); a soft break at the end when the run
+    it replaces ended a line, so the next original line still starts a line."""
+    if not line_ended or data.endswith(eol):
+        return encode_qp(data, eol)
+    encoded = encode_qp(data + b"!", eol)  # "!" is never escaped: it holds the "=" place
+    return encoded[:-1] + b"=" + eol

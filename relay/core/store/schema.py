@@ -80,7 +80,13 @@ _V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Steps reserved while the issues that need them are built in parallel; an
+# empty step only moves the version on. Fill your own step, never another's.
+_V2_DELIVERY: tuple[str, ...] = ()  # queue, bounces, back-pressure
+_V3_CLASSIFY: tuple[str, ...] = ()  # classification, replies, privacy, logged copies
+_V4_WEB: tuple[str, ...] = ()  # webhooks outbox, dashboard sessions
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_DELIVERY, _V3_CLASSIFY, _V4_WEB)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
