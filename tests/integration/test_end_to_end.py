@@ -30,6 +30,11 @@ from support.processes import (
 
 from relay.core.passwords import hash_password
 
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0 Safari/537.36"
+}
+
 BOUNDARY = "==alt-boundary-42=="
 
 TEXT_PART = (
@@ -171,7 +176,7 @@ async def test_tracked_mail_end_to_end(relay: RelayProcess, sink: tuple[SinkHand
     bob_html = parts(copies["bob@example.net"])[2].get_payload(decode=True).decode()
     pixel = re.search(r'src="(' + re.escape(relay.tracking_url) + r'/o/[^"]+)"', bob_html)
     assert pixel is not None
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=BROWSER) as http:
         async with http.get(pixel.group(1)) as answer:
             assert answer.status == 200
             assert answer.headers["Content-Type"] == "image/gif"
@@ -190,7 +195,7 @@ async def test_tracked_mail_end_to_end(relay: RelayProcess, sink: tuple[SinkHand
 async def resolve_links(links: list[str]) -> dict[str, str]:
     """original URL -> tracking URL, by asking the click endpoint (HEAD: not counted)."""
     found: dict[str, str] = {}
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=BROWSER) as http:
         for link in links:
             async with http.head(link, allow_redirects=False) as answer:
                 assert answer.status == 302

@@ -1,0 +1,84 @@
+"""Split deployment: `relay smtp` and `relay http` as two processes sharing one store."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import subprocess
+from pathlib import Path
+
+import aiohttp
+from support.processes import (
+    SinkHandler,
+    free_port,
+    relay_command,
+    relay_env,
+    wait_for_port,
+)
+
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0 Safari/537.36"
+}
+
+MESSAGE = (
+    b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: split\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    b'<html><body><a href="https://example.com/offer">offer</a></body></html>\r\n'
+)
+
+
+def start_role(role: str, config: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        relay_command(role, "--config", str(config)),
+        cwd=config.parent,
+        env=relay_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_port(port, proc)
+    return proc
+
+
+def stop_role(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode(errors="replace")
+
+
+async def test_smtp_and_http_roles_share_the_store(
+    tmp_path: Path, sink: tuple[SinkHandler, int]
+) -> None:
+    handler, sink_port = sink
+    smtp_port, tracking_port, admin_port = free_port(), free_port(), free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
+        f'[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
+        f'[tracking]\nbase_url = "http://127.0.0.1:{tracking_port}"\n'
+        f'listen = "127.0.0.1:{tracking_port}"\nbot_click_window = "0s"\n'
+        f'[admin]\nlisten = "127.0.0.1:{admin_port}"\ntoken = "t0ken"\n'
+        '[store]\npath = "shared.db"\n',
+        encoding="utf-8",
+    )
+    smtp_role = start_role("smtp", config, smtp_port)
+    http_role = start_role("http", config, tracking_port)
+    try:
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.sendmail("alice@example.com", ["bob@example.net"], MESSAGE)
+        [delivered] = handler.wait_for(1)
+        link = re.search(rb'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', delivered.data)
+        assert link is not None
+        async with aiohttp.ClientSession(headers=BROWSER) as http:
+            async with http.get(link.group(1).decode(), allow_redirects=False) as answer:
+                assert answer.status == 302
+                assert answer.headers["Location"] == "https://example.com/offer"
+            auth = {"Authorization": "Bearer t0ken"}
+            api = f"http://127.0.0.1:{admin_port}/api/messages"
+            async with http.get(api, headers=auth) as answer:
+                [summary] = (await answer.json())["messages"]
+        assert summary["subject"] == "split"
+        assert summary["clicks"]["human"] == 1
+    finally:
+        stop_role(smtp_role)
+        stop_role(http_role)
