@@ -2,7 +2,11 @@
 
 Run: .venv/bin/python benchmarks/rewrite.py
 Prints MB/s for both, their ratio (target >= 5x) and rewrite_message's peak
-traced memory against the message size (target < 3x + 100 MB).
+traced memory against the message size (target < 3x + 100 MB). Both sides run
+in this one process on the same bytes. The baseline is the stated one even
+though it flatters the stdlib on big parts: as_bytes() re-emits the stored
+quoted-printable text without ever decoding it, while rewrite_message must
+decode, scan every byte of HTML, wrap every link and re-encode.
 """
 
 from __future__ import annotations
@@ -27,11 +31,10 @@ PARAGRAPH = (
 
 def build_message(target_size: int, links_per_24k: int = 20) -> bytes:
     """multipart/alternative: text + a quoted-printable HTML part of about target_size."""
-    rows, n = [], 0
+    rows: list[str] = []
     per_row = 24_000 // links_per_24k
-    while sum(len(r) for r in rows) * 1.03 < target_size - 1200:
-        rows.append(PARAGRAPH.format(n=n).ljust(per_row - 1, " ") + "\n")
-        n += 1
+    while len(rows) * per_row * 1.03 < target_size - 1200:
+        rows.append(PARAGRAPH.format(n=len(rows)).ljust(per_row - 1, " ") + "\n")
     html = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Offers</title></head>"
         '<body><table width="600" align="center">\n' + "".join(rows) + "</table></body></html>\n"

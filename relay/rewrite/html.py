@@ -114,7 +114,8 @@ class _Scanner:
         skip = _SKIP.match
         while pos < end:
             if self.anchor is None:
-                skipped = skip(source, pos).end()  # always matches, perhaps empty
+                match = skip(source, pos)  # always matches, perhaps empty
+                skipped = match.end() if match is not None else pos
                 if not self.seen_tag:
                     self.seen_tag = source.find("<", pos, skipped) >= 0
                 pos = skipped

@@ -22,6 +22,7 @@ from relay.rewrite.transfer import (
     QP_LINE,
     decode_base64,
     encode_base64,
+    encode_edits,
     encode_qp,
     longest_line,
     patch_qp,
@@ -287,7 +288,7 @@ def encode_html(
 
 def _patch_qp(raw: bytes, part: DecodedHtml, edits: list[tuple[int, int, str]]) -> bytes | None:
     """The QP body with only the touched lines re-encoded, or None to encode it whole."""
-    byte_edits = _byte_edits(part, edits)
+    byte_edits = encode_edits(part.text, part.codec, part.errors, part.size, edits)
     if byte_edits is None:
         return None
     entity = part.entity
@@ -296,27 +297,6 @@ def _patch_qp(raw: bytes, part: DecodedHtml, edits: list[tuple[int, int, str]]) 
         return patch_qp(body, part.data, byte_edits, part.eol)
     except ValueError:
         return None
-
-
-def _byte_edits(
-    part: DecodedHtml, edits: list[tuple[int, int, str]]
-) -> list[tuple[int, int, bytes]] | None:
-    """The text edits as byte offsets of the decoded part; None for stateful charsets."""
-    if part.errors != "surrogateescape":
-        return None  # only stateless, ASCII-compatible codecs encode piece by piece
-    codec, errors, text = part.codec, part.errors, part.text
-    try:
-        if text.isascii() and len(text) == part.size:
-            return [(start, end, new.encode(codec, errors)) for start, end, new in edits]
-        result, cursor, offset = [], 0, 0
-        for start, end, new in edits:
-            offset += len(text[cursor:start].encode(codec, errors))
-            length = len(text[start:end].encode(codec, errors))
-            result.append((offset, offset + length, new.encode(codec, errors)))
-            offset, cursor = offset + length, end
-    except UnicodeError:
-        return None
-    return result
 
 
 def splice(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:

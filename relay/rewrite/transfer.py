@@ -137,7 +137,8 @@ def _seek_line(body: bytes, line: int, decoded: int, target: int) -> tuple[int, 
 
 
 def _apply(old: bytes, start: int, end: int, edits: list[tuple[int, int, bytes]]) -> bytes:
-    pieces, cursor = [], start
+    pieces: list[bytes] = []
+    cursor = start
     for edit_start, edit_end, new in edits:
         pieces += (old[cursor:edit_start], new)
         cursor = edit_end
@@ -152,3 +153,24 @@ def _encode_run(data: bytes, eol: bytes, line_ended: bool) -> bytes:
         return encode_qp(data, eol)
     encoded = encode_qp(data + b"!", eol)  # "!" is never escaped: it holds the "=" place
     return encoded[:-1] + b"=" + eol
+
+
+def encode_edits(
+    text: str, codec: str, errors: str, size: int, edits: list[tuple[int, int, str]]
+) -> list[tuple[int, int, bytes]] | None:
+    """Edits of text as edits of its size encoded octets; None for stateful charsets."""
+    if errors != "surrogateescape":
+        return None  # only stateless, ASCII-compatible codecs encode piece by piece
+    try:
+        if text.isascii() and len(text) == size:
+            return [(start, end, new.encode(codec, errors)) for start, end, new in edits]
+        result: list[tuple[int, int, bytes]] = []
+        cursor = offset = 0
+        for start, end, new in edits:
+            offset += len(text[cursor:start].encode(codec, errors))
+            length = len(text[start:end].encode(codec, errors))
+            result.append((offset, offset + length, new.encode(codec, errors)))
+            offset, cursor = offset + length, end
+    except UnicodeError:
+        return None
+    return result
