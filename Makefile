@@ -20,6 +20,18 @@ sysdeps:
 	@command -v swaks >/dev/null 2>&1 || { \
 	  echo "installing swaks"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q swaks >/dev/null; }
+	@# Postfix for the tests' private instances: "No configuration" leaves /etc/postfix
+	@# without main.cf, so the system service never starts (nor takes port 25).
+	@test -x /usr/sbin/postfix || { \
+	  echo "installing postfix"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    postfix libsasl2-modules >/dev/null; }
+	@# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,13 +22,20 @@ from pathlib import Path
 from aiohttp import web
 
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
+from relay.core.metrics import Metrics
 from relay.core.passwords import hash_password
-from relay.core.store import Store, open_store
+from relay.core.store import Store, StoreUnavailable, open_store
 from relay.core.tokens import TokenCodec
+from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
 from relay.delivery.worker import DeliveryWorker
+from relay.dkim import DkimKeyError, DkimSigner
+from relay.queue_cli import add_queue_parser, run_queue_command
+from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
 from tracking_http.app import create_admin_app, create_tracking_app
+from tracking_http.notify import EventBroker, recorded_sink
+from tracking_http.webhooks import WebhookDispatcher
 
 log = logging.getLogger("relay")
 
@@ -51,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http": _cmd_http,
         "check-config": _cmd_check_config,
         "hash-password": _cmd_hash_password,
+        "erase": _cmd_erase,
+        "queue": run_queue_command,
     }[args.command]
     try:
         return handler(args)
@@ -71,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "smtp": "the SMTP relay and delivery workers only",
         "http": "the tracking and admin HTTP servers only",
         "check-config": "validate and print the effective config, secrets redacted",
+        "erase": "delete a recipient's events and address from the store; prints what went",
     }
     for name, text in helps.items():
         cmd = sub.add_parser(name, help=text, description=text)
@@ -82,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
             help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
         )
         cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub.choices["erase"].add_argument("address", help="the recipient address to erase")
+    add_queue_parser(sub)
     sub.add_parser(
         "hash-password",
         help="read a password and print a hash for [[smtp.users]]",
@@ -89,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
         "when stdin is not a terminal, and prints an argon2id hash.",
     )
     return parser
+
+
+def _cmd_erase(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    try:
+        counts = asyncio.run(erase_address(config, args.address))
+    except StoreUnavailable as exc:
+        raise StartupError(f"store.path: {exc}") from exc
+    print(f"erased {args.address}: {describe(counts)}")
+    return 0
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -141,6 +163,8 @@ class _Running:
     smtp: SmtpServers | None = None
     worker: DeliveryWorker | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
+    purger: RetentionPurger | None = None
+    webhooks: WebhookDispatcher | None = None
 
 
 async def _serve(config: Config, *, smtp: bool, http: bool) -> None:
@@ -158,6 +182,7 @@ async def _serve(config: Config, *, smtp: bool, http: bool) -> None:
 
 
 async def _start(config: Config, *, smtp: bool, http: bool) -> _Running:
+    signer = _dkim_signer(config) if smtp else None
     store = open_store(config.store)
     try:
         await store.open()
@@ -165,23 +190,39 @@ async def _start(config: Config, *, smtp: bool, http: bool) -> _Running:
         raise StartupError(f"store.path: cannot open {config.store.path}: {exc}") from exc
     running = _Running(store=store)
     try:
+        if config.tracking.privacy.retention > 0:
+            running.purger = RetentionPurger(store, config.tracking.privacy.retention)
+            running.purger.start()
         keys = list(config.tracking.secrets) or await store.secrets()
         codec = TokenCodec(keys)
+        metrics = Metrics()  # one per process: /metrics shows both roles' counters
         if smtp:
-            running.worker = DeliveryWorker(
-                config, store, codec, open_upstream(config.upstream, helo_name=config.smtp.hostname)
-            )
+            upstream = open_upstream(config.upstream, helo_name=config.smtp.hostname)
+            running.worker = DeliveryWorker(config, store, codec, upstream, signer, metrics)
             await running.worker.start()
-            running.smtp = await _bind("smtp", start_smtp(config, store, running.worker.wake))
+            starting = start_smtp(config, store, running.worker.wake, metrics=metrics)
+            running.smtp = await _bind("smtp", starting)
         if http:
-            tracking = create_tracking_app(config, store, codec)
+            broker = EventBroker()  # one live feed: recording -> streams
+            tracking = create_tracking_app(config, store, codec, recorded_sink(broker, metrics))
             await _start_site(running, tracking, config.tracking.listen, "tracking.listen")
-            admin = create_admin_app(config, store)
+            admin = create_admin_app(config, store, metrics, broker)
             await _start_site(running, admin, config.admin.listen, "admin.listen")
+            # The HTTP role sends every webhook, the SMTP role's delivery outcomes included.
+            running.webhooks = WebhookDispatcher(config.webhooks, store, metrics)
+            await running.webhooks.start()
     except BaseException:
         await _stop(running)
         raise
     return running
+
+
+def _dkim_signer(config: Config) -> DkimSigner | None:
+    """Read and try the DKIM key before anything listens: a broken key is a start-up error."""
+    try:
+        return open_signer(config)
+    except DkimKeyError as exc:
+        raise StartupError(f"dkim.private_key: {exc}") from exc
 
 
 async def _bind(key: str, starting: Awaitable[SmtpServers]) -> SmtpServers:
@@ -209,12 +250,16 @@ async def _start_site(
 
 
 async def _stop(running: _Running) -> None:
+    if running.purger is not None:
+        await running.purger.stop()
     if running.smtp is not None:
         await running.smtp.close()
     if running.worker is not None:
         await running.worker.stop()
     for runner in reversed(running.runners):
         await runner.cleanup()
+    if running.webhooks is not None:
+        await running.webhooks.stop()
     with contextlib.suppress(Exception):
         await running.store.close()
 

@@ -15,6 +15,7 @@ from relay.core.models import TrackingDecision
 # (opens allowed, clicks allowed); None = this value has no say on that switch
 Verdict = tuple[bool | None, bool | None]
 
+LOG_HEADER = "x-track-log"  # keep the original message viewable: yes / no
 _YES = frozenset({"yes", "true"})
 _NO = frozenset({"no", "false"})
 
@@ -81,6 +82,7 @@ def decide_tracking(
     if "dkim-signature" in headers and config.dkim is None and (opens or clicks):
         opens = clicks = False
         reasons.append("DKIM-signed and no [dkim] key")
+    log_copy = _log_copy_header(headers.get(LOG_HEADER, ()), log_copy, reasons)
     return TrackingDecision(
         opens=opens,
         clicks=clicks,
@@ -94,8 +96,20 @@ def decide_tracking(
 def control_header_names(config: SmtpConfig) -> tuple[str, ...]:
     """The per-message control headers to strip before relaying."""
     if config.pass_through_tracking_headers:
-        return ("x-track",)  # the tracking upstream reads its own headers
-    return tuple(name for name, _, _ in _HEADER_RULES)
+        return ("x-track", LOG_HEADER)  # the tracking upstream reads its own headers
+    return (*(name for name, _, _ in _HEADER_RULES), LOG_HEADER)
+
+
+def _log_copy_header(values: Sequence[str], log_copy: bool, reasons: list[str]) -> bool:
+    """X-Track-Log: yes keeps the original (logging is apart from tracking: either way)."""
+    for value in values:
+        wanted = _yes_no(value.strip().lower())
+        if wanted is None:
+            reasons.append(f"X-Track-Log: {value.strip()} not understood, ignored")
+        elif wanted != log_copy:
+            log_copy = wanted
+            reasons.append(f"X-Track-Log: {value.strip()}: log copy {'on' if wanted else 'off'}")
+    return log_copy
 
 
 def _first_policy(

@@ -258,6 +258,6 @@ HOSTED = (
 
 
 def test_control_header_names() -> None:
-    assert control_header_names(SmtpConfig()) == ("x-track", *HOSTED)
+    assert control_header_names(SmtpConfig()) == ("x-track", *HOSTED, "x-track-log")
     passing = dataclasses.replace(SmtpConfig(), pass_through_tracking_headers=True)
-    assert control_header_names(passing) == ("x-track",)
+    assert control_header_names(passing) == ("x-track", "x-track-log")

@@ -5,10 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.core.config import Config
+from relay.core.metrics import Metrics
 from relay.core.store import Store
 from relay.core.tokens import MAX_TOKEN_CHARS, TokenCodec
 from tracking_http.admin.api import AdminViews
 from tracking_http.admin.auth import bearer_auth
+from tracking_http.admin.event_routes import add_event_api
+from tracking_http.admin.metrics_view import metrics_handler
+from tracking_http.admin.privacy_views import PrivacyViews
+from tracking_http.admin.routes import add_dashboard
+from tracking_http.notify import EventBroker, EventSink
 from tracking_http.public import PublicViews
 
 # Tracking requests are bodiless GETs; a body, a long header or many of them is abuse.
@@ -37,10 +43,13 @@ async def _add_security_headers(request: web.Request, response: web.StreamRespon
     response.headers["Server"] = "relay"  # no version numbers for scanners
 
 
-def create_tracking_app(config: Config, store: Store, codec: TokenCodec) -> web.Application:
-    """The public app: pixel, click, healthz."""
+def create_tracking_app(
+    config: Config, store: Store, codec: TokenCodec, on_recorded: EventSink | None = None
+) -> web.Application:
+    """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed)."""
     app = web.Application(client_max_size=TRACKING_MAX_BODY, handler_args=TRACKING_HANDLER_LIMITS)
     views = PublicViews(config.tracking, store, codec)
+    views.recorder.on_recorded = on_recorded
     app.router.add_get("/o/{token}.gif", views.pixel)
     app.router.add_get("/c/{token}", views.click)
     app.router.add_get("/healthz", views.healthz)
@@ -53,15 +62,25 @@ def create_tracking_app(config: Config, store: Store, codec: TokenCodec) -> web.
     return app
 
 
-def create_admin_app(config: Config, store: Store) -> web.Application:
-    """The admin app: bearer-token JSON API (dashboard comes later)."""
+def create_admin_app(
+    config: Config,
+    store: Store,
+    metrics: Metrics | None = None,
+    broker: EventBroker | None = None,
+) -> web.Application:
+    """The admin app: the dashboard, the bearer-token JSON API and /metrics."""
     app = web.Application(
         client_max_size=ADMIN_MAX_BODY,
         middlewares=[bearer_auth(config.admin)],
     )
     views = AdminViews(store)
-    app.router.add_get("/", views.index)
+    add_dashboard(app, config.admin, store)
     app.router.add_get("/api/messages", views.list_messages)
     app.router.add_get("/api/messages/{id}", views.message_detail)
+    privacy = PrivacyViews(store)
+    app.router.add_get("/api/messages/{id}/raw", privacy.raw_message)
+    app.router.add_delete("/api/contacts/{address}", privacy.erase_contact)
+    app.router.add_get("/metrics", metrics_handler(metrics or Metrics(), store))
+    add_event_api(app, store, broker or EventBroker())
     app.on_response_prepare.append(_add_security_headers)
     return app

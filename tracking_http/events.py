@@ -9,16 +9,17 @@ still in flight when the wait ends is shielded, so it may yet land.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from relay.core.config import TrackingConfig
-from relay.core.models import Copy, Event, EventClass
+from relay.core.models import Copy, Event
 from relay.core.store import Store
 from relay.core.tokens import TokenData
-from tracking_http.client_ip import in_networks, parse_ip
+from tracking_http.labelling import HitLabeller, Label, Sender, submitted_by
+from tracking_http.notify import EventSink
+from tracking_http.privacy import anonymize_ip
 
 log = logging.getLogger("tracking_http.events")
 
@@ -34,27 +35,17 @@ class Hit:
     ip: str
     user_agent: str
     at: float
-
-
-def anonymize_ip(ip: str) -> str:
-    """Keep the network, drop the host: IPv4 to its /24, IPv6 to its /48."""
-    address = parse_ip(ip)
-    if address is None:
-        return ""
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
-
-
-def classify_network(ip: str, config: TrackingConfig) -> tuple[EventClass, tuple[str, ...]]:
-    """``self`` for the sender's own networks; ``human`` otherwise (classification comes later)."""
-    address = parse_ip(ip)
-    if address is not None and in_networks(address, config.ignore_networks):
-        return "self", ("ignore_networks",)
-    return "human", ()
+    method: str = "GET"
+    admin_cookie: bool = False  # the browser carries the admin dashboard's cookie
 
 
 class CopyCache:
-    """Who a copy belongs to never changes: remember it rather than ask the store per hit."""
+    """Who a copy belongs to rarely changes: remember it rather than ask the store per hit.
+
+    A copy not yet delivered is not remembered (its delivered_at is still to
+    come). An erased recipient may linger here, but the store records each
+    event with the copy's current recipient (Store.record_hit).
+    """
 
     def __init__(self, store: Store, size: int = COPY_CACHE_SIZE) -> None:
         self._store = store
@@ -67,7 +58,7 @@ class CopyCache:
             self._known.move_to_end(copy_id)
             return copy
         copy = await self._store.get_copy(copy_id)
-        if copy is not None:
+        if copy is not None and copy.delivered_at is not None:
             self._known[copy_id] = copy
             if len(self._known) > self._size:
                 self._known.popitem(last=False)
@@ -84,6 +75,9 @@ class EventRecorder:
         self._store = store
         self._timeout = timeout
         self._copies = CopyCache(store)
+        self._senders: OrderedDict[str, Sender | None] = OrderedDict()
+        self._labeller = HitLabeller(config)
+        self.on_recorded: EventSink | None = None  # live feed, counters (tracking_http.notify)
 
     async def record(self, token: TokenData, hit: Hit) -> None:
         """Store one event; returns when it is durable, or after the timeout, never raising.
@@ -110,23 +104,49 @@ class EventRecorder:
             if copy is None:
                 log.info("%s for unknown copy %d: not recorded", token.kind, token.copy_id)
                 return
-            await self._store.record_event(self._event(token, hit, copy.message_id, copy.recipient))
+            sender = await self._sender(copy.message_id) if self._config.classify else None
+            label = self._labeller.label(
+                token,
+                copy,
+                sender,
+                method=hit.method,
+                ip=hit.ip,
+                user_agent=hit.user_agent[:MAX_USER_AGENT],
+                at=hit.at,
+                admin_cookie=hit.admin_cookie,
+            )
+            event = self._event(token, hit, copy, label)
+            recorded = await self._store.record_hit(event, relabel_client=label.honeypot)
+            if self.on_recorded is not None:
+                self.on_recorded(recorded)
         except Exception:
             log.exception("could not record %s of copy %d", token.kind, token.copy_id)
 
-    def _event(self, token: TokenData, hit: Hit, message_id: str, recipient: str | None) -> Event:
-        klass, reasons = classify_network(hit.ip, self._config)
+    async def _sender(self, message_id: str) -> Sender | None:
+        """Where the message was submitted from; remembered like copies (bounded)."""
+        if message_id in self._senders:
+            self._senders.move_to_end(message_id)
+            return self._senders[message_id]
+        message = await self._store.get_message(message_id)
+        sender = None if message is None else submitted_by(message.client_addr, message.received_at)
+        self._senders[message_id] = sender
+        if len(self._senders) > COPY_CACHE_SIZE:
+            self._senders.popitem(last=False)
+        return sender
+
+    def _event(self, token: TokenData, hit: Hit, copy: Copy, label: Label) -> Event:
+        """The IP is anonymised only after classification, which needs the whole address."""
         ip = anonymize_ip(hit.ip) if self._config.privacy.anonymize_ip else hit.ip
         return Event(
             kind=token.kind,
             copy_id=token.copy_id,
-            message_id=message_id,
-            recipient=recipient,
+            message_id=copy.message_id,
+            recipient=copy.recipient,
             at=hit.at,
             ip=ip,
             user_agent=hit.user_agent[:MAX_USER_AGENT],
-            klass=klass,
-            reasons=reasons,
+            klass=label.klass,
+            reasons=label.reasons,
             url=(token.url or "") if token.kind == "click" else "",
             link_index=token.link_index if token.kind == "click" else None,
         )

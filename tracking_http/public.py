@@ -19,6 +19,7 @@ from relay.core.store import Store
 from relay.core.tokens import MAX_TOKEN_CHARS, InvalidToken, TokenCodec, TokenData
 from tracking_http.client_ip import client_address, forwarded_hops
 from tracking_http.events import EventRecorder, Hit
+from tracking_http.labelling import ADMIN_COOKIE, admin_cookie_present
 
 log = logging.getLogger("tracking_http.public")
 
@@ -120,4 +121,10 @@ class PublicViews:
         ip = client_address(
             request.remote, forwarded_hops(request.headers), self._config.trusted_proxies
         )
-        return Hit(ip=ip, user_agent=request.headers.get(hdrs.USER_AGENT, ""), at=time.time())
+        return Hit(
+            ip=ip,
+            user_agent=request.headers.get(hdrs.USER_AGENT, ""),
+            at=time.time(),
+            method=request.method,
+            admin_cookie=admin_cookie_present(request.cookies.get(ADMIN_COOKIE)),
+        )

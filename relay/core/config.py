@@ -133,6 +133,7 @@ def _smtp(t: TomlTable) -> SmtpConfig:
         ),
         max_message_size=t.get_positive_int("max_message_size", d.max_message_size),
         max_recipients=t.get_positive_int("max_recipients", d.max_recipients),
+        max_queued_copies=t.get_positive_int("max_queued_copies", d.max_queued_copies),
         users=users,
         pass_through_tracking_headers=t.get_bool(
             "pass_through_tracking_headers", d.pass_through_tracking_headers
@@ -185,6 +186,10 @@ def _tracking(t: TomlTable) -> TrackingConfig:
         skip_bare_url_links=t.get_bool("skip_bare_url_links", d.skip_bare_url_links),
         exclude_links=t.convert_list("exclude_links", d.exclude_links, checks.parse_regex),
         ignore_networks=t.convert_list("ignore_networks", d.ignore_networks, checks.parse_network),
+        scanner_networks=t.convert_list(
+            "scanner_networks", d.scanner_networks, checks.parse_network
+        ),
+        classify=t.get_bool("classify", d.classify),
         trusted_proxies=t.convert_list("trusted_proxies", d.trusted_proxies, checks.parse_network),
         policy=tuple(_policy(p) for p in t.tables("policy", _keys(TrackingPolicy))),
         privacy=_privacy(t.table("privacy", _keys(PrivacyConfig))),

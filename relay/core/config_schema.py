@@ -43,6 +43,8 @@ class SmtpConfig:
     )
     max_message_size: int = 52_428_800
     max_recipients: int = 500
+    # Back-pressure: with more copies than this waiting in the queue, new mail gets 452.
+    max_queued_copies: int = 100_000
     users: tuple[SmtpUser, ...] = ()
     # Option (SPEC 4): keep X-Mailgun-*/X-PM-*/X-MC-* headers for a tracking upstream.
     pass_through_tracking_headers: bool = False
@@ -94,6 +96,8 @@ class TrackingConfig:
     skip_bare_url_links: bool = True
     exclude_links: tuple[re.Pattern[str], ...] = ()
     ignore_networks: tuple[Network, ...] = ()
+    scanner_networks: tuple[Network, ...] = ()  # requests from these are bots (mail scanners)
+    classify: bool = True  # false: every event is recorded "human" (benchmark baseline)
     trusted_proxies: tuple[Network, ...] = ()
     policy: tuple[TrackingPolicy, ...] = ()
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)

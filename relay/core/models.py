@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 CopyState = Literal["queued", "deferred", "delivered", "bounced"]
-EventKind = Literal["open", "click"]
+EventKind = Literal["open", "click", "reply"]
 EventClass = Literal["human", "bot", "proxy", "prefetch", "self"]
 
 
@@ -140,6 +140,7 @@ class RecipientReport:
     first_open: float | None
     last_open: float | None
     links: tuple[LinkReport, ...]
+    replies: int = 0  # later messages through the relay answering this one (SPEC 7)
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,83 @@ class MessageReport:
     message: Message
     recipients: tuple[RecipientReport, ...]
     someone: RecipientReport
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Narrows the messages list: exact sender address, received in [since, until)."""
+
+    sender: str | None = None
+    since: float | None = None  # unix time
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class ContactReport:
+    """One recipient address across all messages: the CRM contact view (SPEC 8)."""
+
+    address: str
+    deliveries: tuple[tuple[Message, Copy], ...]  # the copies sent there, newest first
+    last_open: float | None  # human opens, inferred included
+    last_click: float | None  # human clicks
+    last_reply: float | None
+    events: tuple[Event, ...]  # newest first, bounded
+
+
+@dataclass(frozen=True)
+class EventBucket:
+    """Events of one kind and class that fell in [start, start + width) (for charts)."""
+
+    start: float
+    kind: str
+    klass: str  # "human" includes inferred events
+    count: int
+
+
+@dataclass(frozen=True)
+class PendingBounce:
+    """A bounced copy whose delivery status notification is still to be sent."""
+
+    copy_id: int
+    message_id: str
+    reason: str  # the last upstream reply, or why the queue gave up
+    attempts: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """One event as a webhook tells it (SPEC 8), snapshotted when queued for the endpoints."""
+
+    kind: str  # open, click, reply, delivered, deferred, bounce
+    at: float
+    message_id: str
+    recipient: str | None  # None: "someone" (a shared copy)
+    event_id: int | None = None  # opens, clicks, replies
+    url: str = ""
+    klass: str | None = None  # None for delivery events
+    inferred: bool = False
+    first: bool = False
+    reasons: tuple[str, ...] = ()
+    reply: str = ""  # delivery events: the upstream's last reply
+    attempts: int = 0  # delivery events: attempts so far
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A configured endpoint, as far as the store needs it: which events it wants."""
+
+    url: str
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One pending POST of one notice to one endpoint (a row of the durable outbox)."""
+
+    id: int
+    webhook_id: str  # the webhook-id header: the same on every retry
+    endpoint: str
+    notice: WebhookNotice
+    attempts: int
+    created_at: float

@@ -31,6 +31,10 @@ MAC_BYTES = 10  # 80 bits
 MAX_TOKEN_CHARS = 8192
 MAX_VARINT = 2**64 - 1
 MAX_URL_BYTES = MAX_TOKEN_CHARS  # a decoded URL can never be longer than its token
+# The honeypot link is a click token with this reserved link index (real links
+# are numbered from 0 and a message never has this many): the delivery side
+# writes it, the tracking side classifies a click on it as a bot.
+HONEYPOT_LINK_INDEX = 65535
 _DOMAIN = b"mail-tracking-relay/token/v1\x00"
 _KEY_LABEL = b"mail-tracking-relay/token-key\x00"
 _FLAG_CLICK = 0x01

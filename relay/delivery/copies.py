@@ -12,16 +12,14 @@ from typing import Literal
 
 from relay.core.config import Config
 from relay.core.models import Copy, Message
-from relay.core.tokens import TokenCodec
+from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
 from relay.rewrite import RewritePlan, Rewritten, rewrite_message
 
 log = logging.getLogger("relay.delivery.copies")
 
-# The honeypot link is a click token with this reserved link index (real links
-# are numbered from 0 and a message never has this many). Its URL is the
+# The honeypot link (HONEYPOT_LINK_INDEX, in relay.core.tokens) goes to the
 # tracking site's root, so whoever follows it lands on our own host, never on a
 # third party. The tracking server classifies a click with this index as a bot.
-HONEYPOT_LINK_INDEX = 65535
 # Rewriting is CPU-bound: above this size it runs in a thread so the loop keeps serving.
 REWRITE_IN_THREAD_BYTES = 64 * 1024
 

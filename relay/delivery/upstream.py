@@ -32,6 +32,9 @@ log = logging.getLogger("relay.delivery.upstream")
 SmtpMode = Literal["smtp", "smtp+starttls", "smtps"]
 DEFAULT_PORTS: dict[str, int] = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 IDLE_MAX_SECONDS = 30.0  # servers drop idle clients; reconnecting is cheaper than a failed RSET
+# A connection back from its last transaction within this many seconds is reused
+# without a RSET round trip (two per message relayed to two recipients).
+RSET_AFTER_IDLE_SECONDS = 2.0
 QUIT_TIMEOUT = 2.0
 _QUEUE_ID = re.compile(r"queued as\s+<?([A-Za-z0-9._@\-]+)>?", re.IGNORECASE)
 # Every failure that is about the connection rather than the message.
@@ -130,20 +133,31 @@ class SmtpUpstream:
         if self._closed:
             return DeliveryOutcome("temporary", "upstream is shutting down")
         async with self._slots:
-            try:
-                client = await self._checkout()
-            except _CONNECTION_ERRORS as exc:
-                return DeliveryOutcome("temporary", f"{self.target}: {describe(exc)}")
-            try:
-                outcome, reusable = await self._transaction(client, mail_from, rcpt_tos, data)
-            except BaseException:
-                client.close()
-                raise
-            if reusable and client.is_connected and not self._closed:
-                self._idle.append((client, time.monotonic()))
-            else:
-                client.close()
+            outcome, stale = await self._send_once(mail_from, rcpt_tos, data, unchecked=True)
+            if stale:  # what a RSET would have found: once more on a checked connection
+                outcome, _ = await self._send_once(mail_from, rcpt_tos, data, unchecked=False)
             return outcome
+
+    async def _send_once(
+        self, mail_from: str, rcpt_tos: Sequence[str], data: bytes, unchecked: bool
+    ) -> tuple[DeliveryOutcome, bool]:
+        """One try; also says whether it failed on an unchecked connection the server had
+        dropped (a connection error, or 421: the server is closing it)."""
+        try:
+            client, checked = await self._checkout(unchecked)
+        except _CONNECTION_ERRORS as exc:
+            return DeliveryOutcome("temporary", f"{self.target}: {describe(exc)}"), False
+        try:
+            outcome, reusable = await self._transaction(client, mail_from, rcpt_tos, data)
+        except BaseException:
+            client.close()
+            raise
+        if reusable and client.is_connected and not self._closed:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()
+        dropped = not reusable or outcome.reply.startswith("421")
+        return outcome, not checked and outcome.status == "temporary" and dropped
 
     async def close(self) -> None:
         """Say QUIT on idle connections; in-flight sends finish on their own."""
@@ -151,19 +165,30 @@ class SmtpUpstream:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(client) for client, _ in idle))
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
-        """An idle connection that still answers RSET, or a new one."""
+    async def _checkout(self, unchecked: bool) -> tuple[aiosmtplib.SMTP, bool]:
+        """An idle connection that still answers RSET, or a new one; and whether it was checked.
+
+        unchecked: a connection idle for less than RSET_AFTER_IDLE_SECONDS comes
+        without the RSET. Every transaction ends in the initial state (aiosmtplib
+        resets after a refusal), so the RSET would only prove the server is there.
+        """
         while self._idle:
             client, since = self._idle.pop()
-            if time.monotonic() - since > IDLE_MAX_SECONDS:
+            idle = time.monotonic() - since
+            if idle > IDLE_MAX_SECONDS:
                 await _quit(client)
                 continue
+            if not client.is_connected:  # the server hung up while it was idle
+                client.close()
+                continue
+            if unchecked and idle < RSET_AFTER_IDLE_SECONDS:
+                return client, False
             try:
                 await client.rset()
-                return client
+                return client, True
             except _CONNECTION_ERRORS:
                 client.close()
-        return await self._connect()
+        return await self._connect(), True
 
     async def _connect(self) -> aiosmtplib.SMTP:
         target = self.target

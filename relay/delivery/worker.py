@@ -14,11 +14,15 @@ import logging
 import time
 
 from relay.core.config import Config, UpstreamConfig
+from relay.core.metrics import Metrics
 from relay.core.models import Copy, DeliveryOutcome, Message
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
+from relay.delivery.bounce import BounceSender
 from relay.delivery.copies import build_copy
+from relay.delivery.signing import sign_copy
 from relay.delivery.upstream import Upstream, describe
+from relay.dkim import DkimSigner
 
 log = logging.getLogger("relay.delivery")
 
@@ -42,11 +46,22 @@ def retry_at(config: UpstreamConfig, attempts: int, received_at: float, now: flo
 
 
 class DeliveryWorker:
-    def __init__(self, config: Config, store: Store, codec: TokenCodec, upstream: Upstream) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        codec: TokenCodec,
+        upstream: Upstream,
+        signer: DkimSigner | None = None,  # from signing.open_signer when [dkim] is set
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.codec = codec
         self.upstream = upstream
+        self.signer = signer
+        self.metrics = metrics
+        self.bounces = BounceSender(config, store, upstream, metrics)
         self._slots = max(1, config.upstream.max_connections)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -58,6 +73,7 @@ class DeliveryWorker:
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="delivery-worker")
+            self.bounces.start()
 
     def wake(self) -> None:
         """Called by the SMTP front after a spool, so delivery starts at once."""
@@ -79,6 +95,7 @@ class DeliveryWorker:
                 log.warning("stopping: copy still in flight, it will be retried")
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.bounces.stop()
         await self.upstream.close()
 
     async def _run(self) -> None:
@@ -131,9 +148,13 @@ class DeliveryWorker:
             return
         raw = await self.store.load_raw(copy.message_id)
         rewritten = await build_copy(self.config, self.codec, copy, message, raw)
+        rewritten = await sign_copy(self.signer, raw, rewritten)
         if rewritten.links:  # known before anyone can click them
             await self.store.record_links(copy.id, list(rewritten.links))
+        started = time.monotonic()
         outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
+        if self.metrics is not None:
+            self.metrics.upstream_latency.observe(time.monotonic() - started)
         await self._record(copy, message.received_at, outcome, "; ".join(rewritten.notes))
 
     async def _record(
@@ -148,6 +169,11 @@ class DeliveryWorker:
                 outcome = DeliveryOutcome("permanent", reply)
         await self.store.record_outcome(copy.id, outcome, next_at, note)
         _log_outcome(copy, outcome, next_at)
+        if outcome.status == "permanent":
+            self.bounces.wake()
+        if self.metrics is not None:
+            kind = {"delivered": "delivered", "temporary": "deferred"}.get(outcome.status)
+            self.metrics.deliveries.labels(outcome=kind or "bounced").inc()
 
     async def _defer_after_error(self, copy: Copy, exc: Exception) -> None:
         outcome = DeliveryOutcome("temporary", f"internal error: {describe(exc)}")

@@ -12,9 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.config import Config, SmtpUser
-from relay.core.models import CopySpec, NewMessage
+from relay.core.metrics import Metrics
+from relay.core.models import NewMessage
 from relay.core.store import Store
 from relay.policy import may_relay, sender_allowed
+from relay.smtp.backpressure import QUEUE_FULL, SpoolGuard, refuse
+from relay.smtp.followups import copy_specs, record_replies
 from relay.smtp.message import ParsedMessage, from_addresses, prepare_message, valid_address
 
 log = logging.getLogger("relay.smtp")
@@ -41,10 +44,18 @@ def auth_user(session: Any) -> str | None:
 class RelayHandler:
     """aiosmtpd handler hooks (handle_EHLO, handle_MAIL, handle_RCPT, handle_DATA)."""
 
-    def __init__(self, config: Config, store: Store, on_spooled: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        on_spooled: Callable[[], None],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.on_spooled = on_spooled
+        self.metrics = metrics
+        self.spool_guard = SpoolGuard(config.smtp, store)
         self._users = {user.name: user for user in config.smtp.users}
 
     def user(self, name: str | None) -> SmtpUser | None:
@@ -73,17 +84,21 @@ class RelayHandler:
     ) -> str:
         if not self.may_relay(session):
             log.info("%s: MAIL refused, not authenticated", peer_ip(session))
-            return "530 5.7.0 Authentication required"
+            return refuse(self.metrics, "auth_required", "530 5.7.0 Authentication required")
         size = next((o[5:] for o in options if o.startswith("SIZE=")), "0")
         if size.isdigit() and int(size) > self.config.smtp.max_message_size:
-            return "552 5.3.4 Message size exceeds fixed maximum message size"
+            reply = "552 5.3.4 Message size exceeds fixed maximum message size"
+            return refuse(self.metrics, "too_big", reply)
+        if await self.spool_guard.queue_full():
+            return refuse(self.metrics, "queue_full", QUEUE_FULL)
         if address != NULL_SENDER:
             if not valid_address(address):
                 return "553 5.1.3 Bad sender address syntax"
             user = self.user(auth_user(session))
             if user is not None and not sender_allowed(user, address):
                 log.info("%s: user %s may not send as %s", peer_ip(session), user.name, address)
-                return "550 5.7.1 Sender address not allowed for this user"
+                reply = "550 5.7.1 Sender address not allowed for this user"
+                return refuse(self.metrics, "sender_not_allowed", reply)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
@@ -92,11 +107,11 @@ class RelayHandler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         if not self.may_relay(session):
-            return "554 5.7.1 Relay access denied"
+            return refuse(self.metrics, "relay_denied", "554 5.7.1 Relay access denied")
         if not valid_address(address):
             return "553 5.1.3 Bad recipient address syntax"
         if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
-            return "452 4.5.3 Too many recipients"
+            return refuse(self.metrics, "too_many_recipients", "452 4.5.3 Too many recipients")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Ok"
@@ -108,7 +123,10 @@ class RelayHandler:
             bad = [a for a in from_addresses(raw) if not sender_allowed(user, a)]
             if bad:
                 log.info("%s: user %s may not use From %s", peer_ip(session), user.name, bad[0])
-                return "550 5.7.1 From: address not allowed for this user"
+                reply = "550 5.7.1 From: address not allowed for this user"
+                return refuse(self.metrics, "sender_not_allowed", reply)
+        if await self.spool_guard.queue_full():
+            return refuse(self.metrics, "queue_full", QUEUE_FULL)
         parsed = prepare_message(
             self.config,
             raw,
@@ -137,15 +155,16 @@ class RelayHandler:
             decision=parsed.decision,
             in_reply_to=parsed.in_reply_to,
         )
-        if parsed.decision.per_recipient:
-            copies = [CopySpec(r, (r,)) for r in rcpts]
-        else:
-            copies = [CopySpec(None, rcpts)]
+        copies = copy_specs(self.config, parsed.decision, rcpts)
         try:
             message_id = await self.store.spool(msg, copies)
         except Exception:
             log.exception("%s: spooling failed; answered 451", peer_ip(session))
-            return "451 4.3.0 Temporary storage failure; please try again later"
+            reply = "451 4.3.0 Temporary storage failure; please try again later"
+            return refuse(self.metrics, "storage_error", reply)
+        self.spool_guard.spooled(len(copies))
+        if self.metrics is not None:
+            self.metrics.messages_accepted.inc()
         log.info(
             "%s: queued %s from=<%s> rcpts=%d size=%d",
             peer_ip(session),
@@ -158,6 +177,7 @@ class RelayHandler:
             self.on_spooled()
         except Exception:  # the message is safe; delivery will find it on its next scan
             log.exception("on_spooled callback failed")
+        await record_replies(self.store, parsed.in_reply_to, rcpts)
         return f"250 2.0.0 Ok: queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:

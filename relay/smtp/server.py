@@ -20,6 +20,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, syntax
 
 from relay.core.config import Config, HostPort, SmtpConfig
+from relay.core.metrics import Metrics
 from relay.core.store import Store
 from relay.smtp.auth import AuthThrottle, check_credentials
 from relay.smtp.chunked import read_data
@@ -263,12 +264,13 @@ async def start_smtp(
     on_spooled: Callable[[], None],
     *,
     throttle: AuthThrottle | None = None,
+    metrics: Metrics | None = None,
 ) -> SmtpServers:
     """Bind every listener; OSError (port in use) and ssl errors propagate to the CLI."""
     context = tls_context(config.smtp)
     if config.smtp.implicit_tls_listen and context is None:
         raise OSError("smtp.implicit_tls_listen needs smtp.tls_cert and smtp.tls_key")
-    handler = RelayHandler(config, store, on_spooled)
+    handler = RelayHandler(config, store, on_spooled, metrics)
     sessions = Sessions()
     auth_throttle = throttle or AuthThrottle()
     loop = asyncio.get_running_loop()

@@ -145,6 +145,8 @@ tls_verify = false
 base_url = "https://t.example.com/"
 exclude_links = ["unsubscribe", "^https://login\\\\."]
 trusted_proxies = ["127.0.0.1/32", "::1"]
+scanner_networks = ["198.51.100.7/24"]
+classify = false
 [tracking.privacy]
 retention = "365d"
 [admin]
@@ -160,6 +162,9 @@ token = "s3cret"
     assert config.tracking.base_url == "https://t.example.com"
     assert config.tracking.exclude_links[1].search("https://login.example.com/x")
     assert config.tracking.trusted_proxies[1] == ipaddress.ip_network("::1/128")
+    assert config.tracking.scanner_networks == (ipaddress.ip_network("198.51.100.0/24"),)
+    assert config.tracking.classify is False
+    assert Config().tracking.classify is True
     assert config.tracking.privacy.retention == 365 * 86400
     assert config.admin.token == "s3cret"
     assert str(config.smtp.listen[1]) == "[::1]:2525"
@@ -213,6 +218,7 @@ BAD = [
     ("[smtp]\nmax_recipients = 0\n", "smtp.max_recipients: must be a positive integer"),
     ("[smtp]\nmax_message_size = -1\n", "smtp.max_message_size: must be a positive integer"),
     ("[upstream]\nmax_connections = 0\n", "upstream.max_connections: must be a positive integer"),
+    ("[smtp]\nmax_queued_copies = 0\n", "smtp.max_queued_copies: must be a positive integer"),
     # listen addresses
     ('[smtp]\nlisten = "127.0.0.1:99999"\n', "smtp.listen: bad port"),
     ('[smtp]\nlisten = "127.0.0.1:0"\n', "smtp.listen: bad port"),
@@ -231,6 +237,8 @@ BAD = [
     # networks
     ('[smtp]\nallowed_networks = ["10.0.0.0/33"]\n', "smtp.allowed_networks: bad network"),
     ('[tracking]\nignore_networks = ["office"]\n', "tracking.ignore_networks: bad network"),
+    ('[tracking]\nscanner_networks = ["x/8"]\n', "tracking.scanner_networks: bad network"),
+    ('[tracking]\nclassify = "yes"\n', "tracking.classify"),
     ('[tracking]\ntrusted_proxies = ["::1/129"]\n', "tracking.trusted_proxies: bad network"),
     # durations
     (
@@ -404,6 +412,7 @@ listen = ["0.0.0.0:587", "[::]:587"]
 hostname = "relay.example.com"
 allowed_networks = ["10.0.0.0/8", "2001:db8::/32"]
 max_recipients = 50
+max_queued_copies = 2000
 pass_through_tracking_headers = true
 [[smtp.users]]
 name = "alice"
@@ -425,6 +434,8 @@ pixel_position = "top"
 bot_click_window = "0"
 exclude_links = ["unsubscribe", "\\\\.pdf$", "ü"]
 ignore_networks = ["203.0.113.0/24"]
+scanner_networks = ["198.51.100.0/24", "2001:db8::/32"]
+classify = false
 [[tracking.policy]]
 match = "*@sales.example.com"
 clicks = false

@@ -6,8 +6,8 @@ import re
 
 from relay.core.config import Config, TrackingConfig, TrackingPolicy
 from relay.core.models import Copy, Message, TrackingDecision
-from relay.core.tokens import TokenCodec
-from relay.delivery.copies import HONEYPOT_LINK_INDEX, build_copy, own_base_urls
+from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
+from relay.delivery.copies import build_copy, own_base_urls
 
 HTML_MESSAGE = (
     b"From: a@example.com\r\nTo: b@example.net\r\nSubject: offer\r\n"

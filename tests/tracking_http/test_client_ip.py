@@ -7,7 +7,7 @@ import ipaddress
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tracking_http.client_ip import client_address, forwarded_hops, parse_ip
-from tracking_http.events import anonymize_ip
+from tracking_http.privacy import anonymize_ip
 
 PROXY = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
 

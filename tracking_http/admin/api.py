@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.core.models import MessageSummary, RecipientReport
+from relay.core.models import Copy, MessageSummary, RecipientReport
 from relay.core.store import Store
 
 log = logging.getLogger("tracking_http.admin")
@@ -70,17 +70,48 @@ def summary_json(summary: MessageSummary) -> JsonObject:
     }
 
 
+def opened_word(opens: dict[str, int]) -> str:
+    """yes for a human (or inferred) open; maybe when only a privacy proxy fetched it."""
+    if opens.get("human", 0):
+        return "yes"
+    return "maybe" if opens.get("proxy", 0) else "no"
+
+
 def recipient_json(report: RecipientReport) -> JsonObject:
     return {
         "address": report.address,
         "state": report.copy.state if report.copy is not None else None,
+        "rewrite_note": report.copy.rewrite_note if report.copy is not None else "",
+        **delivery_json(report.copy),
         "opens": counts(OPEN_CLASSES, report.opens),
         "clicks": counts(CLICK_CLASSES, report.clicks),
+        "opened": opened_word(report.opens),
+        "replies": report.replies,
         "first_open": iso_time(report.first_open),
         "last_open": iso_time(report.last_open),
         "links": [
             {"url": link.url, "clicks": counts(CLICK_CLASSES, link.clicks)} for link in report.links
         ],
+    }
+
+
+def delivery_json(copy: Copy | None) -> JsonObject:
+    """Where the copy's delivery stands; next_attempt_at only while it waits in the queue."""
+    if copy is None:
+        return {
+            "attempts": 0,
+            "last_reply": "",
+            "queue_id": "",
+            "next_attempt_at": None,
+            "delivered_at": None,
+        }
+    waiting = copy.state in ("queued", "deferred")
+    return {
+        "attempts": copy.attempts,
+        "last_reply": copy.last_reply,
+        "queue_id": copy.queue_id,
+        "next_attempt_at": iso_time(copy.next_attempt_at) if waiting else None,
+        "delivered_at": iso_time(copy.delivered_at),
     }
 
 

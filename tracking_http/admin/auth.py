@@ -1,9 +1,10 @@
 """Bearer-token protection for everything on the admin listener.
 
-Every request needs ``Authorization: Bearer <admin.token>``, compared in
-constant time. An empty token is accepted only when every admin listener
-is on loopback: the config refuses an empty token off loopback, and this
-check refuses it again so a config bug cannot open the API to the network.
+Every request needs ``Authorization: Bearer <admin.token>`` or the login
+cookie (tracking_http.admin.session), compared in constant time. An empty
+token is accepted only when every admin listener is on loopback: the config
+refuses an empty token off loopback, and this check refuses it again so a
+config bug cannot open the API to the network.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import logging
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
 
 from relay.core.config import AdminConfig, HostPort
+from tracking_http.admin import session
 
 log = logging.getLogger("tracking_http.admin")
 
@@ -57,16 +60,38 @@ def unauthorized() -> web.Response:
     )
 
 
+def is_public(path: str) -> bool:
+    """The login page and the dashboard's CSS and JS need no credentials."""
+    return path == "/login" or path.startswith("/static/")
+
+
+def to_login(request: web.Request) -> web.Response:
+    """A page asked for without credentials: the login form, then back here."""
+    target = request.rel_url.path_qs if request.method == "GET" else "/"
+    location = URL("/login").with_query(next=target) if target != "/" else URL("/login")
+    return web.Response(status=303, headers={hdrs.LOCATION: str(location)})
+
+
 def bearer_auth(config: AdminConfig) -> Middleware:
-    """A middleware that answers 401 before any handler unless the token is right."""
+    """A middleware that refuses before any handler unless the bearer token or cookie is right.
+
+    API calls (/api/, /metrics) get 401; pages redirect to the login form.
+    """
     allow_all = open_without_token(config)
     if allow_all:
         log.warning("admin.token is empty: the admin API is open to loopback clients")
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if allow_all or token_matches(request.headers.get(hdrs.AUTHORIZATION, ""), config.token):
+        if (
+            allow_all
+            or is_public(request.path)
+            or token_matches(request.headers.get(hdrs.AUTHORIZATION, ""), config.token)
+            or session.is_valid(request.cookies.get(session.COOKIE, ""), config.token)
+        ):
             return await handler(request)
-        return unauthorized()
+        if request.path.startswith("/api/") or request.path == "/metrics":
+            return unauthorized()
+        return to_login(request)
 
     return middleware

@@ -10,14 +10,20 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from relay.core.models import (
+    ContactReport,
     Copy,
     CopySpec,
     DeliveryOutcome,
     Event,
+    EventBucket,
     Message,
+    MessageFilter,
     MessageReport,
     MessageSummary,
     NewMessage,
+    PendingBounce,
+    WebhookDelivery,
+    WebhookTarget,
 )
 
 
@@ -61,7 +67,37 @@ class Store(Protocol):
         next_attempt_at: float | None,
         rewrite_note: str = "",
     ) -> None:
-        """delivered/permanent end the copy; temporary defers it to next_attempt_at."""
+        """delivered/permanent end the copy; temporary defers it to next_attempt_at.
+
+        A copy that ends bounced gets a bounce record in the same transaction."""
+
+    # --- queue operations and bounces -------------------------------------------
+    async def queue_depth(self) -> dict[str, int]:
+        """Copies by state: queued, deferred, delivered, bounced."""
+
+    async def count_queued(self) -> int:
+        """Copies waiting for delivery (queued or deferred)."""
+
+    async def list_queue(self, after_id: int = 0, limit: int = 1000) -> list[Copy]:
+        """Queued and deferred copies with an id above after_id, by id."""
+
+    async def copies_of(self, message_id: str) -> list[Copy]: ...
+
+    async def retry_now(self, copy_ids: Sequence[int]) -> int:
+        """Make these queued/deferred copies due now; returns how many were."""
+
+    async def delete_queued(self, copy_ids: Sequence[int]) -> int:
+        """Drop queued/deferred copies without a bounce; returns how many were."""
+
+    async def due_bounces(self, now: float, limit: int) -> list[PendingBounce]: ...
+
+    async def bounce_state(self, copy_id: int) -> str | None:
+        """pending, sent, failed or skipped (null sender); None: the copy never bounced."""
+
+    async def settle_bounce(
+        self, copy_id: int, state: str, reply: str, next_attempt_at: float | None = None
+    ) -> None:
+        """sent or failed end a bounce; pending tries it again at next_attempt_at."""
 
     # --- events ---------------------------------------------------------------
     async def record_event(self, event: Event) -> int:
@@ -75,6 +111,24 @@ class Store(Protocol):
         limit: int = 1000,
     ) -> list[Event]: ...
 
+    async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
+        """A tracking event (recipient taken from its copy) and the events it caused:
+        an inferred open after a human click; with relabel_client (a honeypot hit),
+        the client's other events of the message become bot. Returned with ids."""
+
+    async def record_replies(
+        self, referenced: Sequence[str], rcpt_tos: Sequence[str], at: float
+    ) -> list[Event]:
+        """Reply events (and inferred opens) for tracked messages whose Message-ID is in
+        referenced and that went to one of rcpt_tos."""
+
+    # --- privacy ----------------------------------------------------------------
+    async def erase_recipient(self, address: str) -> dict[str, int]:
+        """Delete an address's events and remove it from copies and envelopes; counts."""
+
+    async def purge_older_than(self, cutoff: float) -> dict[str, int]:
+        """Retention: delete events and finished messages older than cutoff; counts."""
+
     # --- reports --------------------------------------------------------------
     async def list_messages(
         self, limit: int = 50, cursor: str | None = None
@@ -82,3 +136,48 @@ class Store(Protocol):
         """Newest first; returns the page and the cursor of the next page (or None)."""
 
     async def message_report(self, message_id: str) -> MessageReport | None: ...
+
+    # --- browsing (dashboard) -------------------------------------------------
+    async def find_messages(
+        self, where: MessageFilter, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[MessageSummary], str | None]:
+        """list_messages narrowed by sender and date, with the same cursors."""
+
+    async def message_events(self, message_id: str, limit: int = 500) -> list[Event]:
+        """One message's events, oldest first."""
+
+    async def contact_report(self, address: str, limit: int = 200) -> ContactReport | None:
+        """One recipient address across messages; None when nothing went to it."""
+
+    async def event_histogram(
+        self, start: float, end: float, width: float, message_id: str | None = None
+    ) -> list[EventBucket]:
+        """Event counts per ``width``-second bucket of [start, end), by kind and class."""
+
+    # --- live feed and webhooks -------------------------------------------------
+    async def last_event_id(self) -> int:
+        """The highest event id so far (0 when none): where a new live feed starts."""
+
+    async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
+        """An address's events by type (open, click, reply) and class, across messages."""
+
+    async def queue_webhooks(self, targets: Sequence[WebhookTarget], limit: int = 500) -> int:
+        """Fan queued events out into one outbox row per endpoint that wants them;
+        returns how many queued events were consumed (0: the queue is empty)."""
+
+    async def claim_webhooks(
+        self, now: float, lease: float, limit: int = 50
+    ) -> list[WebhookDelivery]:
+        """Due outbox rows, each hidden from other claims for ``lease`` seconds."""
+
+    async def settle_webhook(
+        self,
+        delivery_id: int,
+        delivered: bool,
+        error: str = "",
+        next_attempt_at: float | None = None,
+    ) -> None:
+        """Delivered rows go; failed ones retry at next_attempt_at, or stay as failed (None)."""
+
+    async def webhook_backlog(self) -> dict[str, int]:
+        """queued (not fanned out yet), pending and failed outbox rows."""

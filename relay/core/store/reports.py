@@ -14,6 +14,7 @@ import binascii
 import re
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from relay.core.models import (
@@ -23,6 +24,7 @@ from relay.core.models import (
     MessageSummary,
     RecipientReport,
 )
+from relay.core.store.counting import counted_events, summary_counts
 from relay.core.store.reads import COPY_COLUMNS, MESSAGE_COLUMNS, copy_from_row, message_from_row
 
 OPEN_KEYS = ("human", "inferred", "proxy", "bot", "prefetch", "self")
@@ -51,9 +53,15 @@ def decode_cursor(cursor: str) -> str:
 
 
 def list_messages(
-    conn: sqlite3.Connection, limit: int, after_id: str | None
+    conn: sqlite3.Connection,
+    limit: int,
+    after_id: str | None,
+    filters: Sequence[tuple[str, object]] = (),
 ) -> tuple[list[MessageSummary], str | None]:
-    where, params = ("WHERE id < ?", (after_id,)) if after_id else ("", ())
+    """filters: extra ``(constant SQL condition, bound value)`` pairs, e.g. by sender."""
+    clauses = [("id < ?", after_id), *filters] if after_id else list(filters)
+    where = "WHERE " + " AND ".join(c for c, _ in clauses) if clauses else ""
+    params = tuple(value for _, value in clauses)
     rows = conn.execute(
         f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY id DESC LIMIT ?",
         (*params, limit + 1),
@@ -71,24 +79,7 @@ def list_messages(
         ids,
     ):
         states[mid][state] = n
-    opens = {mid: dict.fromkeys(OPEN_KEYS, 0) | {"unique_human": 0} for mid in ids}
-    clicks = {mid: dict.fromkeys(CLICK_KEYS, 0) | {"unique_human": 0} for mid in ids}
-    for mid, kind, klass, n, inferred in conn.execute(
-        f"SELECT message_id, kind, {_CLASS} AS k, count(*), sum(inferred) FROM events"
-        f" WHERE message_id IN ({marks}) GROUP BY message_id, kind, k",
-        ids,
-    ):
-        counts = opens[mid] if kind == "open" else clicks[mid]
-        counts[klass] = counts.get(klass, 0) + n
-        if kind == "open":
-            counts["inferred"] += inferred
-    for mid, kind, n in conn.execute(
-        "SELECT message_id, kind, count(DISTINCT copy_id) FROM events"
-        f" WHERE message_id IN ({marks}) AND (klass = 'human' OR inferred)"
-        " GROUP BY message_id, kind",
-        ids,
-    ):
-        (opens if kind == "open" else clicks)[mid]["unique_human"] = n
+    opens, clicks = summary_counts(conn, ids, OPEN_KEYS, CLICK_KEYS)
     page = [
         MessageSummary(m, len(m.rcpt_tos), states[m.id], opens[m.id], clicks[m.id])
         for m in messages
@@ -105,6 +96,7 @@ class _Tally:
     first_open: float | None = None
     last_open: float | None = None
     links: dict[int, tuple[str, dict[str, int]]] = field(default_factory=dict)
+    replies: int = 0
 
     def add_open(self, klass: str, inferred: bool, n: int, first: float, last: float) -> None:
         self.opens[klass] = self.opens.get(klass, 0) + n
@@ -121,8 +113,9 @@ class _Tally:
 
     def report(self, address: str | None, copy: Copy | None) -> RecipientReport:
         links = tuple(LinkReport(url, counts) for _, (url, counts) in sorted(self.links.items()))
+        opens, clicks = self.opens, self.clicks
         return RecipientReport(
-            address, copy, self.opens, self.clicks, self.first_open, self.last_open, links
+            address, copy, opens, clicks, self.first_open, self.last_open, links, self.replies
         )
 
 
@@ -159,12 +152,20 @@ def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, 
     ):
         tallies[copy_id].link(idx, url)
     for copy_id, klass, inferred, n, first, last in conn.execute(
-        f"SELECT copy_id, {_CLASS} AS k, inferred, count(*), min(at), max(at) FROM events"
-        " WHERE message_id = ? AND kind = 'open' GROUP BY copy_id, k, inferred",
+        f"SELECT copy_id, {_CLASS} AS k, inferred, count(*), min(at), max(at)"
+        f" FROM {counted_events('message_id = ?')} WHERE kind = 'open'"
+        " GROUP BY copy_id, k, inferred",
         (message_id,),
     ):
         if copy_id in tallies:
             tallies[copy_id].add_open(klass, bool(inferred), n, first, last)
+    for copy_id, n in conn.execute(
+        "SELECT copy_id, count(*) FROM events WHERE message_id = ? AND kind = 'reply'"
+        " GROUP BY copy_id",
+        (message_id,),
+    ):
+        if copy_id in tallies:
+            tallies[copy_id].replies += n
     for copy_id, link_index, klass, n, url in conn.execute(
         f"SELECT copy_id, link_index, {_CLASS} AS k, count(*), max(url) FROM events"
         " WHERE message_id = ? AND kind = 'click' GROUP BY copy_id, link_index, k",

@@ -82,9 +82,71 @@ _V1 = (
 
 # Steps reserved while the issues that need them are built in parallel; an
 # empty step only moves the version on. Fill your own step, never another's.
-_V2_DELIVERY: tuple[str, ...] = ()  # queue, bounces, back-pressure
-_V3_CLASSIFY: tuple[str, ...] = ()  # classification, replies, privacy, logged copies
-_V4_WEB: tuple[str, ...] = ()  # webhooks outbox, dashboard sessions
+_V2_DELIVERY: tuple[str, ...] = (  # queue, bounces, back-pressure
+    # One row per bounced copy, written in the transaction that bounces it: the
+    # durable to-do of the DSN sender (state pending -> sent | failed; skipped for
+    # a null sender), and the record a webhook reads for the "bounce" event.
+    """CREATE TABLE bounces (
+        copy_id INTEGER PRIMARY KEY REFERENCES copies(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_reply TEXT NOT NULL DEFAULT '',
+        sent_at REAL
+    )""",
+    "CREATE INDEX bounces_due ON bounces(next_attempt_at) WHERE state = 'pending'",
+    "CREATE INDEX bounces_by_message ON bounces(message_id)",
+    # Queue depth by state for /metrics, without walking the copies table.
+    "CREATE INDEX copies_by_state ON copies(state)",
+)
+_V3_CLASSIFY: tuple[str, ...] = (  # classification, replies, privacy, logged copies
+    "CREATE INDEX messages_by_header ON messages(message_id_header)",  # replies
+    "CREATE INDEX messages_by_time ON messages(received_at)",  # retention (events: _V4's by_time)
+    "CREATE INDEX events_by_client ON events(message_id, ip, user_agent)",  # honeypot
+)
+_V4_WEB: tuple[str, ...] = (  # webhooks outbox, dashboard sessions
+    # Dashboard: the messages list filtered by sender, the charts over time.
+    "CREATE INDEX messages_by_sender ON messages(sender, id)",
+    "CREATE INDEX events_by_time ON events(at, kind, klass, inferred)",
+    # Webhooks: triggers queue every event and delivery outcome in the statement that
+    # records it (durable with it, whoever writes it); the HTTP role's dispatcher fans
+    # the queue out into one outbox row per matching endpoint (store/outbox.py).
+    """CREATE TABLE webhook_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        event_id INTEGER,
+        copy_id INTEGER NOT NULL,
+        at REAL NOT NULL
+    )""",
+    """CREATE TRIGGER webhook_queue_events AFTER INSERT ON events BEGIN
+        INSERT INTO webhook_queue (kind, event_id, copy_id, at)
+        VALUES (NEW.kind, NEW.id, NEW.copy_id, NEW.at);
+    END""",
+    """CREATE TRIGGER webhook_queue_outcomes AFTER UPDATE OF state, attempts ON copies
+        WHEN NEW.state IN ('delivered', 'deferred', 'bounced')
+        AND (NEW.state IS NOT OLD.state OR NEW.attempts IS NOT OLD.attempts)
+    BEGIN
+        INSERT INTO webhook_queue (kind, event_id, copy_id, at)
+        VALUES (CASE NEW.state WHEN 'bounced' THEN 'bounce' ELSE NEW.state END, NULL, NEW.id,
+                (julianday('now') - 2440587.5) * 86400.0);
+    END""",
+    """CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id TEXT NOT NULL UNIQUE,
+        endpoint TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        last_error TEXT NOT NULL DEFAULT ''
+    )""",
+    """CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at, id)
+        WHERE state = 'pending'""",
+)
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_DELIVERY, _V3_CLASSIFY, _V4_WEB)
 SCHEMA_VERSION = len(MIGRATIONS)

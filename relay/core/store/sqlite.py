@@ -8,28 +8,47 @@ unreachable store raises StoreUnavailable, never a sqlite3 error.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from relay.core.models import (
+    ContactReport,
     Copy,
     CopySpec,
     DeliveryOutcome,
     Event,
+    EventBucket,
     Message,
+    MessageFilter,
     MessageReport,
     MessageSummary,
     NewMessage,
+    PendingBounce,
+    WebhookDelivery,
+    WebhookTarget,
 )
-from relay.core.store import reads, reports, schema, writes
+from relay.core.store import (
+    feed,
+    history,
+    labels,
+    outbox,
+    privacy,
+    queue,
+    reads,
+    reports,
+    schema,
+    writes,
+)
 from relay.core.store.base import StoreUnavailable
-from relay.core.store.writer import GroupWriter, run_in_thread
+from relay.core.store.writer import Bulk, GroupWriter, run_in_thread
 
 T = TypeVar("T")
 MAX_PAGE = 1000
 MAX_DUE = 10_000
+MAX_BUCKETS = 1000
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -119,13 +138,49 @@ class SQLiteStore:
         rewrite_note: str = "",
     ) -> None:
         await self._write(
-            lambda c: writes.apply_outcome(c, copy_id, outcome, next_attempt_at, rewrite_note)
+            lambda c: queue.record_outcome(c, copy_id, outcome, next_attempt_at, rewrite_note)
         )
+
+    # --- queue operations and bounces -------------------------------------------
+    async def queue_depth(self) -> dict[str, int]:
+        return await self._read(queue.queue_depth)
+
+    async def count_queued(self) -> int:
+        return await self._read(queue.count_queued)
+
+    async def list_queue(self, after_id: int = 0, limit: int = 1000) -> list[Copy]:
+        return await self._read(queue.list_queue, max(0, after_id), _clamp(limit, 1, MAX_DUE))
+
+    async def copies_of(self, message_id: str) -> list[Copy]:
+        return await self._read(queue.copies_of, message_id)
+
+    async def retry_now(self, copy_ids: Sequence[int]) -> int:
+        ids, now = list(copy_ids), time.time()
+        return await self._write(lambda c: queue.retry_now(c, ids, now))
+
+    async def delete_queued(self, copy_ids: Sequence[int]) -> int:
+        ids = list(copy_ids)
+        return await self._write(lambda c: queue.delete_queued(c, ids))
+
+    async def due_bounces(self, now: float, limit: int) -> list[PendingBounce]:
+        return await self._read(queue.due_bounces, now, _clamp(limit, 1, MAX_DUE))
+
+    async def bounce_state(self, copy_id: int) -> str | None:
+        return await self._read(queue.bounce_state, copy_id)
+
+    async def settle_bounce(
+        self, copy_id: int, state: str, reply: str, next_attempt_at: float | None = None
+    ) -> None:
+        await self._write(lambda c: queue.settle_bounce(c, copy_id, state, reply, next_attempt_at))
 
     # --- events ---------------------------------------------------------------
     async def record_event(self, event: Event) -> int:
         """Raises ValueError for an unknown copy or message (foreign keys)."""
-        return await self._write(lambda c: writes.insert_event(c, event), single_statement=True)
+        return await self._write(
+            lambda c: writes.insert_event(c, event),
+            single_statement=True,
+            bulk=Bulk(writes.insert_events, event),
+        )
 
     async def list_events(
         self,
@@ -136,6 +191,35 @@ class SQLiteStore:
     ) -> list[Event]:
         limit = _clamp(limit, 1, MAX_PAGE)
         return await self._read(reads.list_events, max(0, since_id), kind, recipient, limit)
+
+    async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
+        """An open without relabelling is one insert: no SAVEPOINT (the pixel's fast path)."""
+        single = event.kind == "open" and not relabel_client
+        return await self._write(
+            lambda c: labels.record_hit(c, event, relabel_client),
+            single_statement=single,
+            bulk=Bulk(writes.insert_hits, event) if single else None,
+        )
+
+    async def record_replies(
+        self, referenced: Sequence[str], rcpt_tos: Sequence[str], at: float
+    ) -> list[Event]:
+        refs, rcpts = tuple(referenced), tuple(rcpt_tos)
+        return await self._write(lambda c: labels.record_replies(c, refs, rcpts, at))
+
+    # --- privacy ----------------------------------------------------------------
+    async def erase_recipient(self, address: str) -> dict[str, int]:
+        return await self._write(lambda c: privacy.erase_recipient(c, address))
+
+    async def purge_older_than(self, cutoff: float) -> dict[str, int]:
+        """In batches, each its own write op, so events keep flowing meanwhile."""
+        total = {"events": 0, "messages": 0}
+        while True:
+            step = await self._write(lambda c: privacy.purge_step(c, cutoff))
+            for key, n in step.items():
+                total[key] += n
+            if not any(step.values()):
+                return total
 
     # --- reports --------------------------------------------------------------
     async def list_messages(
@@ -148,6 +232,61 @@ class SQLiteStore:
     async def message_report(self, message_id: str) -> MessageReport | None:
         return await self._read(_snapshot(reports.message_report), message_id)
 
+    # --- browsing (dashboard) -------------------------------------------------
+    async def find_messages(
+        self, where: MessageFilter, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[MessageSummary], str | None]:
+        """Raises ValueError for a cursor this store did not hand out."""
+        after = None if cursor is None else reports.decode_cursor(cursor)
+        limit = _clamp(limit, 1, MAX_PAGE)
+        return await self._read(_snapshot(history.find_messages), limit, after, where)
+
+    async def message_events(self, message_id: str, limit: int = 500) -> list[Event]:
+        return await self._read(history.message_events, message_id, _clamp(limit, 1, MAX_PAGE))
+
+    async def contact_report(self, address: str, limit: int = 200) -> ContactReport | None:
+        limit = _clamp(limit, 1, MAX_PAGE)
+        return await self._read(_snapshot(history.contact_report), address, limit)
+
+    async def event_histogram(
+        self, start: float, end: float, width: float, message_id: str | None = None
+    ) -> list[EventBucket]:
+        """Raises ValueError for more than MAX_BUCKETS buckets."""
+        if width <= 0 or (end - start) / width > MAX_BUCKETS:
+            raise ValueError(f"at most {MAX_BUCKETS} buckets")
+        return await self._read(history.event_histogram, start, end, width, message_id)
+
+    # --- live feed and webhooks -------------------------------------------------
+    async def last_event_id(self) -> int:
+        return await self._read(feed.last_event_id)
+
+    async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
+        return await self._read(feed.contact_counts, address)
+
+    async def queue_webhooks(self, targets: Sequence[WebhookTarget], limit: int = 500) -> int:
+        wanted, now, limit = list(targets), time.time(), _clamp(limit, 1, MAX_PAGE)
+        return await self._write(lambda c: outbox.fan_out(c, wanted, limit, now))
+
+    async def claim_webhooks(
+        self, now: float, lease: float, limit: int = 50
+    ) -> list[WebhookDelivery]:
+        limit = _clamp(limit, 1, MAX_PAGE)
+        return await self._write(lambda c: outbox.claim_due(c, now, lease, limit))
+
+    async def settle_webhook(
+        self,
+        delivery_id: int,
+        delivered: bool,
+        error: str = "",
+        next_attempt_at: float | None = None,
+    ) -> None:
+        await self._write(
+            lambda c: outbox.settle(c, delivery_id, delivered, error, next_attempt_at)
+        )
+
+    async def webhook_backlog(self) -> dict[str, int]:
+        return await self._read(outbox.outbox_counts)
+
     # --- plumbing -------------------------------------------------------------
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed or self._read_conn is None:
@@ -155,11 +294,14 @@ class SQLiteStore:
         return await run_in_thread(self._read_conn, fn, *args)
 
     async def _write(
-        self, op: Callable[[sqlite3.Connection], T], single_statement: bool = False
+        self,
+        op: Callable[[sqlite3.Connection], T],
+        single_statement: bool = False,
+        bulk: Bulk | None = None,
     ) -> T:
         if self._closed or self._writer is None:
             raise StoreUnavailable("the store is closed")
-        return await self._writer.submit(op, single_statement)
+        return await self._writer.submit(op, single_statement, bulk)
 
 
 def _snapshot(fn: Callable[..., T]) -> Callable[..., T]:

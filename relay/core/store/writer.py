@@ -6,6 +6,11 @@ transaction, each op inside its own SAVEPOINT so one failing op is rolled back
 alone, commits (fsync'd, synchronous=FULL) and only then resolves the callers'
 futures. So an acknowledged write is durable, and a thousand concurrent events
 cost a handful of fsyncs instead of a thousand.
+
+Every sqlite3 call releases the GIL, and this thread must then win it back
+from the event loop (up to the 5 ms switch interval). So consecutive ops that
+carry the same Bulk runner (events, mostly) go to SQLite as ONE statement:
+a batch of fifty pixel hits costs a few GIL hand-offs instead of a hundred.
 """
 
 from __future__ import annotations
@@ -28,13 +33,33 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 500
 MAX_QUEUED = 20_000  # beyond this, submitters wait: backpressure, not unbounded memory
+MAX_BULK = 200  # items per multi-row statement (bounds the statement's parameter count)
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """One op's share of a multi-row statement.
+
+    ``run(conn, items)`` returns one result per item, in order, using exactly one
+    data-changing statement, so it changes nothing when it raises; the group's
+    ops then run one by one and a bad item fails alone, as without Bulk.
+    """
+
+    run: Callable[[sqlite3.Connection, list[Any]], list[Any]]
+    item: Any
+
+
+@dataclass(frozen=True)
+class WriteItem:
+    op: WriteOp
+    single_statement: bool
+    bulk: Bulk | None = None
 
 
 @dataclass
 class _Pending:
-    op: WriteOp
+    item: WriteItem
     future: asyncio.Future[Any]
-    single_statement: bool
 
 
 class GroupWriter:
@@ -51,17 +76,21 @@ class GroupWriter:
         self._task = asyncio.create_task(self._run(), name="store-writer")
 
     async def submit(
-        self, op: Callable[[sqlite3.Connection], T], single_statement: bool = False
+        self,
+        op: Callable[[sqlite3.Connection], T],
+        single_statement: bool = False,
+        bulk: Bulk | None = None,
     ) -> T:
         """Run op in the next batch; returns its result once the batch is committed.
 
         single_statement: op runs exactly one data-changing statement, which SQLite
         already undoes alone when it fails, so it needs no SAVEPOINT (a third faster).
+        bulk: the same write as part of a multi-row statement (op is the fallback).
         """
         if self._closed:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(op, future, single_statement))
+        await self._queue.put(_Pending(WriteItem(op, single_statement, bulk), future))
         return await future
 
     async def close(self) -> None:
@@ -93,9 +122,9 @@ class GroupWriter:
                 await self._commit_batch(batch)
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
-        ops = [(p.op, p.single_statement) for p in batch]
+        items = [p.item for p in batch]
         try:
-            results = await run_in_thread(self._conn, run_batch, ops)
+            results = await run_in_thread(self._conn, run_batch, items)
             self.transactions += 1
         except Exception as exc:
             log.exception("store: a write batch of %d failed to commit", len(batch))
@@ -110,27 +139,64 @@ class GroupWriter:
                 pending.future.set_exception(value)
 
 
-def run_batch(conn: sqlite3.Connection, ops: list[tuple[WriteOp, bool]]) -> list[tuple[bool, Any]]:
+def run_batch(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
     """In the connection's thread: one transaction, a SAVEPOINT per multi-statement op."""
     results: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for op, single_statement in ops:
-            if single_statement:
-                results.append(_run_one(conn, op))
-                continue
-            conn.execute("SAVEPOINT op")
-            outcome = _run_one(conn, op)
-            if not outcome[0]:
-                conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            results.append(outcome)
+        for group in bulk_groups(items):
+            outcomes = _run_bulk(conn, group) if len(group) > 1 else None
+            if outcomes is None:
+                outcomes = [_run_item(conn, item) for item in group]
+            results.extend(outcomes)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return results
+
+
+def bulk_groups(items: list[WriteItem]) -> list[list[WriteItem]]:
+    """Runs of consecutive items with the same Bulk runner (at most MAX_BULK); others alone."""
+    groups: list[list[WriteItem]] = []
+    for item in items:
+        last = groups[-1][-1] if groups else None
+        if (
+            item.bulk is not None
+            and last is not None
+            and last.bulk is not None
+            and last.bulk.run is item.bulk.run
+            and len(groups[-1]) < MAX_BULK
+        ):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _run_bulk(conn: sqlite3.Connection, group: list[WriteItem]) -> list[tuple[bool, Any]] | None:
+    """The group as one statement; None when it failed (nothing was written)."""
+    bulks = [item.bulk for item in group if item.bulk is not None]
+    try:
+        values = bulks[0].run(conn, [bulk.item for bulk in bulks])
+    except Exception as exc:  # one bad item: the caller runs them one by one
+        log.debug("store: a bulk write of %d fell back to single writes: %r", len(group), exc)
+        return None
+    if len(values) != len(group):
+        raise RuntimeError(f"bulk write returned {len(values)} results for {len(group)}")
+    return [(True, value) for value in values]
+
+
+def _run_item(conn: sqlite3.Connection, item: WriteItem) -> tuple[bool, Any]:
+    if item.single_statement:
+        return _run_one(conn, item.op)
+    conn.execute("SAVEPOINT op")
+    outcome = _run_one(conn, item.op)
+    if not outcome[0]:
+        conn.execute("ROLLBACK TO op")
+    conn.execute("RELEASE op")
+    return outcome
 
 
 def _run_one(conn: sqlite3.Connection, op: WriteOp) -> tuple[bool, Any]:

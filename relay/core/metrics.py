@@ -1,0 +1,110 @@
+"""Prometheus metrics: one Metrics object per process, shared by every part of it.
+
+The collectors live in a registry of their own (not prometheus_client's global
+one), so tests and several relays in one process never see each other's
+counts. Queue depth is read from the store at scrape time, so it is right in a
+split deployment too, where the HTTP process never delivers anything.
+
+To add metrics, add attributes in __init__ registered with ``registry=self.registry``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from relay.core.store import Store, StoreUnavailable
+
+# Upstream replies take from a few milliseconds (loopback) to the upstream timeout.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+REFUSAL_REASONS = (
+    "auth_required",
+    "relay_denied",
+    "sender_not_allowed",
+    "too_big",
+    "too_many_recipients",
+    "queue_full",
+    "storage_error",
+)
+DELIVERY_OUTCOMES = ("delivered", "deferred", "bounced")
+
+
+class Metrics:
+    """The relay's collectors; every counter starts at 0 for every known label."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages_accepted = Counter(
+            "relay_messages_accepted",
+            "Messages accepted over SMTP (answered 250)",
+            registry=self.registry,
+        )
+        self.messages_refused = Counter(
+            "relay_messages_refused",
+            "Messages or transactions refused over SMTP, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "relay_deliveries",
+            "Delivery attempts of copies, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "relay_upstream_latency_seconds",
+            "Time for one delivery attempt to the upstream",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.bounces_sent = Counter(
+            "relay_bounces_sent",
+            "Delivery status notifications sent to senders",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "relay_queue_copies",
+            "Copies in the store by state, read at scrape time",
+            ["state"],
+            registry=self.registry,
+        )
+        self.tracking_events = Counter(
+            "relay_tracking_events",
+            "Opens, clicks and replies recorded by this process, by class",
+            ["kind", "class"],
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "relay_webhook_deliveries",
+            "Webhook POSTs answered with 2xx",
+            registry=self.registry,
+        )
+        self.webhook_failures = Counter(
+            "relay_webhook_failures",
+            "Webhook POSTs that failed (retried later), and notices given up after a day",
+            ["final"],
+            registry=self.registry,
+        )
+        for kind in ("open", "click"):
+            for klass in ("human", "bot", "proxy", "prefetch", "self"):
+                self.tracking_events.labels(kind, klass)
+        for final in ("false", "true"):
+            self.webhook_failures.labels(final=final)
+        for reason in REFUSAL_REASONS:
+            self.messages_refused.labels(reason=reason)
+        for outcome in DELIVERY_OUTCOMES:
+            self.deliveries.labels(outcome=outcome)
+
+    def refused(self, reason: str) -> None:
+        self.messages_refused.labels(reason=reason).inc()
+
+    async def render(self, store: Store | None) -> tuple[bytes, str]:
+        """The exposition text and its content type; queue depth read from store first."""
+        if store is not None:
+            try:
+                depth = await store.queue_depth()
+            except StoreUnavailable:  # the counters are still worth a scrape
+                depth = {}
+            for state, count in depth.items():
+                self.queue_depth.labels(state=state).set(count)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,83 @@
+"""Erasing one recipient, and the retention purge (SPEC section 3).
+
+Rows are deleted or overwritten, never flagged: whatever reads events later
+(reports, exports, webhooks) cannot show what is no longer there. What stays
+is listed in the README ("What is counted, and how").
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+PENDING = "('queued', 'deferred')"
+PURGE_BATCH = 1000  # rows per statement: one purge step never holds the writer for long
+MAX_ERASE_MESSAGES = 1_000_000
+
+
+def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
+    """Delete the address's events and take it out of copies and envelopes.
+
+    A copy still waiting for delivery keeps its envelope (the mail must still
+    go out) and is counted in ``pending_copies``: erase again once it is done.
+    """
+    wanted = address.strip().lower()
+    pending = conn.execute(
+        f"SELECT count(*) FROM copies WHERE lower(recipient) = ? AND state IN {PENDING}",
+        (wanted,),
+    ).fetchone()[0]
+    events = conn.execute(
+        "DELETE FROM events WHERE lower(recipient) = ?"
+        f" AND copy_id NOT IN (SELECT id FROM copies WHERE state IN {PENDING})",
+        (wanted,),
+    ).rowcount
+    copies = conn.execute(
+        "UPDATE copies SET recipient = NULL, rcpt_tos = '[]', last_reply = ''"
+        f" WHERE lower(recipient) = ? AND state NOT IN {PENDING}",
+        (wanted,),
+    ).rowcount
+    copies += _drop_from_lists(conn, "copies", wanted, f"state NOT IN {PENDING}")
+    messages = _drop_from_lists(conn, "messages", wanted, "1")
+    return {
+        "events": events,
+        "copies": copies,
+        "messages": messages,
+        "pending_copies": int(pending),
+    }
+
+
+def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: str) -> int:
+    """Remove the address from the rcpt_tos JSON lists of ``table`` rows; returns rows changed."""
+    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        f"SELECT rowid, rcpt_tos FROM {table} WHERE rcpt_tos LIKE ? ESCAPE '\\' AND {where}"
+        " LIMIT ?",
+        (f'%"{escaped}"%', MAX_ERASE_MESSAGES),
+    ).fetchall()
+    changed = []
+    for rowid, rcpts_json in rows:
+        rcpts = json.loads(rcpts_json)
+        kept = [r for r in rcpts if r.strip().lower() != address]
+        if len(kept) != len(rcpts):
+            changed.append((json.dumps(kept), rowid))
+    conn.executemany(f"UPDATE {table} SET rcpt_tos = ? WHERE rowid = ?", changed)
+    return len(changed)
+
+
+def purge_step(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:
+    """Delete up to PURGE_BATCH events and messages older than ``cutoff``; call until zero.
+
+    A message with a copy still waiting for delivery is kept whatever its age.
+    Deleting a message deletes its copies, links and events (foreign keys).
+    """
+    events = conn.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)",
+        (cutoff, PURGE_BATCH),
+    ).rowcount
+    messages = conn.execute(
+        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE received_at < ?"
+        f" AND NOT EXISTS (SELECT 1 FROM copies WHERE copies.message_id = messages.id"
+        f" AND copies.state IN {PENDING}) LIMIT ?)",
+        (cutoff, PURGE_BATCH),
+    ).rowcount
+    return {"events": events, "messages": messages}

@@ -1,0 +1,141 @@
+"""The queue's own SQL: depth, operator actions (list, retry, delete) and the bounce outbox.
+
+Write functions run inside the GroupWriter's batch transaction (see writes.py);
+read functions on the read connection. The bounces table is filled in the same
+transaction that marks a copy bounced, so a crash can neither lose a bounce nor
+record one twice (its primary key is the copy id).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from relay.core.models import Copy, DeliveryOutcome, PendingBounce
+from relay.core.store.reads import COPY_COLUMNS, copy_from_row
+from relay.core.store.writes import apply_outcome, clean_text
+
+QUEUED = "state IN ('queued', 'deferred')"
+MAX_IDS = 10_000  # ids per retry/delete call; the CLI sends larger sets in batches
+
+
+def record_outcome(
+    conn: sqlite3.Connection,
+    copy_id: int,
+    outcome: DeliveryOutcome,
+    next_attempt_at: float | None,
+    rewrite_note: str,
+) -> None:
+    """apply_outcome, plus a bounces row when the copy is now bounced."""
+    apply_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
+    row = conn.execute(
+        "SELECT c.state, c.message_id, m.mail_from FROM copies c"
+        " JOIN messages m ON m.id = c.message_id WHERE c.id = ?",
+        (copy_id,),
+    ).fetchone()
+    if row is None or row[0] != "bounced":
+        return
+    # Never a DSN for a message whose sender was empty (RFC 5321 6.1: no bounce loops).
+    state = "pending" if row[2] else "skipped"
+    now = time.time()
+    conn.execute(
+        "INSERT OR IGNORE INTO bounces (copy_id, message_id, state, reason, created_at,"
+        " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (copy_id, row[1], state, clean_text(outcome.reply), now, now),
+    )
+
+
+def queue_depth(conn: sqlite3.Connection) -> dict[str, int]:
+    """Copies by state (served by copies_by_state); every state present, 0 when none."""
+    depth = dict.fromkeys(("queued", "deferred", "delivered", "bounced"), 0)
+    for state, n in conn.execute("SELECT state, count(*) FROM copies GROUP BY state"):
+        depth[str(state)] = int(n)
+    return depth
+
+
+def count_queued(conn: sqlite3.Connection) -> int:
+    """Copies waiting for delivery (served by the partial index copies_due)."""
+    row = conn.execute(f"SELECT count(*) FROM copies WHERE {QUEUED}").fetchone()
+    return int(row[0])
+
+
+def list_queue(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Copy]:
+    """Queued and deferred copies by id, a page at a time."""
+    rows = conn.execute(
+        f"SELECT {COPY_COLUMNS} FROM copies WHERE {QUEUED} AND id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [copy_from_row(r) for r in rows]
+
+
+def copies_of(conn: sqlite3.Connection, message_id: str) -> list[Copy]:
+    rows = conn.execute(
+        f"SELECT {COPY_COLUMNS} FROM copies WHERE message_id = ? ORDER BY id", (message_id,)
+    ).fetchall()
+    return [copy_from_row(r) for r in rows]
+
+
+def retry_now(conn: sqlite3.Connection, copy_ids: Sequence[int], now: float) -> int:
+    """Make queued/deferred copies due at once; returns how many were."""
+    _check_ids(copy_ids)
+    cursor = conn.executemany(
+        f"UPDATE copies SET next_attempt_at = ? WHERE id = ? AND {QUEUED}",
+        [(now, cid) for cid in copy_ids],
+    )
+    return max(0, cursor.rowcount)
+
+
+def delete_queued(conn: sqlite3.Connection, copy_ids: Sequence[int]) -> int:
+    """Remove queued/deferred copies (no bounce), and their message once no copy is left."""
+    _check_ids(copy_ids)
+    if not copy_ids:
+        return 0
+    marks = ",".join("?" * len(copy_ids))
+    messages = [
+        str(r[0])
+        for r in conn.execute(
+            f"SELECT DISTINCT message_id FROM copies WHERE id IN ({marks})", list(copy_ids)
+        )
+    ]
+    cursor = conn.execute(f"DELETE FROM copies WHERE id IN ({marks}) AND {QUEUED}", list(copy_ids))
+    conn.executemany(
+        "DELETE FROM messages WHERE id = ? AND NOT EXISTS"
+        " (SELECT 1 FROM copies WHERE message_id = messages.id)",
+        [(mid,) for mid in messages],
+    )
+    return max(0, cursor.rowcount)
+
+
+def due_bounces(conn: sqlite3.Connection, now: float, limit: int) -> list[PendingBounce]:
+    rows = conn.execute(
+        "SELECT copy_id, message_id, reason, attempts, created_at FROM bounces"
+        " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [PendingBounce(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def bounce_state(conn: sqlite3.Connection, copy_id: int) -> str | None:
+    row = conn.execute("SELECT state FROM bounces WHERE copy_id = ?", (copy_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def settle_bounce(
+    conn: sqlite3.Connection, copy_id: int, state: str, reply: str, next_attempt_at: float | None
+) -> None:
+    """state: sent | failed (final) or pending (try again at next_attempt_at)."""
+    if state not in ("sent", "failed", "pending"):
+        raise ValueError(f"unknown bounce state {state!r}")
+    now = time.time()
+    conn.execute(
+        "UPDATE bounces SET state = ?, attempts = attempts + 1, last_reply = ?,"
+        " next_attempt_at = COALESCE(?, next_attempt_at),"
+        " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE copy_id = ?",
+        (state, clean_text(reply), next_attempt_at, state, now, copy_id),
+    )
+
+
+def _check_ids(copy_ids: Sequence[int]) -> None:
+    if len(copy_ids) > MAX_IDS:
+        raise ValueError(f"at most {MAX_IDS} copies per call")

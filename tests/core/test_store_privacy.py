@@ -1,0 +1,105 @@
+"""Retention purge, erasure details and the open-collapsing window, on a real SQLite file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relay.core.config import StoreConfig
+from relay.core.models import Copy, CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.store import Store, open_store
+from relay.core.store.counting import OPEN_WINDOW
+from relay.retention import RetentionPurger, purge_interval
+
+BOB, CAROL = "bob@example.net", "carol@example.org"
+DAY = 86400.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def spool(store: Store, at: float, *rcpts: str) -> dict[str, Copy]:
+    decision = TrackingDecision(opens=True, clicks=True)
+    msg = NewMessage("a@x.com", rcpts, b"raw", at, "192.0.2.1", None, "a", "s", f"<{at}>", decision)
+    message_id = await store.spool(msg, [CopySpec(r, (r,)) for r in rcpts])
+    copies = await store.due_copies(time.time() + DAY, 100)
+    return {c.recipient or "": c for c in copies if c.message_id == message_id}
+
+
+def open_event(copy: Copy, at: float, klass: str = "human") -> Event:
+    return Event("open", copy.id, copy.message_id, copy.recipient, at, "192.0.2.9", "UA", klass)  # type: ignore[arg-type]
+
+
+async def test_purge_deletes_old_events_and_finished_messages(store: Store) -> None:
+    now = time.time()
+    old = await spool(store, now - 10 * DAY, BOB, CAROL)
+    new = await spool(store, now, BOB)
+    await store.record_outcome(old[BOB].id, DeliveryOutcome("delivered", "250"), None)
+    await store.record_event(open_event(new[BOB], now - 9 * DAY))  # an old event, a new message
+    await store.record_event(open_event(new[BOB], now))
+    counts = await RetentionPurger(store, 5 * DAY).purge_once(now)
+    assert counts == {"events": 1, "messages": 0}  # carol's copy of the old one is still queued
+    await store.record_outcome(old[CAROL].id, DeliveryOutcome("permanent", "550"), None)
+    assert await RetentionPurger(store, 5 * DAY).purge_once(now) == {"events": 0, "messages": 1}
+    assert await store.get_message(old[BOB].message_id) is None
+    assert await store.get_copy(old[BOB].id) is None
+    assert [e.at for e in await store.list_events()] == [now]
+
+
+def test_purge_interval_is_bounded() -> None:
+    assert purge_interval(365 * DAY) == 3600
+    assert purge_interval(60) == 6
+    assert purge_interval(0.5) == 1
+
+
+async def test_erase_keeps_pending_copies_and_other_recipients(store: Store) -> None:
+    now = time.time()
+    copies = await spool(store, now, BOB, CAROL)
+    await store.record_event(open_event(copies[BOB], now))
+    await store.record_event(open_event(copies[CAROL], now))
+    counts = await store.erase_recipient(BOB)
+    assert counts == {"events": 0, "copies": 0, "messages": 1, "pending_copies": 1}
+    pending = await store.get_copy(copies[BOB].id)
+    assert pending is not None and pending.rcpt_tos == (BOB,)  # it must still be delivered
+    await store.record_outcome(copies[BOB].id, DeliveryOutcome("delivered", "250 <bob>"), None)
+    counts = await store.erase_recipient(BOB)
+    assert counts == {"events": 1, "copies": 1, "messages": 0, "pending_copies": 0}
+    erased = await store.get_copy(copies[BOB].id)
+    assert erased is not None
+    assert (erased.recipient, erased.rcpt_tos, erased.last_reply) == (None, (), "")
+    assert [e.recipient for e in await store.list_events()] == [CAROL]
+
+
+async def test_opens_within_the_window_collapse_in_counts(store: Store) -> None:
+    now = time.time()
+    copies = await spool(store, now, BOB)
+    bob = copies[BOB]
+    times = [now, now + 5, now + OPEN_WINDOW - 1, now + 2 * OPEN_WINDOW, now + 10 * OPEN_WINDOW]
+    for at in times:
+        await store.record_event(open_event(bob, at))
+    await store.record_event(open_event(bob, now + 1, "proxy"))
+    await store.record_event(open_event(bob, now + 2, "proxy"))
+    report = await store.message_report(bob.message_id)
+    assert report is not None
+    [recipient] = report.recipients
+    assert (recipient.opens["human"], recipient.opens["proxy"]) == (3, 1)
+    assert (recipient.first_open, recipient.last_open) == (now, now + 10 * OPEN_WINDOW)
+    assert len(await store.list_events()) == 7  # every raw event is kept
+
+
+async def test_proxy_only_open_is_opened_maybe(store: Store) -> None:
+    now = time.time()
+    copies = await spool(store, now, BOB, CAROL)
+    await store.record_event(open_event(copies[BOB], now, "proxy"))
+    await store.record_event(open_event(copies[CAROL], now, "proxy"))
+    await store.record_event(open_event(copies[CAROL], now, "human"))
+    [summary], _ = await store.list_messages()
+    assert (summary.opens["unique_maybe"], summary.opens["unique_human"]) == (1, 1)

@@ -1,0 +1,157 @@
+"""The dashboard's pages: messages, one message, one contact, charts (SPEC 8).
+
+Each page is a handful of bounded, indexed store reads (a page of messages,
+one message, one address, one time window) and one template. The live feed
+is a script in the page that listens on the API's event stream.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+from yarl import URL
+
+from relay.core.models import Event, MessageFilter
+from relay.core.store import Store
+from tracking_http.admin.api import overall_state
+from tracking_http.admin.charts import Chart, build_chart, window
+from tracking_http.admin.pages import Pages
+
+PAGE_SIZE = 50
+MAX_ADDRESS = 320
+MAX_CURSOR = 256
+MAX_MESSAGE_ID = 128
+MAX_TIMELINE = 500
+MAX_CHART_DAYS = 90
+RAW_ROUTE = "/api/messages/{id}/raw"
+STREAM = "/api/events/stream"
+
+
+class BadQuery(ValueError):
+    """A filter the page cannot use; the message is shown to the user."""
+
+
+def parse_day(raw: str, name: str) -> float | None:
+    """``YYYY-MM-DD`` as the unix time of that day's start (UTC); None when empty."""
+    if not raw:
+        return None
+    try:
+        day = datetime.strptime(raw[:10], "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise BadQuery(f"{name}: use a date like 2026-11-27") from None
+    return day.timestamp()
+
+
+def message_filter(query: dict[str, str]) -> MessageFilter:
+    sender = query.get("sender", "").strip()
+    if len(sender) > MAX_ADDRESS:
+        raise BadQuery("sender: too long for an address")
+    since = parse_day(query.get("from", "").strip(), "from")
+    until = parse_day(query.get("to", "").strip(), "to")
+    return MessageFilter(sender or None, since, None if until is None else until + 86400)
+
+
+def has_route(app: web.Application, canonical: str) -> bool:
+    return any(resource.canonical == canonical for resource in app.router.resources())
+
+
+class DashboardViews:
+    def __init__(self, store: Store, pages: Pages) -> None:
+        self._store = store
+        self._pages = pages
+
+    async def messages(self, request: web.Request) -> web.Response:
+        query = {k: request.query.get(k, "") for k in ("sender", "from", "to")}
+        cursor = request.query.get("cursor") or None
+        try:
+            where = message_filter(query)
+            if cursor is not None and len(cursor) > MAX_CURSOR:
+                raise BadQuery("that page link is not valid")
+            page, next_cursor = await self._store.find_messages(where, PAGE_SIZE, cursor)
+        except ValueError as exc:
+            error = str(exc) if isinstance(exc, BadQuery) else "that page link is not valid"
+            return self._pages.render(
+                request,
+                "messages.html",
+                status=400,
+                rows=[],
+                query=query,
+                error=error,
+                next_url="",
+                stream=STREAM,
+            )
+        kept = {k: v for k, v in query.items() if v}
+        next_url = str(URL("/").with_query({**kept, "cursor": next_cursor})) if next_cursor else ""
+        rows = [(s, overall_state(s.states)) for s in page]
+        return self._pages.render(
+            request,
+            "messages.html",
+            rows=rows,
+            query=query,
+            error="",
+            next_url=next_url,
+            stream=STREAM,
+        )
+
+    async def message(self, request: web.Request) -> web.Response:
+        message_id = request.match_info["id"]
+        report = None
+        if len(message_id) <= MAX_MESSAGE_ID:
+            report = await self._store.message_report(message_id)
+        if report is None:
+            return self._not_found(request, "No such message.")
+        events = await self._store.message_events(message_id, MAX_TIMELINE)
+        chart = await self._chart(report.message.received_at, time.time(), message_id)
+        by_recipient: dict[str | None, list[Event]] = {}
+        for event in events:
+            by_recipient.setdefault(event.recipient, []).append(event)
+        raw_url = ""
+        if report.message.decision.log_copy and has_route(request.app, RAW_ROUTE):
+            raw_url = RAW_ROUTE.replace("{id}", message_id)
+        return self._pages.render(
+            request,
+            "message.html",
+            report=report,
+            events=events,
+            by_recipient=by_recipient,
+            chart=chart,
+            raw_url=raw_url,
+            truncated=len(events) >= MAX_TIMELINE,
+        )
+
+    async def contact(self, request: web.Request) -> web.Response:
+        address = request.match_info["address"]
+        report = None
+        if len(address) <= MAX_ADDRESS:
+            report = await self._store.contact_report(address)
+        if report is None:
+            return self._not_found(request, "Nothing was sent to that address.")
+        return self._pages.render(request, "contact.html", report=report)
+
+    async def charts(self, request: web.Request) -> web.Response:
+        raw = request.query.get("days", "14")
+        days = int(raw) if raw.isdigit() and len(raw) <= 3 else 0
+        if not 1 <= days <= MAX_CHART_DAYS:
+            return self._not_found(request, f"days: from 1 to {MAX_CHART_DAYS}", status=400)
+        now = time.time()
+        width = 86400.0 if days > 2 else 3600.0
+        start = (now - days * 86400) // width * width
+        count = int(-(-(now - start) // width))
+        buckets = await self._store.event_histogram(start, start + count * width, width)
+        chart = build_chart(buckets, start, width, count)
+        return self._pages.render(request, "charts.html", chart=chart, days=days)
+
+    async def feed(self, request: web.Request) -> web.Response:
+        return self._pages.render(request, "feed.html", stream=STREAM)
+
+    async def _chart(self, first: float, now: float, message_id: str) -> Chart:
+        start, width, count = window(first, now)
+        buckets = await self._store.event_histogram(
+            start, start + count * width, width, message_id=message_id
+        )
+        return build_chart(buckets, start, width, count)
+
+    def _not_found(self, request: web.Request, text: str, status: int = 404) -> web.Response:
+        return self._pages.render(request, "not_found.html", status=status, text=text)
