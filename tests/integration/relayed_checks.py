@@ -22,7 +22,11 @@ from relay.rewrite.html import PIXEL_TEMPLATE
 from relay.rewrite.links import clean_url, decode_attribute_value
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
-_RECEIVED = re.compile(rb"\AReceived: [^\n]*\n(?:[ \t][^\n]*\n)*")
+# Exactly the field relay.smtp.message.received_header writes (hostname relay.test): a
+# message may begin with a stray indented line that would read as its continuation.
+_RECEIVED = re.compile(
+    rb"\AReceived: from [^\r\n]*\r\n\tby relay\.test with [^\r\n]*\r\n(?:\tfor <.*\r\n)?"
+)
 _ADDED_ID = re.compile(rb"\AMessage-ID: [^\n]*\n")
 _TOKEN = r"[A-Za-z0-9_\-.~]+"
 
@@ -30,9 +34,17 @@ Resolve = Callable[[str], str]  # tracking URL -> where the click endpoint redir
 
 
 def on_the_wire(raw: bytes) -> bytes:
-    """raw as SMTP delivers it: CRLF line endings, ending in CRLF, control headers gone."""
-    wire = _LINE_ENDINGS.sub(b"\r\n", raw)
-    wire = wire if wire.endswith(b"\r\n") else wire + b"\r\n"
+    """raw as SMTP carries it: ending in CRLF, every line ending CRLF.
+
+    Sent in this form: the relay's DATA reader undoes dot-stuffing only after
+    CRLF, while smtplib also stuffs after a bare LF (reported to the lead).
+    """
+    wire = raw if raw.endswith(b"\r\n") else raw + b"\r\n"
+    return _LINE_ENDINGS.sub(b"\r\n", wire)
+
+
+def expected_copy(wire: bytes) -> bytes:
+    """What the relay must pass on, before its own headers: wire without control headers."""
     return remove_headers(wire, control_header_names(SmtpConfig()))
 
 

@@ -1,10 +1,12 @@
-"""Real Postfix on each side of the relay, the two ways an ops team deploys it.
+"""Real Postfix on each side of the relay, the ways an ops team deploys it.
 
 1. clients -> relay -> Postfix: swaks submits to `python -m relay serve`, whose
    upstream is a private Postfix instance relaying on to an aiosmtpd sink. The
    relay must record the queue id from Postfix's "250 2.0.0 Ok: queued as ..." reply.
 2. MTA -> relay -> MTA: swaks submits to a Postfix instance whose `relayhost` is
    the relay; the relay tracks and delivers to the sink.
+3. One Postfix on both sides: its content_filter is the relay, whose upstream is
+   a second smtpd of the same Postfix with the filter off.
 
 Postfix is Debian's package (`make sysdeps`), each instance private to its test.
 """

@@ -126,9 +126,7 @@ def test_csv_cells_that_start_a_formula_are_quoted() -> None:
     assert csv_cell(12) == "12"
 
 
-async def test_export_csv_pages_through_every_event(
-    store: Store, spooled: Any, serve: Any
-) -> None:
+async def test_export_csv_pages_through_every_event(store: Store, spooled: Any, serve: Any) -> None:
     hostile = "=cmd|' /C calc'!A0"
     total = 2500  # more than two export pages
     batch = [make_event(spooled, BOB, user_agent=f"agent {i}") for i in range(total - 1)]
