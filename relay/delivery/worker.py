@@ -67,6 +67,9 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._held: dict[int, float] = {}  # copy id -> monotonic time it may be taken again
+        # Copies that finished while due_copies was being read: the read may predate
+        # their outcome, so they must not be taken again from it (a second delivery).
+        self._finished: set[int] = set()
         self._backlog = False
         self._stopping = False
 
@@ -117,10 +120,12 @@ class DeliveryWorker:
             return
         # Copies in flight are still due in the store: ask for enough to see past them,
         # and one more, so a backlog is seen and the next free slot takes it at once.
+        self._finished.clear()
         due = await self.store.due_copies(time.time(), free + len(self._inflight) + 1)
         now = time.monotonic()
         self._held = {cid: until for cid, until in self._held.items() if until > now}
-        fresh = [c for c in due if c.id not in self._inflight and c.id not in self._held]
+        taken = self._inflight.keys() | self._held.keys() | self._finished
+        fresh = [c for c in due if c.id not in taken]
         self._backlog = len(fresh) > free
         for copy in fresh[:free]:
             task = asyncio.create_task(self._deliver_guarded(copy), name=f"copy-{copy.id}")
@@ -135,6 +140,7 @@ class DeliveryWorker:
             await self._defer_after_error(copy, exc)
         finally:
             self._inflight.pop(copy.id, None)
+            self._finished.add(copy.id)
             if self._backlog:
                 self._wake.set()
 
