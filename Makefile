@@ -42,5 +42,10 @@ lint: $(STAMP)
 test: $(STAMP) sysdeps lint
 	$(BIN)/pytest -q
 
+# The rewriter under atheris (installed on demand), by hand: make fuzz FUZZ_ARGS=-runs=100000
+fuzz: $(STAMP)
+	$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/pip install -q atheris || true
+	PYTHONPATH=. $(BIN)/python fuzz/fuzz_rewrite.py $(FUZZ_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

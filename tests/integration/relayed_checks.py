@@ -128,7 +128,20 @@ def assert_untracked(text: str, original: str, base: str, resolve: Resolve) -> N
     literals, urls = pieces[0::3], pieces[2::3]
     pattern = "(.*?)".join(re.escape(piece) for piece in literals)
     match = re.fullmatch(pattern, original, re.DOTALL)
-    assert match is not None, "output is not the source with href values replaced"
+    assert match is not None, (
+        f"not the source with hrefs replaced: {_first_stray(literals, original)}"
+    )
     for raw, url in zip(match.groups(), urls, strict=True):
         value = raw[1:-1] if raw[:1] in "\"'" and raw[-1:] == raw[:1] else raw
         assert clean_url(decode_attribute_value(value)) == resolve(url), raw
+
+
+def _first_stray(literals: list[str], original: str) -> str:
+    """The first piece of output that is not in the source, with the source around it."""
+    pos = 0
+    for piece in literals:
+        found = original.find(piece, pos)
+        if found < 0:
+            return f"{piece[:120]!r} not in source near {original[pos : pos + 160]!r}"
+        pos = found + len(piece)
+    return "the pieces are in order; the hrefs between them differ"
