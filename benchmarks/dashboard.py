@@ -227,7 +227,9 @@ async def fan_out(admin: str, tracking: str, tokens: list[str], args: argparse.N
         await asyncio.sleep(0.2)
     for client in clients:
         client.cancel()
-    await asyncio.gather(*clients, return_exceptions=True)
+    ended = await asyncio.gather(*clients, return_exceptions=True)
+    errors = {repr(e) for e in ended if not isinstance(e, asyncio.CancelledError)}
+    print("DEBUG", errors, [c.done() for c in clients][:3])
     full = sum(1 for c in counts if c >= stored)
     print(f"SSE fan-out: {args.feeds} feeds; {answered} pixels answered at {args.rate}/s,")
     print(f"  {stored} open events stored (the others: not counted by the labelling rules)")
@@ -340,8 +342,9 @@ def main() -> None:
             relay.terminate()
             relay.wait(30)
             log.close()
-            slow = (Path(tmp) / "relay.log").read_bytes().count(b"store slow")
-            print(f"pixels answered before their event was stored (store slow): {slow}")
+            logged = (Path(tmp) / "relay.log").read_bytes()
+            print(f"pixels answered before their event was stored: {logged.count(b'store slow')}")
+            print(f"live feeds dropped for falling behind: {logged.count(b'live feed dropped')}")
 
 
 if __name__ == "__main__":

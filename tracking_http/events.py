@@ -17,6 +17,7 @@ from relay.core.config import TrackingConfig
 from relay.core.models import Copy, Event
 from relay.core.store import Store
 from relay.core.tokens import TokenData
+from tracking_http.clients import ClientKey
 from tracking_http.labelling import HitLabeller, Label, Sender, submitted_by
 from tracking_http.notify import EventSink
 from tracking_http.privacy import anonymize_ip
@@ -149,4 +150,12 @@ class EventRecorder:
             reasons=label.reasons,
             url=(token.url or "") if token.kind == "click" else "",
             link_index=token.link_index if token.kind == "click" else None,
+            extra=client_extra(label.client),
         )
+
+
+def client_extra(client: ClientKey | None) -> dict[str, str]:
+    """Stored with an open so the report can tell clients apart (store/counting.py)."""
+    if client is None or not client.network:
+        return {}
+    return {"ua_family": client.family, "network": client.network}

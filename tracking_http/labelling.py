@@ -9,14 +9,17 @@ relabelled in the store (Store.record_hit with relabel_client).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from relay.core.config import TrackingConfig
 from relay.core.models import Copy, EventClass
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenData
-from tracking_http.classify import Classifier, RequestFacts
+from tracking_http.classify import IP_CACHE_SIZE, UA_CACHE_SIZE, Classifier, RequestFacts
+from tracking_http.clients import ClientKey, ua_family
 from tracking_http.networks import parse_address
+from tracking_http.privacy import anonymize_ip
 
 ADMIN_COOKIE = "relay_admin"  # set by the admin dashboard on login; its bearer is the sender
 MAX_ADMIN_COOKIE = 4096
@@ -40,6 +43,7 @@ class Label:
     klass: EventClass
     reasons: tuple[str, ...]
     honeypot: bool  # this hit is the honeypot link: relabel the client's other events
+    client: ClientKey | None = None  # opens: who opened, for "possibly forwarded"
 
 
 class RecentClicks:
@@ -116,6 +120,8 @@ class HitLabeller:
         self._classifier = build_classifier(config) if config.classify else None
         self._clicks = RecentClicks()
         self._honeypot = HoneypotClients()
+        self._family = functools.lru_cache(maxsize=UA_CACHE_SIZE)(ua_family)
+        self._network = functools.lru_cache(maxsize=IP_CACHE_SIZE)(anonymize_ip)
 
     def label(
         self,
@@ -153,4 +159,5 @@ class HitLabeller:
         elif is_click:
             self._clicks.add(copy.id, token.link_index, at)
         result = self._classifier.classify(facts)
-        return Label(result.klass, result.reasons, honeypot=honeypot)
+        client = None if is_click else ClientKey(self._family(user_agent), self._network(ip))
+        return Label(result.klass, result.reasons, honeypot=honeypot, client=client)

@@ -126,7 +126,7 @@ class MessageSummary:
 @dataclass(frozen=True)
 class LinkReport:
     url: str
-    clicks: dict[str, int]  # class -> count
+    clicks: dict[str, int]  # class -> count, plus unique_human (copies with a human click)
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ class RecipientReport:
     last_open: float | None
     links: tuple[LinkReport, ...]
     replies: int = 0  # later messages through the relay answering this one (SPEC 7)
+    possibly_forwarded: bool = False  # human opens from clearly different clients (SPEC 7)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class MessageReport:
     message: Message
     recipients: tuple[RecipientReport, ...]
     someone: RecipientReport
+    links: tuple[LinkReport, ...] = ()  # every copy's clicks per link; unique_human: copies
 
 
 @dataclass(frozen=True)

@@ -192,9 +192,8 @@ async def test_postfix_as_upstream(
         postfix_hop = hops(copy)[0]
         assert "by postfix.test (Postfix)" in postfix_hop
         assert f"id {sent[copy.rcpt_tos[0]]}" in postfix_hop
-    for recipient in detail["recipients"]:
-        if "queue_id" in recipient:  # the API shows it once the queue work lands
-            assert recipient["queue_id"] == sent[recipient["address"]]
+    assert {r["address"]: r["queue_id"] for r in detail["recipients"]} == sent
+    assert all(r["last_reply"].endswith(f"queued as {r['queue_id']}") for r in detail["recipients"])
 
 
 async def test_postfix_relays_through_the_relay(

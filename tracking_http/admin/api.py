@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.core.models import Copy, MessageSummary, RecipientReport
+from relay.core.models import Copy, LinkReport, MessageSummary, RecipientReport
 from relay.core.store import Store
 
 log = logging.getLogger("tracking_http.admin")
@@ -29,6 +29,7 @@ OPEN_CLASSES = ("human", "inferred", "proxy", "bot", "prefetch", "self")
 CLICK_CLASSES = ("human", "bot", "prefetch", "self")
 LIST_OPEN_KEYS = ("human", "unique_human", "inferred", "proxy", "bot", "prefetch", "self")
 LIST_CLICK_KEYS = ("human", "unique_human", "bot", "prefetch", "self")
+LINK_CLICK_KEYS = LIST_CLICK_KEYS  # unique_human: recipients (copies) with a human click
 
 JsonObject = dict[str, Any]
 
@@ -87,12 +88,15 @@ def recipient_json(report: RecipientReport) -> JsonObject:
         "clicks": counts(CLICK_CLASSES, report.clicks),
         "opened": opened_word(report.opens),
         "replies": report.replies,
+        "possibly_forwarded": report.possibly_forwarded,
         "first_open": iso_time(report.first_open),
         "last_open": iso_time(report.last_open),
-        "links": [
-            {"url": link.url, "clicks": counts(CLICK_CLASSES, link.clicks)} for link in report.links
-        ],
+        "links": links_json(report.links),
     }
+
+
+def links_json(links: tuple[LinkReport, ...]) -> list[JsonObject]:
+    return [{"url": link.url, "clicks": counts(LINK_CLICK_KEYS, link.clicks)} for link in links]
 
 
 def delivery_json(copy: Copy | None) -> JsonObject:
@@ -189,5 +193,6 @@ class AdminViews:
             },
             "recipients": [recipient_json(r) for r in report.recipients],
             "someone": recipient_json(report.someone),
+            "links": links_json(report.links),
         }
         return json_response(body)

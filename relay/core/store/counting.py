@@ -74,3 +74,25 @@ def summary_counts(
     for mid, n in conn.execute(maybe_opened(where), [*ids, *ids]):
         opens[mid]["unique_maybe"] = n
     return opens, clicks
+
+
+def forwarded_copies(conn: sqlite3.Connection, message_id: str) -> set[int]:
+    """Recipients' copies opened by people from clearly different clients: at least two
+    user-agent families and two networks among the copy's human opens (SPEC 7).
+
+    Two families and two networks always include a pair of opens that differ in
+    both, so a reader whose phone changes network, or who opens at home and at
+    work in the same client, is one reader; Outlook at one office and iPhone
+    Mail at another is not. Proxy, bot, prefetch and self opens say nothing
+    about who read, inferred opens carry no client, and a shared copy is
+    opened by several people by design: none of them count.
+    """
+    family, network = "json_extract(extra, '$.ua_family')", "json_extract(extra, '$.network')"
+    rows = conn.execute(
+        "SELECT copy_id FROM events WHERE message_id = ? AND kind = 'open'"
+        f" AND klass = 'human' AND NOT inferred AND recipient IS NOT NULL AND {network} != ''"
+        f" GROUP BY copy_id HAVING count(DISTINCT {family}) >= 2"
+        f" AND count(DISTINCT {network}) >= 2",
+        (message_id,),
+    )
+    return {int(copy_id) for (copy_id,) in rows}

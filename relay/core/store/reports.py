@@ -24,7 +24,7 @@ from relay.core.models import (
     MessageSummary,
     RecipientReport,
 )
-from relay.core.store.counting import counted_events, summary_counts
+from relay.core.store.counting import counted_events, forwarded_copies, summary_counts
 from relay.core.store.reads import COPY_COLUMNS, MESSAGE_COLUMNS, copy_from_row, message_from_row
 
 OPEN_KEYS = ("human", "inferred", "proxy", "bot", "prefetch", "self")
@@ -97,6 +97,7 @@ class _Tally:
     last_open: float | None = None
     links: dict[int, tuple[str, dict[str, int]]] = field(default_factory=dict)
     replies: int = 0
+    forwarded: bool = False
 
     def add_open(self, klass: str, inferred: bool, n: int, first: float, last: float) -> None:
         self.opens[klass] = self.opens.get(klass, 0) + n
@@ -112,11 +113,36 @@ class _Tally:
         return self.links[index][1]
 
     def report(self, address: str | None, copy: Copy | None) -> RecipientReport:
-        links = tuple(LinkReport(url, counts) for _, (url, counts) in sorted(self.links.items()))
+        links = tuple(
+            LinkReport(url, counts | {"unique_human": int(counts.get("human", 0) > 0)})
+            for _, (url, counts) in sorted(self.links.items())
+        )
         opens, clicks = self.opens, self.clicks
         return RecipientReport(
-            address, copy, opens, clicks, self.first_open, self.last_open, links, self.replies
+            address,
+            copy,
+            opens,
+            clicks,
+            self.first_open,
+            self.last_open,
+            links,
+            self.replies,
+            self.forwarded,
         )
+
+
+def message_links(tallies: Sequence[_Tally]) -> tuple[LinkReport, ...]:
+    """Each link over all copies: clicks by class summed, unique_human = copies (recipients,
+    or "someone" once) with a human click on it. Keyed by index and URL: every copy of a
+    message is rewritten from the same body, so an index is the same link in each."""
+    merged: dict[tuple[int, str], dict[str, int]] = {}
+    for tally in tallies:
+        for index, (url, counts) in tally.links.items():
+            total = merged.setdefault((index, url), dict.fromkeys(CLICK_KEYS, 0))
+            for klass, n in counts.items():
+                total[klass] = total.get(klass, 0) + n
+            total["unique_human"] = total.get("unique_human", 0) + int(counts.get("human", 0) > 0)
+    return tuple(LinkReport(url, counts) for (_, url), counts in sorted(merged.items()))
 
 
 def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport | None:
@@ -134,6 +160,10 @@ def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport |
     someone = _Tally()
     tallies = {c.id: (_Tally() if c.recipient is not None else someone) for c in copies}
     _tally_events(conn, message_id, tallies)
+    for copy_id in forwarded_copies(conn, message_id):
+        tally = tallies.get(copy_id)
+        if tally is not None and tally is not someone:
+            tally.forwarded = True
     recipients: list[RecipientReport] = []
     for copy in copies:
         if copy.recipient is not None:
@@ -141,7 +171,13 @@ def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport |
         else:  # a shared copy: the addresses and their state, counts go to "someone"
             recipients.extend(_Tally().report(address, copy) for address in copy.rcpt_tos)
     shared = next((c for c in copies if c.recipient is None), None)
-    return MessageReport(message_from_row(row), tuple(recipients), someone.report(None, shared))
+    distinct = list({id(t): t for t in tallies.values()}.values())
+    return MessageReport(
+        message_from_row(row),
+        tuple(recipients),
+        someone.report(None, shared),
+        message_links(distinct),
+    )
 
 
 def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, _Tally]) -> None:

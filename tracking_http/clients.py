@@ -1,0 +1,55 @@
+"""Which kind of client opened a copy: a user-agent family and a network (SPEC section 7).
+
+Two human opens of one recipient's copy from clearly different clients (a
+different family *and* a different network) flag the copy "possibly
+forwarded or shared". The family is coarse on purpose: agents change with
+every release, families do not, and one person's Outlook on a new build is
+still one client. The network is the anonymised address (IPv4 /24, IPv6
+/48), so a reader whose address moves inside a home or office line is one
+client too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tracking_http.classify import MAIL_CLIENTS
+from tracking_http.privacy import anonymize_ip
+
+MAX_UA_CHARS = 512
+OTHER = "other"
+# After the mail clients: browsers, most specific first (Edge and Opera say Chrome,
+# Chrome says Safari, so the order decides).
+BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (family, re.compile(pattern))
+    for family, pattern in (
+        ("Edge", r"\bEdg(?:e|A|iOS)?/\d"),
+        ("Opera", r"\bOPR/\d|\bOpera\b"),
+        ("Firefox", r"\bFirefox/\d|\bFxiOS/\d"),
+        ("Chrome", r"\bChrome/\d|\bCriOS/\d|\bChromium/\d"),
+        ("Safari", r"\bVersion/[\d.]+ (?:Mobile/\w+ )?Safari/"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """What tells clients apart: user-agent family and anonymised network."""
+
+    family: str
+    network: str  # "" when the address could not be parsed: then nothing is compared
+
+
+def ua_family(user_agent: str) -> str:
+    """Outlook, AppleMail, Gmail, Thunderbird, ... (the classifier's mail clients), then
+    Edge, Opera, Firefox, Chrome, Safari; ``other`` for anything else."""
+    agent = user_agent[:MAX_UA_CHARS]
+    for family, pattern in (*MAIL_CLIENTS, *BROWSERS):
+        if pattern.search(agent):
+            return family
+    return OTHER
+
+
+def client_key(ip: str, user_agent: str) -> ClientKey:
+    return ClientKey(ua_family(user_agent), anonymize_ip(ip))
