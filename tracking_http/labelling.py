@@ -159,5 +159,5 @@ class HitLabeller:
         elif is_click:
             self._clicks.add(copy.id, token.link_index, at)
         result = self._classifier.classify(facts)
-        client = None if is_click else ClientKey(self._family(user_agent), self._network(ip))
-        return Label(result.klass, result.reasons, honeypot=honeypot, client=client)
+        key = None if is_click else ClientKey(self._family(user_agent), self._network(ip))
+        return Label(result.klass, result.reasons, honeypot=honeypot, client=key)

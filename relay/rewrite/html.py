@@ -294,7 +294,8 @@ class _Scanner:
         for candidate in (self.body_close, self.html_close, self.tail_start):
             if candidate is not None:
                 return candidate
-        return len(self.source)
+        # Before the final line breaks: the part (and so the message) keeps ending in one.
+        return len(self.source.rstrip("\r\n"))
 
 
 def _is_letter(char: str) -> bool:

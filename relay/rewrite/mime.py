@@ -221,6 +221,8 @@ def decode_html(raw: bytes, entity: Entity) -> DecodedHtml:
             raise PartLeftAlone(str(exc)) from exc
     elif transfer == "quoted-printable":
         data = binascii.a2b_qp(body)
+    if b"\x00" in data:  # UTF-16 or binary under a text label: not HTML we can read
+        raise PartLeftAlone("NUL bytes in the HTML part (mislabelled charset?)")
     codec, errors = _charset(entity.headers)
     try:
         text = data.decode(codec, errors)

@@ -27,10 +27,15 @@ class DataResult:
 
 
 def unstuff(wire: bytes) -> bytes:
-    """Undo dot-stuffing (RFC 5321 section 4.5.2): drop a dot that starts a line."""
+    """Undo dot-stuffing (RFC 5321 section 4.5.2): drop a dot that starts a line.
+
+    A line may start after a bare LF too: smtplib stuffs a dot there and Postfix
+    unstuffs it, so we do the same, or a relayed bare-LF line would gain a dot.
+    Only <CRLF>.<CRLF> ends the data (read_data), so this opens no smuggling.
+    """
     if wire.startswith(b"."):
         wire = wire[1:]
-    return wire.replace(b"\r\n.", b"\r\n")
+    return wire.replace(b"\n.", b"\n")
 
 
 async def read_data(

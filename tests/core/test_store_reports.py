@@ -97,17 +97,25 @@ async def test_per_recipient_report(data: Dataset) -> None:
     assert bob.clicks == ZERO_CLICKS | {"human": 1, "bot": 1}
     assert (bob.first_open, bob.last_open) == (T0 + 10, T0 + 80)
     assert bob.links == (
-        LinkReport(L0, ZERO_CLICKS | {"human": 1}),
-        LinkReport(L1, ZERO_CLICKS | {"bot": 1}),
+        LinkReport(L0, ZERO_CLICKS | {"human": 1, "unique_human": 1}),
+        LinkReport(L1, ZERO_CLICKS | {"bot": 1, "unique_human": 0}),
     )
     assert (carol.address, carol.copy and carol.copy.state) == (CAROL, "queued")
     assert carol.opens == ZERO_OPENS | {"human": 1, "inferred": 1, "prefetch": 1}
     assert carol.clicks == ZERO_CLICKS | {"human": 1}
     assert (carol.first_open, carol.last_open) == (T0 + 40, T0 + 40)
-    assert carol.links == (LinkReport(L0, ZERO_CLICKS), LinkReport(L1, ZERO_CLICKS | {"human": 1}))
+    assert carol.links == (
+        LinkReport(L0, ZERO_CLICKS | {"unique_human": 0}),
+        LinkReport(L1, ZERO_CLICKS | {"human": 1, "unique_human": 1}),
+    )
     assert report.someone.address is None and report.someone.copy is None
     assert (report.someone.opens, report.someone.clicks) == (ZERO_OPENS, ZERO_CLICKS)
     assert report.someone.links == ()
+    assert report.links == (  # over both copies: unique_human counts recipients
+        LinkReport(L0, ZERO_CLICKS | {"human": 1, "unique_human": 1}),
+        LinkReport(L1, ZERO_CLICKS | {"human": 1, "bot": 1, "unique_human": 1}),
+    )
+    assert not bob.possibly_forwarded and not carol.possibly_forwarded
 
 
 async def test_shared_copy_events_go_to_someone(data: Dataset) -> None:
@@ -120,7 +128,8 @@ async def test_shared_copy_events_go_to_someone(data: Dataset) -> None:
     assert someone.opens == ZERO_OPENS | {"human": 2, "self": 1}
     assert someone.clicks == ZERO_CLICKS | {"human": 1}
     assert (someone.first_open, someone.last_open) == (T0 + 110, T0 + 180)
-    assert someone.links == (LinkReport(L0, ZERO_CLICKS | {"human": 1}),)
+    assert someone.links == (LinkReport(L0, ZERO_CLICKS | {"human": 1, "unique_human": 1}),)
+    assert report.links == someone.links
     assert await data.store.message_report("0000000000000000ffff") is None
 
 

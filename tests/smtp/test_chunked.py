@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from hypothesis import given
@@ -12,9 +13,9 @@ from relay.smtp.chunked import read_data, unstuff
 
 
 def stuff(message: bytes) -> bytes:
-    """What a client puts on the wire for message (CRLF lines), terminator included."""
-    lines = message.split(b"\r\n")
-    stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+    """What smtplib puts on the wire for message: a dot doubled at every line start
+    (after any LF, as smtplib does), terminator included."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", message)
     if stuffed and not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
@@ -39,7 +40,8 @@ async def read_fed(pieces: list[bytes], limit: int = 16, max_size: int = 10_000)
         (b"..\r\n.\r\n", b".\r\n"),
         (b"..leading\r\n...two\r\n.\r\n", b".leading\r\n..two\r\n"),
         (b"x\r\n..\r\n.\r\n", b"x\r\n.\r\n"),
-        (b"bare\n.\nstill data\r\n.\r\n", b"bare\n.\nstill data\r\n"),
+        (b"bare\n.\nstill data\r\n.\r\n", b"bare\n\nstill data\r\n"),
+        (b"bare\n..\nstuffed as smtplib does\r\n.\r\n", b"bare\n.\nstuffed as smtplib does\r\n"),
         (b"\xff\xfe 8-bit \x80\r\n.\r\n", b"\xff\xfe 8-bit \x80\r\n"),
     ],
 )

@@ -134,8 +134,11 @@ async def test_message_detail_shape_and_counts(
     assert carol["clicks"] == zero_clicks
     assert ISO.match(bob["first_open"]) and ISO.match(bob["last_open"])
     bob_links = {link["url"]: link["clicks"] for link in bob["links"]}
-    assert bob_links[LINKS[0]] == {**zero_clicks, "human": 1}
+    assert bob_links[LINKS[0]] == {**zero_clicks, "human": 1, "unique_human": 1}
     assert all(link["clicks"]["human"] == 0 for link in carol["links"])
+    assert (bob["possibly_forwarded"], carol["possibly_forwarded"]) == (False, False)
+    message_links = {link["url"]: link["clicks"] for link in body["links"]}
+    assert message_links[LINKS[0]] == {**zero_clicks, "human": 1, "unique_human": 1}
     assert body["someone"]["opens"] == zero_opens
     assert body["someone"]["clicks"] == zero_clicks
 
