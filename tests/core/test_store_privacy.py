@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from relay.core.config import StoreConfig
-from relay.core.models import Copy, CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.models import (
+    Copy,
+    CopySpec,
+    DeliveryOutcome,
+    Event,
+    NewMessage,
+    TrackingDecision,
+    WebhookTarget,
+)
 from relay.core.store import Store, open_store
 from relay.core.store.counting import OPEN_WINDOW
 from relay.retention import RetentionPurger, purge_interval
@@ -66,16 +74,54 @@ async def test_erase_keeps_pending_copies_and_other_recipients(store: Store) -> 
     await store.record_event(open_event(copies[BOB], now))
     await store.record_event(open_event(copies[CAROL], now))
     counts = await store.erase_recipient(BOB)
-    assert counts == {"events": 0, "copies": 0, "messages": 1, "pending_copies": 1}
+    assert counts == {
+        "events": 0,
+        "copies": 0,
+        "messages": 1,
+        "pending_copies": 1,
+        "webhooks": 1,
+    }  # bob's open stays with the pending copy, but is never sent to a webhook
     pending = await store.get_copy(copies[BOB].id)
     assert pending is not None and pending.rcpt_tos == (BOB,)  # it must still be delivered
     await store.record_outcome(copies[BOB].id, DeliveryOutcome("delivered", "250 <bob>"), None)
     counts = await store.erase_recipient(BOB)
-    assert counts == {"events": 1, "copies": 1, "messages": 0, "pending_copies": 0}
+    assert counts == {
+        "events": 1,
+        "copies": 1,
+        "messages": 0,
+        "pending_copies": 0,
+        "webhooks": 1,
+    }  # the "delivered" notice
     erased = await store.get_copy(copies[BOB].id)
     assert erased is not None
     assert (erased.recipient, erased.rcpt_tos, erased.last_reply) == (None, (), "")
     assert [e.recipient for e in await store.list_events()] == [CAROL]
+
+
+async def test_erase_deletes_the_unsent_webhooks_of_the_address(store: Store) -> None:
+    now = time.time()
+    copies = await spool(store, now, BOB, CAROL)
+    for copy in copies.values():
+        await store.record_outcome(copy.id, DeliveryOutcome("delivered", "250"), None)
+        await store.record_event(open_event(copy, now))
+    hook = WebhookTarget("http://127.0.0.1:9/hook", ("open", "click", "delivered"))
+    while await store.queue_webhooks([hook]):  # into the outbox, one row per notice
+        pass
+    claimed = await store.claim_webhooks(now + 1, lease=60, limit=100)
+    assert len(claimed) == 4
+    given_up = next(d for d in claimed if d.notice.recipient == BOB)
+    await store.settle_webhook(given_up.id, delivered=False, error="500", next_attempt_at=None)
+    await store.record_event(open_event(copies[BOB], now + 1))  # queued, not fanned out yet
+    assert await store.webhook_backlog() == {"queued": 1, "pending": 3, "failed": 1}
+    counts = await store.erase_recipient(BOB.upper())
+    assert counts["webhooks"] == 3  # the queued open, the pending and the failed outbox rows
+    while await store.queue_webhooks([hook]):
+        pass
+    assert await store.webhook_backlog() == {"queued": 0, "pending": 2, "failed": 0}
+    due = await store.claim_webhooks(now + 3600, lease=60, limit=100)
+    assert sorted(d.notice.kind for d in due) == ["delivered", "open"]
+    assert {d.notice.recipient for d in due} == {CAROL}
+    assert BOB not in str(due)
 
 
 async def test_opens_within_the_window_collapse_in_counts(store: Store) -> None:

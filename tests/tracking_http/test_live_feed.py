@@ -139,21 +139,29 @@ async def test_a_slow_subscriber_is_dropped_and_never_blocks_publishing() -> Non
     events = [Event("open", 1, "m", BOB, 0.0, "", "", id=i) for i in range(1, 11)]
     for event in events:
         broker.publish([event])  # returns at once, whoever lags
-        assert (await fast.next(GUARD)) == event
+        assert (await fast.next_batch(GUARD)) == [event]
+    assert await slow.next_batch(GUARD) is None  # its events left the log
     assert slow.dropped and not fast.dropped
     assert broker.subscribers == 1
-    drained = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
-    assert drained == [*events[:3], None]
 
 
-def test_follower_checkpoints_skip_what_was_pushed() -> None:
+async def test_a_feed_takes_all_it_missed_in_one_read() -> None:
+    broker = EventBroker()
+    sub = broker.subscribe()
+    events = [Event("open", 1, "m", BOB, 0.0, "", "", id=i) for i in range(1, 6)]
+    for event in events:
+        broker.publish([event])
+    assert await sub.next_batch(GUARD) == events
+    assert await sub.next_batch(0.01) == []  # silence: the stream sends a ping
+
+
+async def test_follower_checkpoints_skip_what_was_pushed() -> None:
     broker = EventBroker()
     sub = broker.subscribe()
     pushed = Event("open", 1, "m", BOB, 0.0, "", "", id=5)
     polled = Event("click", 1, "m", BOB, 0.0, "", "", id=4)
     broker.publish([pushed])
     broker.publish_from_store([polled, pushed], upto=5)
-    items = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
-    assert items == [pushed, polled, Checkpoint(5)]
+    assert await sub.next_batch(GUARD) == [pushed, polled, Checkpoint(5)]
     broker.publish([pushed])  # at or below the checkpoint: already sent
-    assert sub.queue.empty()
+    assert await sub.next_batch(0.01) == []

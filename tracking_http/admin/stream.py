@@ -36,6 +36,7 @@ log = logging.getLogger("tracking_http.admin")
 
 HEARTBEAT = 15.0
 RETRY_MS = 3000
+ENCODED_CACHE = 20_000  # live events kept encoded (twice the broker's log)
 
 
 def sse_event(event: Event, with_id: bool) -> bytes:
@@ -58,6 +59,7 @@ class LiveFeed:
         self._store = store
         self.broker = broker
         self.heartbeat = heartbeat
+        self._encoding: dict[int, bytes] = {}  # event id -> its live SSE message
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -106,16 +108,35 @@ class LiveFeed:
     async def _follow(
         self, response: web.StreamResponse, sub: Subscription, q: EventQuery, floor: int
     ) -> None:
-        """Live events past ``floor``; returns when the feed is closed or this client dropped."""
+        """Live events past ``floor``; returns when the feed is closed or this client dropped.
+
+        All that arrived since the last write goes out in one write, with one
+        checkpoint at its end (every event before it was written).
+        """
         while True:
-            item = await sub.next(self.heartbeat)
-            if item is False:
-                await response.write(b": ping\n\n")
-            elif item is None or item is True:
+            items = await sub.next_batch(self.heartbeat)
+            if items is None:
                 return
-            elif isinstance(item, Checkpoint):
-                if item.event_id > floor:
-                    floor = item.event_id
-                    await response.write(f"id: {floor}\n\n".encode())
-            elif item.id is not None and item.id > floor and matches(item, q):
-                await response.write(sse_event(item, with_id=False))
+            if not items:
+                await response.write(b": ping\n\n")
+                continue
+            out, start = [], floor
+            for item in items:
+                if isinstance(item, Checkpoint):
+                    floor = max(floor, item.event_id)
+                elif item.id is not None and item.id > floor and matches(item, q):
+                    out.append(self._encoded(item))
+            if floor > start:
+                out.append(f"id: {floor}\n\n".encode())
+            if out:
+                await response.write(b"".join(out))
+
+    def _encoded(self, event: Event) -> bytes:
+        """Each live event is encoded once for all feeds (bounded: cleared when full)."""
+        key = event.id or 0
+        data = self._encoding.get(key)
+        if data is None:
+            if len(self._encoding) >= ENCODED_CACHE:
+                self._encoding.clear()
+            data = self._encoding[key] = sse_event(event, with_id=False)
+        return data

@@ -16,7 +16,7 @@ MAX_ERASE_MESSAGES = 1_000_000
 
 
 def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
-    """Delete the address's events and take it out of copies and envelopes.
+    """Delete the address's events and unsent webhooks; take it out of copies and envelopes.
 
     A copy still waiting for delivery keeps its envelope (the mail must still
     go out) and is counted in ``pending_copies``: erase again once it is done.
@@ -31,6 +31,7 @@ def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
         f" AND copy_id NOT IN (SELECT id FROM copies WHERE state IN {PENDING})",
         (wanted,),
     ).rowcount
+    webhooks = _drop_webhooks(conn, wanted)  # before the copies lose the address
     copies = conn.execute(
         "UPDATE copies SET recipient = NULL, rcpt_tos = '[]', last_reply = ''"
         f" WHERE lower(recipient) = ? AND state NOT IN {PENDING}",
@@ -43,7 +44,26 @@ def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
         "copies": copies,
         "messages": messages,
         "pending_copies": int(pending),
+        "webhooks": webhooks,
     }
+
+
+def _drop_webhooks(conn: sqlite3.Connection, address: str) -> int:
+    """Notices not yet sent about the address, so erased data never leaves afterwards.
+
+    Queued ones (not yet fanned out) of any of its copies, pending copies
+    included; outbox rows (pending or failed) whose snapshot names it.
+    """
+    queued = conn.execute(
+        "DELETE FROM webhook_queue"
+        " WHERE copy_id IN (SELECT id FROM copies WHERE lower(recipient) = ?)",
+        (address,),
+    ).rowcount
+    outbox = conn.execute(
+        "DELETE FROM webhook_outbox WHERE lower(json_extract(notice, '$.recipient')) = ?",
+        (address,),
+    ).rowcount
+    return int(queued) + int(outbox)
 
 
 def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: str) -> int:

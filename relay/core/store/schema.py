@@ -146,6 +146,42 @@ _V4_WEB: tuple[str, ...] = (  # webhooks outbox, dashboard sessions
     )""",
     """CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at, id)
         WHERE state = 'pending'""",
+    # Charts: events per hour, kind and class (inferred counts as human), kept by triggers
+    # in the statement that changes events (inserts, relabelling, erasure, retention), so
+    # a 14-day chart reads a few hundred rows instead of counting every event
+    # (store/rollup.py). Hours are whole since the epoch (UTC).
+    """CREATE TABLE event_hours (
+        hour INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        klass TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (hour, kind, klass)
+    ) WITHOUT ROWID""",
+    """INSERT INTO event_hours (hour, kind, klass, n)
+        SELECT CAST(at / 3600 AS INTEGER), kind,
+               CASE WHEN inferred THEN 'human' ELSE klass END, count(*)
+        FROM events GROUP BY 1, 2, 3""",
+    """CREATE TRIGGER event_hours_insert AFTER INSERT ON events BEGIN
+        INSERT INTO event_hours (hour, kind, klass, n)
+        VALUES (CAST(NEW.at / 3600 AS INTEGER), NEW.kind,
+                CASE WHEN NEW.inferred THEN 'human' ELSE NEW.klass END, 1)
+        ON CONFLICT (hour, kind, klass) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER event_hours_delete AFTER DELETE ON events BEGIN
+        UPDATE event_hours SET n = n - 1
+        WHERE hour = CAST(OLD.at / 3600 AS INTEGER) AND kind = OLD.kind
+          AND klass = CASE WHEN OLD.inferred THEN 'human' ELSE OLD.klass END;
+    END""",
+    """CREATE TRIGGER event_hours_update AFTER UPDATE OF at, kind, klass, inferred ON events
+    BEGIN
+        UPDATE event_hours SET n = n - 1
+        WHERE hour = CAST(OLD.at / 3600 AS INTEGER) AND kind = OLD.kind
+          AND klass = CASE WHEN OLD.inferred THEN 'human' ELSE OLD.klass END;
+        INSERT INTO event_hours (hour, kind, klass, n)
+        VALUES (CAST(NEW.at / 3600 AS INTEGER), NEW.kind,
+                CASE WHEN NEW.inferred THEN 'human' ELSE NEW.klass END, 1)
+        ON CONFLICT (hour, kind, klass) DO UPDATE SET n = n + 1;
+    END""",
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_DELIVERY, _V3_CLASSIFY, _V4_WEB)
