@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+from smtp_load import free_port, wait_port  # the benchmarks' shared loopback helpers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -66,23 +66,6 @@ token = "bench-token"
 [store]
 path = "{db}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def synthetic_events(
@@ -339,8 +322,8 @@ def main() -> None:
             stderr=log,
         )
         try:
-            wait_port(ports["admin"])
-            wait_port(ports["tracking"])
+            wait_port(ports["admin"], 60.0)
+            wait_port(ports["tracking"], 60.0)
             admin = f"http://127.0.0.1:{ports['admin']}"
             tracking = f"http://127.0.0.1:{ports['tracking']}"
             asyncio.run(pages(admin, args))
