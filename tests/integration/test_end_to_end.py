@@ -324,3 +324,18 @@ def test_port_in_use_exits_2(tmp_path: Path, sink: tuple[SinkHandler, int]) -> N
     finally:
         code, err = stop_relay(relay)
     assert code == 0, err
+
+
+def test_long_lines_and_undeclared_8bit_relayed_unchanged(
+    relay: RelayProcess, sink: tuple[SinkHandler, int]
+) -> None:
+    handler, _ = sink
+    long_line = b"x" * 1500 + " caf\u00e9".encode()
+    original = (
+        b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: long\r\n"
+        b"Message-ID: <long@example.com>\r\n\r\n" + long_line + b"\r\nend\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=10) as client:
+        client.sendmail("alice@example.com", ["bob@example.net"], original)  # no 8BITMIME
+    [delivered] = handler.wait_for(1)
+    assert delivered.data.endswith(original), "everything after the relay's Received header"
