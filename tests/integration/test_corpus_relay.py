@@ -12,7 +12,6 @@ untracked arrives byte-identical and its reason is shown by the admin API.
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import quopri
@@ -25,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
 from integration.relayed_checks import (
     check_relayed,
     click_resolver,
@@ -36,10 +33,10 @@ from integration.relayed_checks import (
 )
 from support.processes import (
     RelayProcess,
-    SinkHandler,
     free_port,
     relay_command,
     relay_env,
+    running_sink,
     wait_for_port,
 )
 
@@ -136,30 +133,6 @@ def admin_reports(relay: RelayProcess) -> Iterator[dict[str, Any]]:
         cursor = page["next"]
 
 
-class LongLineSMTP(SMTP):
-    """An upstream that takes lines over 1000 octets, as Postfix does (aiosmtpd: 1001)."""
-
-    line_length_limit = 1 << 20
-
-
-class LongLineSink(Controller):
-    def factory(self) -> SMTP:
-        return LongLineSMTP(self.handler, **self.SMTP_kwargs)
-
-
-@contextlib.contextmanager
-def running_long_line_sink() -> Iterator[tuple[SinkHandler, int]]:
-    handler, port = SinkHandler(), free_port()
-    sink = LongLineSink(
-        handler, hostname="127.0.0.1", port=port, decode_data=False, data_size_limit=0
-    )
-    sink.start()
-    try:
-        yield handler, port
-    finally:
-        sink.stop()
-
-
 def start_quiet_relay(workdir: Path, toml: str) -> RelayProcess:
     """start_relay, but logging to a file: hundreds of messages would fill a pipe nobody reads."""
     ports = {"smtp": free_port(), "tracking": free_port(), "admin": free_port()}
@@ -181,7 +154,7 @@ def start_quiet_relay(workdir: Path, toml: str) -> RelayProcess:
 @pytest.fixture(scope="module")
 def relayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relayed]:
     workdir = tmp_path_factory.mktemp("corpus-relay")
-    with running_long_line_sink() as (sink, sink_port):
+    with running_sink() as (sink, sink_port):
         relay = start_quiet_relay(workdir, CONFIG.format(sink=sink_port))
         try:
             batches = [NAMES[i::CONNECTIONS] for i in range(CONNECTIONS)]
