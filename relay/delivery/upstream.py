@@ -26,6 +26,7 @@ import aiosmtplib
 from relay.core.config import ConfigError, UpstreamConfig
 from relay.core.models import DeliveryOutcome
 from relay.delivery.maildir import MaildirUpstream
+from relay.delivery.transaction import send_mail
 
 log = logging.getLogger("relay.delivery.upstream")
 
@@ -216,9 +217,7 @@ class SmtpUpstream:
         """One MAIL/RCPT/DATA; returns the outcome and whether the connection is reusable."""
         try:
             options = mail_options(client, mail_from, rcpt_tos, data)
-            refused, reply = await client.sendmail(
-                mail_from, list(rcpt_tos), data, mail_options=options
-            )
+            refused, reply = await send_mail(client, mail_from, rcpt_tos, data, options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             return refused_outcome(exc.recipients), True
         except aiosmtplib.SMTPResponseException as exc:

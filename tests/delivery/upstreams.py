@@ -33,11 +33,14 @@ class ScriptedHandler:
     data_replies: list[str] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     mail_options: list[list[str]] = field(default_factory=list)
+    mail_replies: list[str] = field(default_factory=list)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         self.mail_options.append(list(options))
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
