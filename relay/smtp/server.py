@@ -22,6 +22,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, syntax
 from relay.core.config import Config, HostPort, SmtpConfig
 from relay.core.metrics import Metrics
 from relay.core.store import Store
+from relay.smtp.addresses import plain_path
 from relay.smtp.auth import AuthThrottle, check_credentials
 from relay.smtp.chunked import read_data
 from relay.smtp.handler import RelayHandler, peer_ip
@@ -121,6 +122,15 @@ class RelaySMTP(SMTP):
         self.sessions.open.discard(self)
         self.sessions.leave_data(self)
         super().connection_lost(error)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's path parser, with a one-regex fast path for plain addresses."""
+        plain = plain_path(arg)
+        if plain is None or (
+            self.local_part_limit and len(plain[0].split("@")[0]) > self.local_part_limit
+        ):
+            return super()._getaddr(arg)
+        return plain
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         """A pipelined RCPT after a refused MAIL still gets a relay refusal, not 503."""
