@@ -20,6 +20,7 @@ from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import BounceSender
 from relay.delivery.copies import build_copy
+from relay.delivery.recent import RecentMessages
 from relay.delivery.signing import sign_copy
 from relay.delivery.upstream import Upstream, describe
 from relay.dkim import DkimSigner
@@ -62,6 +63,7 @@ class DeliveryWorker:
         self.signer = signer
         self.metrics = metrics
         self.bounces = BounceSender(config, store, upstream, metrics)
+        self.messages = RecentMessages(store)
         self._slots = max(1, config.upstream.max_connections)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -146,13 +148,13 @@ class DeliveryWorker:
 
     async def deliver_copy(self, copy: Copy) -> None:
         """Rewrite this copy for its recipient, relay it and record the outcome."""
-        message = await self.store.get_message(copy.message_id)
-        if message is None:
+        loaded = await self.messages.get(copy.message_id)
+        if loaded is None:
             log.error("copy %s: message %s is not in the spool", copy.id, copy.message_id)
             lost = DeliveryOutcome("permanent", "message missing from the spool")
             await self.store.record_outcome(copy.id, lost, None)
             return
-        raw = await self.store.load_raw(copy.message_id)
+        message, raw = loaded
         rewritten = await build_copy(self.config, self.codec, copy, message, raw)
         rewritten = await sign_copy(self.signer, raw, rewritten)
         if rewritten.links:  # known before anyone can click them

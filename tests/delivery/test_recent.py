@@ -1,0 +1,67 @@
+"""RecentMessages over the real store: one read per message, bounded, never stale for long."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from delivery.test_worker import HTML, spool, store  # noqa: F401 (fixture)
+
+from relay.core.models import Message
+from relay.core.store import Store
+from relay.delivery.recent import RecentMessages
+
+
+class CountingStore:
+    """The real store, counting the reads RecentMessages makes through it."""
+
+    def __init__(self, real: Store) -> None:
+        self.store = real
+        self.reads: list[str] = []
+
+    async def get_message(self, message_id: str) -> Message | None:
+        self.reads.append(message_id)
+        return await self.store.get_message(message_id)
+
+    async def load_raw(self, message_id: str) -> bytes:
+        return await self.store.load_raw(message_id)
+
+
+def recent(counting: CountingStore, **kwargs: Any) -> RecentMessages:
+    return RecentMessages(counting, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_copies_started_together_share_one_read(store: Store) -> None:  # noqa: F811
+    copies = await spool(store, ["b@example.net", "c@example.net", "d@example.net"])
+    counting = CountingStore(store)
+    cache = recent(counting)
+    results = await asyncio.gather(*(cache.get(c.message_id) for c in copies))
+    assert counting.reads == [copies[0].message_id]
+    for loaded in results:
+        assert loaded is not None
+        message, raw = loaded
+        assert message.id == copies[0].message_id and raw.endswith(HTML)
+
+
+async def test_an_unknown_message_is_none_and_not_remembered(store: Store) -> None:  # noqa: F811
+    counting = CountingStore(store)
+    cache = recent(counting)
+    assert await cache.get("no-such-message") is None
+    assert await cache.get("no-such-message") is None
+    assert counting.reads == ["no-such-message", "no-such-message"]
+
+
+async def test_entries_expire_and_the_byte_bound_holds(store: Store) -> None:  # noqa: F811
+    [first] = await spool(store, ["b@example.net"])
+    [second] = await spool(store, ["c@example.net"])
+    counting = CountingStore(store)
+    expiring = recent(counting, ttl=0.0)
+    await expiring.get(first.message_id)
+    await expiring.get(first.message_id)
+    assert counting.reads == [first.message_id] * 2
+    counting.reads.clear()
+    small = recent(counting, max_bytes=len(HTML) + 10)  # room for one message
+    for message_id in (first.message_id, second.message_id, second.message_id):
+        await small.get(message_id)
+    await small.get(first.message_id)
+    assert counting.reads == [first.message_id, second.message_id, first.message_id]
