@@ -68,6 +68,9 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Copies in flight whose send is over and whose outcome is being written: they
+        # hold no upstream connection, so they do not count against the slots.
+        self._recording: set[int] = set()
         self._held: dict[int, float] = {}  # copy id -> monotonic time it may be taken again
         # Copies that finished while due_copies was being read: the read may predate
         # their outcome, so they must not be taken again from it (a second delivery).
@@ -116,7 +119,7 @@ class DeliveryWorker:
 
     async def _take_due(self) -> None:
         """Start a task for each due copy, up to max_connections in flight."""
-        free = self._slots - len(self._inflight)
+        free = self._slots - len(self._inflight) + len(self._recording)
         if free <= 0:
             self._backlog = True
             return
@@ -142,6 +145,7 @@ class DeliveryWorker:
             await self._defer_after_error(copy, exc)
         finally:
             self._inflight.pop(copy.id, None)
+            self._recording.discard(copy.id)
             self._finished.add(copy.id)
             if self._backlog:
                 self._wake.set()
@@ -157,13 +161,28 @@ class DeliveryWorker:
         message, raw = loaded
         rewritten = await build_copy(self.config, self.codec, copy, message, raw)
         rewritten = await sign_copy(self.signer, raw, rewritten)
-        if rewritten.links:  # known before anyone can click them
-            await self.store.record_links(copy.id, list(rewritten.links))
+        # The links go to the writer before the copy goes out, so they are stored long
+        # before anyone can click; the send does not wait for their commit. (A click
+        # never needs them: its URL is in its token.)
+        links = self._record_links(copy, rewritten.links)
         started = time.monotonic()
-        outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
+        try:
+            outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
+        finally:
+            await links
         if self.metrics is not None:
             self.metrics.upstream_latency.observe(time.monotonic() - started)
+        self._recording.add(copy.id)
+        if self._backlog:  # its slot is free for the next copy while the outcome is written
+            self._wake.set()
         await self._record(copy, message.received_at, outcome, "; ".join(rewritten.notes))
+
+    def _record_links(self, copy: Copy, links: tuple[str, ...]) -> asyncio.Future[None]:
+        if not links:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.ensure_future(self.store.record_links(copy.id, list(links)))
 
     async def _record(
         self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
