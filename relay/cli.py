@@ -22,13 +22,14 @@ from pathlib import Path
 from aiohttp import web
 
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
-from relay.core.metrics import Metrics
+from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
 from relay.core.tokens import TokenCodec
+from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
+from relay.delivery.role import deliver
 from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
-from relay.delivery.worker import DeliveryWorker
 from relay.dkim import DkimKeyError, DkimSigner
 from relay.queue_cli import add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
@@ -40,6 +41,7 @@ from tracking_http.webhooks import WebhookDispatcher
 log = logging.getLogger("relay")
 
 EXIT_USAGE = 2
+CHILD_STOP_GRACE = 45.0  # the delivery process drains for up to 30 s (worker.STOP_GRACE_SECONDS)
 
 
 class StartupError(Exception):
@@ -56,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _cmd_serve,
         "smtp": _cmd_smtp,
         "http": _cmd_http,
+        "deliver": _cmd_deliver,
         "check-config": _cmd_check_config,
         "hash-password": _cmd_hash_password,
         "erase": _cmd_erase,
@@ -79,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "serve": "SMTP relay, delivery workers, tracking HTTP and admin HTTP in one process",
         "smtp": "the SMTP relay and delivery workers only",
         "http": "the tracking and admin HTTP servers only",
+        "deliver": "the delivery worker only (smtp and serve start one themselves)",
         "check-config": "validate and print the effective config, secrets redacted",
         "erase": "delete a recipient's events and address from the store; prints what went",
     }
@@ -93,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     sub.choices["erase"].add_argument("address", help="the recipient address to erase")
+    # Set by the smtp and serve roles for the delivery process they start (delivery/child.py).
+    sub.choices["deliver"].add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     add_queue_parser(sub)
     sub.add_parser(
         "hash-password",
@@ -145,14 +151,65 @@ def _cmd_http(args: argparse.Namespace) -> int:
     return _run(args, smtp=False, http=True)
 
 
+def _cmd_deliver(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _setup_logging(args)
+    asyncio.run(_deliver_role(config, child=args.child))
+    return 0
+
+
 def _run(args: argparse.Namespace, *, smtp: bool, http: bool) -> int:
     config = load_config(args.config)
+    _setup_logging(args)
+    # The delivery process reads the same config the same way (same cwd).
+    child = [sys.executable, "-m", "relay", "deliver", "--child", "--log-level", args.log_level]
+    if args.config is not None:
+        child += ["--config", str(args.config)]
+    asyncio.run(_serve(config, smtp=smtp, http=http, child=child))
+    return 0
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(_serve(config, smtp=smtp, http=http))
-    return 0
+
+
+async def _deliver_role(config: Config, *, child: bool) -> None:
+    """`relay deliver`: the child of an smtp/serve role (stdin/stdout), or on its own."""
+    signer = _dkim_signer(config)
+    store = await _open_store(config)
+    try:
+        codec = TokenCodec(list(config.tracking.secrets) or await store.secrets())
+
+        async def run(metrics: DeliveryMetrics | None, wake: asyncio.Event) -> None:
+            await deliver(config, store, codec, signer, metrics, wake)
+
+        if child:
+            await serve_parent(run)
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        delivering = asyncio.create_task(run(None, asyncio.Event()))
+        await stop.wait()
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()
+
+
+async def _open_store(config: Config) -> Store:
+    store = open_store(config.store)
+    try:
+        await store.open()
+    except Exception as exc:
+        raise StartupError(f"store.path: cannot open {config.store.path}: {exc}") from exc
+    return store
 
 
 @dataclass
@@ -161,18 +218,19 @@ class _Running:
 
     store: Store
     smtp: SmtpServers | None = None
-    worker: DeliveryWorker | None = None
+    delivery: DeliveryProcess | None = None  # upstream.delivery_process
+    delivering: asyncio.Task[None] | None = None  # otherwise, in this process
     runners: list[web.AppRunner] = field(default_factory=list)
     purger: RetentionPurger | None = None
     webhooks: WebhookDispatcher | None = None
 
 
-async def _serve(config: Config, *, smtp: bool, http: bool) -> None:
+async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    running = await _start(config, smtp=smtp, http=http)
+    running = await _start(config, smtp=smtp, http=http, child=child)
     try:
         _print_banner(config, smtp=smtp, http=http)
         await stop.wait()
@@ -181,13 +239,9 @@ async def _serve(config: Config, *, smtp: bool, http: bool) -> None:
         await _stop(running)
 
 
-async def _start(config: Config, *, smtp: bool, http: bool) -> _Running:
+async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) -> _Running:
     signer = _dkim_signer(config) if smtp else None
-    store = open_store(config.store)
-    try:
-        await store.open()
-    except Exception as exc:
-        raise StartupError(f"store.path: cannot open {config.store.path}: {exc}") from exc
+    store = await _open_store(config)
     running = _Running(store=store)
     try:
         if config.tracking.privacy.retention > 0:
@@ -197,10 +251,21 @@ async def _start(config: Config, *, smtp: bool, http: bool) -> _Running:
         codec = TokenCodec(keys)
         metrics = Metrics()  # one per process: /metrics shows both roles' counters
         if smtp:
-            upstream = open_upstream(config.upstream, helo_name=config.smtp.hostname)
-            running.worker = DeliveryWorker(config, store, codec, upstream, signer, metrics)
-            await running.worker.start()
-            starting = start_smtp(config, store, running.worker.wake, metrics=metrics)
+            # Whoever delivers opens the upstream itself; a broken one must still stop us here.
+            await open_upstream(config.upstream, helo_name=config.smtp.hostname).close()
+            if config.upstream.delivery_process:
+                running.delivery = DeliveryProcess(child, metrics)
+                try:
+                    await running.delivery.start()
+                except DeliveryProcessError as exc:
+                    raise StartupError(f"upstream.delivery_process: {exc}") from exc
+                wake = running.delivery.wake
+            else:
+                woken = asyncio.Event()
+                job = deliver(config, store, codec, signer, metrics, woken)
+                running.delivering = asyncio.create_task(job, name="delivery")
+                wake = woken.set
+            starting = start_smtp(config, store, wake, metrics=metrics)
             running.smtp = await _bind("smtp", starting)
         if http:
             broker = EventBroker()  # one live feed: recording -> streams
@@ -254,8 +319,12 @@ async def _stop(running: _Running) -> None:
         await running.purger.stop()
     if running.smtp is not None:
         await running.smtp.close()
-    if running.worker is not None:
-        await running.worker.stop()
+    if running.delivery is not None:
+        await running.delivery.stop(grace=CHILD_STOP_GRACE)
+    if running.delivering is not None:
+        running.delivering.cancel()  # it drains the copies in flight first
+        with contextlib.suppress(asyncio.CancelledError):
+            await running.delivering
     for runner in reversed(running.runners):
         await runner.cleanup()
     if running.webhooks is not None:

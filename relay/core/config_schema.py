@@ -62,6 +62,8 @@ class UpstreamConfig:
     timeout: float = 60.0
     tls_verify: bool = True
     ca_file: str = ""
+    # Rewrite and deliver in a process of its own (delivery/child.py), off the SMTP loop.
+    delivery_process: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ To add metrics, add attributes in __init__ registered with ``registry=self.regis
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -27,6 +29,17 @@ REFUSAL_REASONS = (
     "storage_error",
 )
 DELIVERY_OUTCOMES = ("delivered", "deferred", "bounced")
+
+
+class DeliveryMetrics(Protocol):
+    """The counters the delivery worker moves: Metrics itself, or a delivery process's
+    report to its parent's Metrics (delivery/child.py)."""
+
+    def delivery(self, outcome: str) -> None: ...
+
+    def upstream_attempt(self, seconds: float) -> None: ...
+
+    def bounce_sent(self) -> None: ...
 
 
 class Metrics:
@@ -97,6 +110,16 @@ class Metrics:
 
     def refused(self, reason: str) -> None:
         self.messages_refused.labels(reason=reason).inc()
+
+    # DeliveryMetrics: what delivery reports, wherever it runs (delivery/child.py).
+    def delivery(self, outcome: str) -> None:
+        self.deliveries.labels(outcome=outcome).inc()
+
+    def upstream_attempt(self, seconds: float) -> None:
+        self.upstream_latency.observe(seconds)
+
+    def bounce_sent(self) -> None:
+        self.bounces_sent.inc()
 
     async def render(self, store: Store | None) -> tuple[bytes, str]:
         """The exposition text and its content type; queue depth read from store first."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from relay.core.config import Config
-from relay.core.metrics import Metrics
+from relay.core.metrics import DeliveryMetrics
 from relay.core.models import Copy, Message, PendingBounce
 from relay.core.store import Store
 from relay.delivery.upstream import Upstream
@@ -125,7 +125,11 @@ class BounceSender:
     """Sends the pending DSNs of the store, retrying a temporary failure for a while."""
 
     def __init__(
-        self, config: Config, store: Store, upstream: Upstream, metrics: Metrics | None = None
+        self,
+        config: Config,
+        store: Store,
+        upstream: Upstream,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -173,7 +177,7 @@ class BounceSender:
             await self.store.settle_bounce(pending.copy_id, "sent", outcome.reply)
             log.info("copy %s: bounce sent to <%s>", copy.id, message.mail_from)
             if self.metrics is not None:
-                self.metrics.bounces_sent.inc()
+                self.metrics.bounce_sent()
         elif outcome.status == "temporary" and time.time() - pending.created_at < GIVE_UP_SECONDS:
             retry = time.time() + RETRY_SECONDS
             await self.store.settle_bounce(pending.copy_id, "pending", outcome.reply, retry)

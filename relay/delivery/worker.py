@@ -14,7 +14,7 @@ import logging
 import time
 
 from relay.core.config import Config, UpstreamConfig
-from relay.core.metrics import Metrics
+from relay.core.metrics import DeliveryMetrics
 from relay.core.models import Copy, DeliveryOutcome, Message
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
@@ -54,7 +54,7 @@ class DeliveryWorker:
         codec: TokenCodec,
         upstream: Upstream,
         signer: DkimSigner | None = None,  # from signing.open_signer when [dkim] is set
-        metrics: Metrics | None = None,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -171,7 +171,7 @@ class DeliveryWorker:
         finally:
             await links
         if self.metrics is not None:
-            self.metrics.upstream_latency.observe(time.monotonic() - started)
+            self.metrics.upstream_attempt(time.monotonic() - started)
         self._recording.add(copy.id)
         if self._backlog:  # its slot is free for the next copy while the outcome is written
             self._wake.set()
@@ -200,7 +200,7 @@ class DeliveryWorker:
             self.bounces.wake()
         if self.metrics is not None:
             kind = {"delivered": "delivered", "temporary": "deferred"}.get(outcome.status)
-            self.metrics.deliveries.labels(outcome=kind or "bounced").inc()
+            self.metrics.delivery(kind or "bounced")
 
     async def _defer_after_error(self, copy: Copy, exc: Exception) -> None:
         outcome = DeliveryOutcome("temporary", f"internal error: {describe(exc)}")

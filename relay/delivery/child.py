@@ -1,0 +1,177 @@
+"""Delivery in a process of its own, started and supervised by the SMTP role.
+
+Rewriting each copy and speaking SMTP to the upstream is most of the relay's
+CPU; on the SMTP front's event loop it also stretches every client's
+round trip. In a child process it has a core (and a GIL) to itself, and the
+front only spools. The two talk over the child's stdin and stdout:
+
+- parent -> child: one byte per spooled message (wake up now); EOF means stop:
+  the child finishes the copies in flight and exits. A parent killed with -9
+  closes the pipe too, so an orphan never goes on delivering.
+- child -> parent: "ready", then one line per delivery metric (`d OUTCOME`,
+  `l SECONDS`, `b`), which the parent adds to its own /metrics.
+
+Only the process holding the store's delivery lock delivers (exclusive.py):
+a restarted child waits for its predecessor to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from relay.core.metrics import DeliveryMetrics
+
+log = logging.getLogger("relay.delivery.child")
+
+READY = b"ready\n"
+START_TIMEOUT = 60.0
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+WAKE_BACKLOG = 64  # unread wake bytes beyond this add nothing: the child is awake
+
+
+class DeliveryProcessError(Exception):
+    """The delivery process could not be started."""
+
+
+class DeliveryProcess:
+    """The parent's side: spawn, wake, relay metrics, restart after a crash, stop."""
+
+    def __init__(self, command: Sequence[str], metrics: DeliveryMetrics | None) -> None:
+        self._command = list(command)
+        self._metrics = metrics
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.restarts = 0
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._task = asyncio.create_task(self._supervise(), name="delivery-process")
+
+    def wake(self) -> None:
+        stdin = self._proc.stdin if self._proc is not None else None
+        if stdin is None or stdin.is_closing():
+            return
+        if stdin.transport.get_write_buffer_size() < WAKE_BACKLOG:
+            stdin.write(b"w")
+
+    async def stop(self, grace: float) -> None:
+        """EOF on its stdin: the child drains and exits; killed if it overstays grace."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                log.warning("delivery process still busy after %.0fs: killing it", grace)
+                proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _spawn(self) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            line = b""
+        if line != READY:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            code = await proc.wait()
+            raise DeliveryProcessError(f"the delivery process did not start (exit code {code})")
+        self._proc = proc
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while True:
+            proc = self._proc
+            assert proc is not None and proc.stdout is not None
+            await self._relay_metrics(proc.stdout)
+            code = await proc.wait()
+            if self._stopping:
+                return
+            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+            log.error("delivery process exited (code %s); restarting in %.0fs", code, delay)
+            await asyncio.sleep(delay)
+            try:
+                await self._spawn()
+                self.restarts += 1
+                failures = 0
+            except (DeliveryProcessError, OSError) as exc:
+                log.error("%s", exc)
+                failures += 1
+
+    async def _relay_metrics(self, stdout: asyncio.StreamReader) -> None:
+        while line := await stdout.readline():
+            kind, _, value = line.decode("ascii", "replace").strip().partition(" ")
+            metrics = self._metrics
+            if metrics is None:
+                continue
+            if kind == "d":
+                metrics.delivery(value)
+            elif kind == "l":
+                with contextlib.suppress(ValueError):
+                    metrics.upstream_attempt(float(value))
+            elif kind == "b":
+                metrics.bounce_sent()
+
+
+class PipeMetrics:
+    """The child's DeliveryMetrics: each one a line to the parent."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+
+    def delivery(self, outcome: str) -> None:
+        self._write(f"d {outcome}\n".encode())
+
+    def upstream_attempt(self, seconds: float) -> None:
+        self._write(f"l {seconds:.6f}\n".encode())
+
+    def bounce_sent(self) -> None:
+        self._write(b"b\n")
+
+
+async def serve_parent(
+    run: Callable[[DeliveryMetrics, asyncio.Event], Coroutine[Any, Any, None]],
+) -> None:
+    """The child's side: wake bytes in, metrics out, stop at EOF.
+
+    run(metrics, wake) delivers until cancelled; wake is set for each byte read.
+    An error in run ends the child with it, and the parent starts a new one.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
+    wake = asyncio.Event()
+    metrics = PipeMetrics(lambda data: None if transport.is_closing() else transport.write(data))
+    delivering: asyncio.Task[None] = asyncio.create_task(run(metrics, wake), name="delivery")
+    transport.write(READY)
+    reading = asyncio.ensure_future(reader.read(4096))
+    try:
+        while True:
+            await asyncio.wait({reading, delivering}, return_when=asyncio.FIRST_COMPLETED)
+            if delivering.done() or not reading.result():
+                break
+            wake.set()
+            reading = asyncio.ensure_future(reader.read(4096))
+    finally:
+        reading.cancel()
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering  # re-raises what ended it, if not the cancel
+        transport.close()
