@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from relay.rewrite.markup import apply_edits
+
 AUTO_TOP_THRESHOLD = 102400  # Gmail clips HTML near 100 KB: a bottom pixel would never load
 
 
@@ -46,10 +48,11 @@ class LinkRegistry:
         self.index: dict[str, int] = {}
 
     def track(self, url: str) -> str:
-        if url not in self.index:
-            self.index[url] = len(self.urls)
+        index = self.index.get(url)
+        if index is None:
+            index = self.index[url] = len(self.urls)
             self.urls.append(url)
-        return self.plan.link_url(self.index[url], url)
+        return self.plan.link_url(index, url)
 
     def rollback(self, size: int) -> None:
         for url in self.urls[size:]:
@@ -72,10 +75,19 @@ def rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
         return Rewritten(raw=raw, notes=(f"rewrite failed: {type(exc).__name__}: {exc}",))
 
 
+def _changes(text: str, spans: list[tuple[int, int, str]]) -> bool:
+    """Whether the spans change text, mostly told without building the new text."""
+    if all(text[start:end] == new for start, end, new in spans):
+        return False
+    if sum(len(new) - (end - start) for start, end, new in spans):
+        return True
+    return apply_edits(text, spans) != text
+
+
 def _rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
     # Imported here: html.py imports RewritePlan from this package.
     from relay.rewrite import mime
-    from relay.rewrite.html import apply_edits, html_edits
+    from relay.rewrite.html import html_edits
 
     if not (plan.opens or plan.clicks):
         return Rewritten(raw=raw, notes=("tracking off",))
@@ -96,9 +108,8 @@ def _rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
         try:
             part = mime.decode_html(raw, entity)
             spans = html_edits(part.text, plan, pixel_at(plan, part.size), links.track)
-            text = apply_edits(part.text, spans)
-            if text != part.text:
-                edits.extend(mime.encode_html(raw, part, text, spans))
+            if _changes(part.text, spans):
+                edits.extend(mime.encode_html(raw, part, spans))
                 rewritten += 1
         except mime.PartLeftAlone as exc:
             links.rollback(checkpoint)

@@ -12,11 +12,12 @@ import binascii
 import itertools
 import re
 from dataclasses import dataclass, field
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from functools import lru_cache
 
-from relay.rewrite.headers import head_end, iter_fields, line_ending, set_header
+from relay.rewrite.headers import head_end, line_ending, set_header
+from relay.rewrite.markup import apply_edits
+from relay.rewrite.mimehead import Head, read_head
+from relay.rewrite.mimehead import MalformedMime as MalformedMime  # raised here too
 from relay.rewrite.transfer import (
     MAX_LINE,
     QP_LINE,
@@ -45,13 +46,8 @@ SIGNED_OR_ENCRYPTED = frozenset(
 )
 _IDENTITY = frozenset({"7bit", "8bit", "binary"})
 _TRANSFER = _IDENTITY | {"quoted-printable", "base64"}
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 _ASCII_PROBE = "".join(map(chr, range(32, 127))) + "\t\r\n"
 _CHARSET_LABEL = re.compile(r"[A-Za-z0-9!#$%&'+\-^_`{}~.:]+")
-
-
-class MalformedMime(Exception):
-    """The structure cannot be located unambiguously: relay the whole message untouched."""
 
 
 class PartLeftAlone(Exception):
@@ -65,7 +61,7 @@ class Entity:
     start: int
     body_start: int
     end: int
-    headers: Message
+    headers: Head
 
 
 @dataclass
@@ -100,19 +96,6 @@ def survey(raw: bytes) -> Survey:
     return found
 
 
-def _parse_head(raw: bytes, start: int, body_start: int) -> Message:
-    """Parse one header block, refusing anything the email package would read differently."""
-    head = raw[start:body_start]
-    for item in iter_fields(head):
-        if not _FIELD_NAME.match(head, item.start):
-            raise MalformedMime("a header line is not a header field")
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
-    for name in ("content-type", "content-transfer-encoding", "content-disposition"):
-        if len(headers.get_all(name, [])) > 1:
-            raise MalformedMime(f"duplicate {name} header")
-    return headers
-
-
 def _visit(raw: bytes, start: int, end: int, found: Survey, depth: int, eligible: bool) -> None:
     found.entities += 1
     if found.entities > MAX_PARTS:
@@ -120,10 +103,10 @@ def _visit(raw: bytes, start: int, end: int, found: Survey, depth: int, eligible
     if depth > MAX_DEPTH:
         raise MalformedMime(f"nested deeper than {MAX_DEPTH}")
     body_start = head_end(raw, start, end)
-    entity = Entity(start, body_start, end, _parse_head(raw, start, body_start))
-    ctype = entity.headers.get_content_type()
+    entity = Entity(start, body_start, end, read_head(raw[start:body_start]))
+    ctype = entity.headers.content_type
     found.content_types.add(ctype)
-    if entity.headers.get_content_maintype() == "multipart":
+    if ctype.startswith("multipart/"):
         inner_eligible = eligible and ctype in BODY_CONTAINERS
         for child_start, child_end in _split_multipart(raw, entity):
             _visit(raw, child_start, child_end, found, depth + 1, inner_eligible)
@@ -143,18 +126,15 @@ def _has_body(raw: bytes, entity: Entity) -> bool:
     )
 
 
-def _is_attachment(headers: Message) -> bool:
-    disposition = str(headers.get("content-disposition", "")).split(";")[0].strip().lower()
-    named = headers.get_param("name") is not None or headers.get_filename() is not None
-    return disposition == "attachment" or named
+def _is_attachment(headers: Head) -> bool:
+    return headers.disposition == "attachment" or headers.named
 
 
 def _boundary(entity: Entity) -> bytes:
-    headers = entity.headers
-    cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
+    cte = entity.headers.transfer
     if cte not in _IDENTITY:
         raise MalformedMime(f"multipart with transfer encoding {cte!r}")
-    boundary = headers.get_boundary()
+    boundary = entity.headers.boundary
     if not boundary:
         raise MalformedMime("multipart without boundary")
     try:
@@ -209,7 +189,7 @@ def _split_multipart(raw: bytes, entity: Entity) -> list[tuple[int, int]]:
 def decode_html(raw: bytes, entity: Entity) -> DecodedHtml:
     """The part's text, or PartLeftAlone when it would not encode back to the same bytes."""
     body = raw[entity.body_start : entity.end]
-    transfer = str(entity.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+    transfer = entity.headers.transfer
     if transfer not in _TRANSFER:
         raise PartLeftAlone(f"unknown transfer encoding {transfer!r}")
     eol = line_ending(body)
@@ -223,7 +203,7 @@ def decode_html(raw: bytes, entity: Entity) -> DecodedHtml:
         data = binascii.a2b_qp(body)
     if b"\x00" in data:  # UTF-16 or binary under a text label: not HTML we can read
         raise PartLeftAlone("NUL bytes in the HTML part (mislabelled charset?)")
-    codec, errors = _charset(entity.headers)
+    codec, errors = _charset(entity.headers.charset or "us-ascii")
     try:
         text = data.decode(codec, errors)
         exact = text.encode(codec, errors) == data
@@ -233,16 +213,16 @@ def decode_html(raw: bytes, entity: Entity) -> DecodedHtml:
         raise PartLeftAlone(f"undecodable {codec} text") from exc
     if not exact:
         raise PartLeftAlone(f"{codec} text does not round-trip")
-    if "-----BEGIN PGP" in text:
+    if "-----BEGIN" in text and "-----BEGIN PGP" in text:  # the first finds faster
         raise PartLeftAlone("inline PGP in HTML part")
     return DecodedHtml(
         entity, text, codec, errors, transfer, eol, len(data), b64_line, b64_tail, data
     )
 
 
-def _charset(headers: Message) -> tuple[str, str]:
+@lru_cache(maxsize=64)
+def _charset(label: str) -> tuple[str, str]:
     """(codec name, error handler): surrogateescape only where bytes stay independent."""
-    label = headers.get_content_charset() or "us-ascii"
     if not _CHARSET_LABEL.fullmatch(label):
         return label, "strict"  # decode raises LookupError: "unknown charset"
     if label in ("us-ascii", "ascii", "646", "us"):
@@ -259,20 +239,21 @@ def _charset(headers: Message) -> tuple[str, str]:
 
 
 def encode_html(
-    raw: bytes, part: DecodedHtml, text: str, edits: list[tuple[int, int, str]] | None = None
+    raw: bytes, part: DecodedHtml, edits: list[tuple[int, int, str]]
 ) -> list[tuple[int, int, bytes]]:
-    """Edits (start, end, new bytes) that put text back in the part's charset and encoding.
+    """Edits (start, end, new bytes) that put part.text, with the (start, end, replacement)
+    edits made, back in the part's charset and encoding.
 
-    edits, when given, are the (start, end, replacement) spans of part.text that made
-    text: a quoted-printable body then gets only its touched lines re-encoded.
+    A quoted-printable body gets only its touched lines re-encoded, and the new text is
+    then never built whole.
     """
     entity = part.entity
-    if part.transfer == "quoted-printable" and edits is not None:
+    if part.transfer == "quoted-printable":
         patched = _patch_qp(raw, part, edits)
         if patched is not None:
             return [(entity.body_start, entity.end, patched)]
     try:
-        data = text.encode(part.codec, part.errors)
+        data = apply_edits(part.text, edits).encode(part.codec, part.errors)
     except UnicodeError as exc:
         raise PartLeftAlone(f"rewritten HTML does not encode in {part.codec}") from exc
     body_edit = (entity.body_start, entity.end)

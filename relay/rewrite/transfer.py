@@ -93,56 +93,111 @@ def patch_qp(body: bytes, old: bytes, edits: list[tuple[int, int, bytes]], eol: 
     work follows the edits, not the part's size. Raises ValueError when a run does
     not check out; the caller then encodes the whole part.
     """
-    pieces: list[bytes] = []
-    cursor = line = decoded = 0  # line: an encoded line start; decoded: its offset in old
-    i = 0
-    while i < len(edits):
-        line, decoded, end, decoded_end = _seek_line(body, line, decoded, edits[i][0])
-        j = i
-        while j < len(edits) and (j == i or edits[j][0] < decoded_end):
-            last = max(edits[j][1] - 1, edits[j][0])
-            if last >= decoded_end and end < len(body):
-                _, _, end, decoded_end = _seek_line(body, end, decoded_end, last)
+    size, count = len(body), len(edits)
+    runs: list[tuple[int, int, bytes]] = []  # (encoded start, encoded end, new decoded run)
+    line = decoded = i = 0  # line: an encoded line start; decoded: its offset in old
+    while i < count:
+        start, stop, _ = edits[i]
+        line, decoded, end, decoded_end, chunk = _seek_line(body, line, decoded, start)
+        pieces, j = [chunk], i + 1
+        while True:  # take in every edit that starts before the run's end, and its lines
+            last = stop - 1 if stop > start else start
+            if last >= decoded_end and end < size:
+                _, _, end, decoded_end, chunk = _seek_line(body, end, decoded_end, last, pieces)
+                pieces.append(chunk)
+            if j == count or edits[j][0] >= decoded_end:
+                break
+            start, stop, _ = edits[j]
             j += 1
-        span = body[line:end]
-        if binascii.a2b_qp(span) != old[decoded:decoded_end]:
+        run = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if run != old[decoded:decoded_end]:
             raise ValueError("quoted-printable run does not decode in place")
-        new = _apply(old, decoded, decoded_end, edits[i:j])
-        pieces += (body[cursor:line], _encode_run(new, eol, span.endswith(b"\n")))
-        cursor, line, decoded, i = end, end, decoded_end, j
+        runs.append((line, end, _apply(run, decoded, edits[i:j])))
+        line, decoded, i = end, decoded_end, j
+    return _splice_runs(body, runs, eol)
+
+
+def _seek_line(
+    body: bytes, line: int, decoded: int, target: int, passed: list[bytes] | None = None
+) -> tuple[int, int, int, int, bytes]:
+    """(start, decoded start, end, decoded end, decoded line) of the line holding target.
+
+    Every decoded byte takes at least one encoded byte, so line + (target - decoded)
+    never overshoots: jump there, back to a line start, and decode only what was passed
+    (kept in passed when given).
+    """
+    size, a2b, rfind = len(body), binascii.a2b_qp, body.rfind
+    while True:
+        guess = line + target - decoded
+        newline = rfind(b"\n", line, guess if guess < size else size)
+        if newline >= 0:
+            chunk = a2b(body[line : newline + 1])
+        else:
+            end = body.find(b"\n", line) + 1 or size
+            if end - line > MAX_LINE * 4:
+                raise ValueError("quoted-printable line too long to patch")
+            chunk = a2b(body[line:end])
+            decoded_end = decoded + len(chunk)
+            if target < decoded_end or end >= size:
+                return line, decoded, end, decoded_end, chunk
+            newline = end - 1
+        if passed is not None:
+            passed.append(chunk)
+        line, decoded = newline + 1, decoded + len(chunk)
+
+
+def _splice_runs(body: bytes, runs: list[tuple[int, int, bytes]], eol: bytes) -> bytes:
+    """body with each (start, end, data) run's encoded lines replaced by data, encoded."""
+    ended = [body[end - 1 : end] == b"\n" for _, end, _ in runs]
+    encoded = encode_runs([run[2] for run in runs], ended, eol)
+    pieces: list[bytes] = []
+    cursor = 0
+    for (start, end, _), fast in zip(runs, encoded, strict=True):
+        pieces += (body[cursor:start], fast)
+        cursor = end
     pieces.append(body[cursor:])
     return b"".join(pieces)
 
 
-def _seek_line(body: bytes, line: int, decoded: int, target: int) -> tuple[int, int, int, int]:
-    """(start, decoded start, end, decoded end) of the encoded line holding decoded target.
+def encode_runs(runs: list[bytes], line_ended: list[bool], eol: bytes) -> list[bytes]:
+    """[_encode_run(data, eol, ended) ...], with one decode checking all the encodings.
 
-    Every decoded byte takes at least one encoded byte, so line + (target - decoded)
-    never overshoots: jump there, back to a line start, and decode only what was passed.
+    Each encoded run but the last ends a line, so the runs joined by NUL lines decode
+    run by run; the data holds no NUL, so the NUL lines pin each run to its own data.
+    When the joint check fails, each run is encoded and checked alone, as before.
     """
-    while True:
-        guess = min(line + target - decoded, len(body))
-        newline = body.rfind(b"\n", line, guess)
-        if newline >= 0:
-            decoded += len(binascii.a2b_qp(body[line : newline + 1]))
-            line = newline + 1
-            continue
-        end = body.find(b"\n", line) + 1 or len(body)
-        if end - line > MAX_LINE * 4:
-            raise ValueError("quoted-printable line too long to patch")
-        decoded_end = decoded + len(binascii.a2b_qp(body[line:end]))
-        if target < decoded_end or end >= len(body):
-            return line, decoded, end, decoded_end
-        line, decoded = end, decoded_end
+    b2a, crlf = binascii.b2a_qp, eol == b"\r\n"
+    encoded: list[bytes] = []
+    for data, ended in zip(runs, line_ended, strict=True):
+        soft_end = ended and not data.endswith(eol)
+        fast = b2a(data + b"!" if soft_end else data, quotetabs=False, istext=True, header=False)
+        if crlf and b"\n" not in data:
+            fast = fast.replace(b"=\n", b"=\r\n")
+        if soft_end and fast.endswith(b"!"):  # see _encode_run
+            fast = fast[:-1] + b"=" + eol
+        encoded.append(fast)
+    sep = b"\x00" + eol
+    joined = sep.join(runs)
+    if (
+        joined.count(b"\x00") == len(runs) - 1
+        and all(fast.endswith(b"\n") for fast in encoded[:-1])
+        and _qp_is_clean(sep.join(encoded), joined, eol)
+    ):
+        return encoded
+    return [_encode_run(data, eol, ended) for data, ended in zip(runs, line_ended, strict=True)]
 
 
-def _apply(old: bytes, start: int, end: int, edits: list[tuple[int, int, bytes]]) -> bytes:
+def _apply(run: bytes, offset: int, edits: list[tuple[int, int, bytes]]) -> bytes:
+    """run (the decoded bytes from offset on) with the edits, given in offsets of old."""
+    if len(edits) == 1:
+        start, end, new = edits[0]
+        return run[: start - offset] + new + run[end - offset :]
     pieces: list[bytes] = []
-    cursor = start
-    for edit_start, edit_end, new in edits:
-        pieces += (old[cursor:edit_start], new)
-        cursor = edit_end
-    pieces.append(old[cursor:end])
+    cursor = 0
+    for start, end, new in edits:
+        pieces += (run[cursor : start - offset], new)
+        cursor = end - offset
+    pieces.append(run[cursor:])
     return b"".join(pieces)
 
 
