@@ -25,6 +25,7 @@ from relay.core.config import Config, ConfigError, HostPort, load_config, render
 from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
+from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import TokenCodec
 from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
 from relay.delivery.role import deliver
@@ -223,6 +224,7 @@ class _Running:
     runners: list[web.AppRunner] = field(default_factory=list)
     purger: RetentionPurger | None = None
     webhooks: WebhookDispatcher | None = None
+    hits: HitWriter | None = None
 
 
 async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) -> None:
@@ -269,7 +271,11 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             running.smtp = await _bind("smtp", starting)
         if http:
             broker = EventBroker()  # one live feed: recording -> streams
-            tracking = create_tracking_app(config, store, codec, recorded_sink(broker, metrics))
+            # Events are committed by a writer process of their own (store/hitproc.py).
+            running.hits = HitWriter(store, path=config.store.path)
+            await running.hits.start()
+            sink = recorded_sink(broker, metrics)
+            tracking = create_tracking_app(config, store, codec, sink, running.hits)
             await _start_site(running, tracking, config.tracking.listen, "tracking.listen")
             admin = create_admin_app(config, store, metrics, broker)
             await _start_site(running, admin, config.admin.listen, "admin.listen")
@@ -327,6 +333,8 @@ async def _stop(running: _Running) -> None:
             await running.delivering
     for runner in reversed(running.runners):
         await runner.cleanup()
+    if running.hits is not None:
+        await running.hits.close()
     if running.webhooks is not None:
         await running.webhooks.stop()
     with contextlib.suppress(Exception):

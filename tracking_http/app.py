@@ -7,6 +7,7 @@ from aiohttp import web
 from relay.core.config import Config
 from relay.core.metrics import Metrics
 from relay.core.store import Store
+from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import MAX_TOKEN_CHARS, TokenCodec
 from tracking_http.admin.api import AdminViews
 from tracking_http.admin.auth import bearer_auth
@@ -44,11 +45,19 @@ async def _add_security_headers(request: web.Request, response: web.StreamRespon
 
 
 def create_tracking_app(
-    config: Config, store: Store, codec: TokenCodec, on_recorded: EventSink | None = None
+    config: Config,
+    store: Store,
+    codec: TokenCodec,
+    on_recorded: EventSink | None = None,
+    hits: HitWriter | None = None,
 ) -> web.Application:
-    """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed)."""
+    """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed).
+
+    hits: the event writer (``relay http`` runs it as a process); by default
+    events go through the store in this process.
+    """
     app = web.Application(client_max_size=TRACKING_MAX_BODY, handler_args=TRACKING_HANDLER_LIMITS)
-    views = PublicViews(config.tracking, store, codec)
+    views = PublicViews(config.tracking, store, codec, hits)
     views.recorder.on_recorded = on_recorded
     app.router.add_get("/o/{token}.gif", views.pixel)
     app.router.add_get("/c/{token}", views.click)

@@ -9,6 +9,7 @@ written by the client and proves nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -19,10 +20,22 @@ from relay.core.config import Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_HOPS = 32  # a longer proxy chain is either a loop or an attack; look no further
+PARSED_CACHE = 4096  # addresses parsed once per process, not once per request
+MAX_CACHED_CHARS = 64  # longer text is no address anyway: never kept
 
 
 def parse_ip(value: str) -> IPAddress | None:
-    """An address from a header hop: bare, ``[v6]:port``, ``v4:port`` or quoted; else None."""
+    """An address from a header hop: bare, ``[v6]:port``, ``v4:port`` or quoted; else None.
+
+    The same few addresses come back request after request, and ipaddress
+    parses in pure Python: short text is parsed once (bounded cache).
+    """
+    if len(value) <= MAX_CACHED_CHARS:
+        return _parse_cached(value)
+    return _parse_ip(value)
+
+
+def _parse_ip(value: str) -> IPAddress | None:
     text = value.strip().strip('"').strip()
     if text.startswith("["):
         text = text[1:].partition("]")[0]
@@ -33,6 +46,15 @@ def parse_ip(value: str) -> IPAddress | None:
     except ValueError:
         return None
     return normalize(address)
+
+
+_parse_cached = functools.lru_cache(maxsize=PARSED_CACHE)(_parse_ip)
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE)
+def address_text(address: IPAddress) -> str:
+    """``str(address)``, which ipaddress recomputes every time."""
+    return str(address)
 
 
 def normalize(address: IPAddress) -> IPAddress:
@@ -75,7 +97,7 @@ def client_address(
     if current is None:
         return peer or ""
     if not trusted_proxies:
-        return str(current)
+        return address_text(current)
     for hop in list(reversed(hops))[:MAX_HOPS]:
         if not in_networks(current, trusted_proxies):
             break
@@ -83,4 +105,4 @@ def client_address(
         if address is None:
             break
         current = address
-    return str(current)
+    return address_text(current)

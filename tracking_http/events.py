@@ -9,14 +9,17 @@ still in flight when the wait ends is shielded, so it may yet land.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from relay.core.config import TrackingConfig
 from relay.core.models import Copy, Event
-from relay.core.store import Store
+from relay.core.store import Store, StoreUnavailable
+from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import TokenData
+from tracking_http.classify import IP_CACHE_SIZE
 from tracking_http.clients import ClientKey
 from tracking_http.labelling import HitLabeller, Label, Sender, submitted_by
 from tracking_http.notify import EventSink
@@ -29,9 +32,8 @@ RECORD_TIMEOUT = 1.0  # seconds the answer waits for its event to be durable
 COPY_CACHE_SIZE = 10_000
 
 
-@dataclass(frozen=True)
-class Hit:
-    """What the request told us, apart from the token."""
+class Hit(NamedTuple):
+    """What the request told us, apart from the token (a tuple: built on every request)."""
 
     ip: str
     user_agent: str
@@ -53,10 +55,16 @@ class CopyCache:
         self._size = size
         self._known: OrderedDict[int, Copy] = OrderedDict()
 
-    async def get(self, copy_id: int) -> Copy | None:
+    def known(self, copy_id: int) -> Copy | None:
+        """The remembered copy, without asking the store."""
         copy = self._known.get(copy_id)
         if copy is not None:
             self._known.move_to_end(copy_id)
+        return copy
+
+    async def get(self, copy_id: int) -> Copy | None:
+        copy = self.known(copy_id)
+        if copy is not None:
             return copy
         copy = await self._store.get_copy(copy_id)
         if copy is not None and copy.delivered_at is not None:
@@ -67,61 +75,91 @@ class CopyCache:
 
 
 class EventRecorder:
-    """Turns hits into events and stores them within a time bound."""
+    """Turns hits into events and stores them within a time bound.
+
+    ``hits`` writes the events (the event writer process in ``relay http``);
+    by default they go through the store in this process.
+    """
 
     def __init__(
-        self, config: TrackingConfig, store: Store, timeout: float = RECORD_TIMEOUT
+        self,
+        config: TrackingConfig,
+        store: Store,
+        timeout: float = RECORD_TIMEOUT,
+        hits: HitWriter | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._timeout = timeout
+        self._hits = HitWriter(store, timeout=timeout) if hits is None else hits
         self._copies = CopyCache(store)
         self._senders: OrderedDict[str, Sender | None] = OrderedDict()
         self._labeller = HitLabeller(config)
+        self._anonymize = functools.lru_cache(maxsize=IP_CACHE_SIZE)(anonymize_ip)
         self.on_recorded: EventSink | None = None  # live feed, counters (tracking_http.notify)
 
     async def record(self, token: TokenData, hit: Hit) -> None:
         """Store one event; returns when it is durable, or after the timeout, never raising.
 
-        A timeout only stops the wait: a write already queued in the store's
-        writer is committed with its batch all the same.
+        A timeout only stops the wait: a write already handed to the writer is
+        committed with its batch all the same. With the copy and its sender
+        remembered (the usual case) nothing is read, and the writer's own
+        bound is the only timer: no per-request ``asyncio.timeout``.
         """
+        copy = self._copies.known(token.copy_id)
+        classify = self._config.classify
+        if copy is not None and (not classify or copy.message_id in self._senders):
+            sender = self._senders[copy.message_id] if classify else None
+            await self._store_event(token, hit, copy, sender)
+            return
         try:
             async with asyncio.timeout(self._timeout):
                 await self._write(token, hit)
         except TimeoutError:
-            log.warning(
-                "store slow: answered %s of copy %d before its event was stored",
-                token.kind,
-                token.copy_id,
-            )
+            _slow(token)
 
     async def drain(self) -> None:
         """At shutdown nothing is left to wait for: the store's writer flushes its queue."""
 
     async def _write(self, token: TokenData, hit: Hit) -> None:
+        """The first hit of a copy: who it belongs to and who sent it are read first."""
         try:
             copy = await self._copies.get(token.copy_id)
             if copy is None:
                 log.info("%s for unknown copy %d: not recorded", token.kind, token.copy_id)
                 return
             sender = await self._sender(copy.message_id) if self._config.classify else None
+        except Exception:
+            log.exception("could not record %s of copy %d", token.kind, token.copy_id)
+            return
+        await self._store_event(token, hit, copy, sender)
+
+    async def _store_event(
+        self, token: TokenData, hit: Hit, copy: Copy, sender: Sender | None
+    ) -> None:
+        try:
+            user_agent = hit.user_agent[:MAX_USER_AGENT]
             label = self._labeller.label(
                 token,
                 copy,
                 sender,
                 method=hit.method,
                 ip=hit.ip,
-                user_agent=hit.user_agent[:MAX_USER_AGENT],
+                user_agent=user_agent,
                 at=hit.at,
                 admin_cookie=hit.admin_cookie,
             )
-            event = self._event(token, hit, copy, label)
-            recorded = await self._store.record_hit(event, relabel_client=label.honeypot)
-            if self.on_recorded is not None:
-                self.on_recorded(recorded)
+            event = self._event(token, hit, copy, label, user_agent)
+            recorded = await self._hits.record_hit(event, label.honeypot)
+        except TimeoutError:
+            _slow(token)
+        except StoreUnavailable as exc:
+            log.warning("%s of copy %d not recorded: %s", token.kind, token.copy_id, exc)
         except Exception:
             log.exception("could not record %s of copy %d", token.kind, token.copy_id)
+        else:
+            if self.on_recorded is not None:
+                self.on_recorded(recorded)
 
     async def _sender(self, message_id: str) -> Sender | None:
         """Where the message was submitted from; remembered like copies (bounded)."""
@@ -135,9 +173,12 @@ class EventRecorder:
             self._senders.popitem(last=False)
         return sender
 
-    def _event(self, token: TokenData, hit: Hit, copy: Copy, label: Label) -> Event:
+    def _event(
+        self, token: TokenData, hit: Hit, copy: Copy, label: Label, user_agent: str
+    ) -> Event:
         """The IP is anonymised only after classification, which needs the whole address."""
-        ip = anonymize_ip(hit.ip) if self._config.privacy.anonymize_ip else hit.ip
+        ip = self._anonymize(hit.ip) if self._config.privacy.anonymize_ip else hit.ip
+        click = token.kind == "click"
         return Event(
             kind=token.kind,
             copy_id=token.copy_id,
@@ -145,13 +186,21 @@ class EventRecorder:
             recipient=copy.recipient,
             at=hit.at,
             ip=ip,
-            user_agent=hit.user_agent[:MAX_USER_AGENT],
+            user_agent=user_agent,
             klass=label.klass,
             reasons=label.reasons,
-            url=(token.url or "") if token.kind == "click" else "",
-            link_index=token.link_index if token.kind == "click" else None,
+            url=(token.url or "") if click else "",
+            link_index=token.link_index if click else None,
             extra=client_extra(label.client),
         )
+
+
+def _slow(token: TokenData) -> None:
+    log.warning(
+        "store slow: answered %s of copy %d before its event was stored",
+        token.kind,
+        token.copy_id,
+    )
 
 
 def client_extra(client: ClientKey | None) -> dict[str, str]:

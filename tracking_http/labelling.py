@@ -28,6 +28,10 @@ BURST_WINDOW = 2.0  # seconds: other links of one copy clicked this close togeth
 CLICKS_PER_COPY = 16  # recent clicks remembered per copy
 COPIES_REMEMBERED = 10_000
 HONEYPOT_CLIENTS = 10_000
+OPENS_REMEMBERED = 4096  # open labels by client and circumstances (classify costs ~20 us)
+# ip, user agent, method, admin cookie, client hit the honeypot, the sender's IP while
+# within the window after submission (else ""): all an open's label depends on.
+OpenKey = tuple[str, str, str, bool, bool, str]
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class HitLabeller:
         self._honeypot = HoneypotClients()
         self._family = functools.lru_cache(maxsize=UA_CACHE_SIZE)(ua_family)
         self._network = functools.lru_cache(maxsize=IP_CACHE_SIZE)(anonymize_ip)
+        self._unlabelled = Label("human", (), honeypot=False)
+        self._opens: dict[OpenKey, Label] = {}
 
     def label(
         self,
@@ -136,10 +142,17 @@ class HitLabeller:
         admin_cookie: bool,
     ) -> Label:
         if self._classifier is None:
-            return Label("human", (), honeypot=False)
+            return self._unlabelled
         is_click = token.kind == "click"
         honeypot = is_click and token.link_index == HONEYPOT_LINK_INDEX
         client = (copy.message_id, ip, user_agent)
+        key: OpenKey | None = None
+        if not is_click:  # an open's label depends on these alone: remembered (bounded)
+            own = sender.ip if sender and 0 <= at - sender.at <= SENDER_WINDOW else ""
+            key = (ip, user_agent, method, admin_cookie, client in self._honeypot, own)
+            known = self._opens.get(key)
+            if known is not None:
+                return known
         facts = RequestFacts(
             kind="click" if is_click else "open",
             method=method,
@@ -159,5 +172,11 @@ class HitLabeller:
         elif is_click:
             self._clicks.add(copy.id, token.link_index, at)
         result = self._classifier.classify(facts)
-        key = None if is_click else ClientKey(self._family(user_agent), self._network(ip))
-        return Label(result.klass, result.reasons, honeypot=honeypot, client=key)
+        if key is None:
+            return Label(result.klass, result.reasons, honeypot=honeypot)
+        who = ClientKey(self._family(user_agent), self._network(ip))
+        label = Label(result.klass, result.reasons, honeypot=False, client=who)
+        if len(self._opens) >= OPENS_REMEMBERED:
+            del self._opens[next(iter(self._opens))]
+        self._opens[key] = label
+        return label

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from relay.core.metrics import Metrics
 from relay.core.models import Event
@@ -109,7 +110,13 @@ class EventBroker:
         self._subscribers.discard(sub)
 
     def publish(self, events: Sequence[Event]) -> None:
-        """From the recording path: stored events (with ids), pushed to every feed now."""
+        """From the recording path: stored events (with ids), pushed to every feed now.
+
+        With no feed open there is no one to push to: a feed that opens later
+        starts from the store (LiveFeed._backlog), never from this log.
+        """
+        if not self._subscribers:
+            return
         fresh = [e for e in events if e.id is not None and e.id > self.checkpoint]
         for event in fresh:
             if len(self._published) < MAX_REMEMBERED:
@@ -184,7 +191,18 @@ class StoreFollower:
                 await self._task
 
     async def poll_once(self) -> int:
-        """Read everything past the checkpoint; returns how many events were read."""
+        """Read everything past the checkpoint; returns how many events were read.
+
+        With no feed open only the checkpoint moves (one indexed max(id)): reading
+        and decoding every event for no one cost the busy pixel server a core's
+        fraction. A feed that opens meanwhile reads its start from the store
+        after subscribing, so it starts at or past that checkpoint.
+        """
+        if not self._broker.subscribers:
+            upto = await self._store.last_event_id()
+            if not self._broker.subscribers and upto > self._broker.checkpoint:
+                self._broker.publish_from_store((), upto)
+            return 0
         total = 0
         while True:
             since = self._broker.checkpoint
@@ -208,11 +226,17 @@ class StoreFollower:
 def recorded_sink(broker: EventBroker | None, metrics: Metrics | None) -> EventSink:
     """What the recording path calls with the events it stored: the feed, the counters."""
 
+    counters: dict[tuple[str, str], Any] = {}  # labels() takes a lock and builds a key
+
     def recorded(events: Sequence[Event]) -> None:
         if broker is not None:
             broker.publish(events)
         if metrics is not None:
             for event in events:
-                metrics.tracking_events.labels(event.kind, event.klass).inc()
+                key = (event.kind, event.klass)
+                counter = counters.get(key)
+                if counter is None:
+                    counter = counters[key] = metrics.tracking_events.labels(*key)
+                counter.inc()
 
     return recorded

@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 
 from relay.core.config import TrackingConfig
 from relay.core.store import Store
+from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import MAX_TOKEN_CHARS, InvalidToken, TokenCodec, TokenData
 from tracking_http.client_ip import client_address, forwarded_hops
 from tracking_http.events import EventRecorder, Hit
@@ -64,11 +65,13 @@ def _header_safe(char: str) -> str:
 class PublicViews:
     """The request handlers; config, store and codec are handed in, never global."""
 
-    def __init__(self, config: TrackingConfig, store: Store, codec: TokenCodec) -> None:
+    def __init__(
+        self, config: TrackingConfig, store: Store, codec: TokenCodec, hits: HitWriter | None = None
+    ) -> None:
         self._config = config
         self._store = store
         self._codec = codec
-        self.recorder = EventRecorder(config, store)
+        self.recorder = EventRecorder(config, store, hits=hits)
 
     async def pixel(self, request: web.Request) -> web.Response:
         data = self._verified(request.match_info["token"], "open")
@@ -118,13 +121,15 @@ class PublicViews:
         return data if data.kind == kind else None
 
     def _hit(self, request: web.Request) -> Hit:
-        ip = client_address(
-            request.remote, forwarded_hops(request.headers), self._config.trusted_proxies
-        )
+        headers = request.headers
+        proxies = self._config.trusted_proxies
+        hops = forwarded_hops(headers) if proxies else ()
+        # Parsing Cookie costs more than the rest of the hit: only when there is one.
+        cookie = hdrs.COOKIE in headers and admin_cookie_present(request.cookies.get(ADMIN_COOKIE))
         return Hit(
-            ip=ip,
-            user_agent=request.headers.get(hdrs.USER_AGENT, ""),
+            ip=client_address(request.remote, hops, proxies),
+            user_agent=headers.get(hdrs.USER_AGENT, ""),
             at=time.time(),
             method=request.method,
-            admin_cookie=admin_cookie_present(request.cookies.get(ADMIN_COOKIE)),
+            admin_cookie=cookie,
         )

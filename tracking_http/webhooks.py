@@ -118,7 +118,12 @@ class WebhookDispatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, background: bool = True) -> None:
-        """Open the HTTP client and, unless told not to, run rounds every poll_interval."""
+        """Open the HTTP client and, unless told not to, run rounds every poll_interval.
+
+        The store queues events for webhooks only while some endpoint is configured:
+        a relay without webhooks writes no queue row per event.
+        """
+        await self._store.want_webhooks(bool(self._targets))
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
             headers={"User-Agent": "relay-webhooks"},

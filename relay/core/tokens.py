@@ -40,6 +40,8 @@ _KEY_LABEL = b"mail-tracking-relay/token-key\x00"
 _FLAG_CLICK = 0x01
 _FLAG_DEFLATED = 0x02
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
+VERIFIED_CACHE = 4096  # genuine tokens remembered per codec
+VERIFIED_CACHE_CHARS = 512  # longer ones (click URLs) are checked each time
 
 
 class InvalidToken(Exception):
@@ -65,6 +67,7 @@ class TokenCodec:
             hmac.new(hashlib.sha256(_KEY_LABEL + k.encode("utf-8")).digest(), _DOMAIN, "sha256")
             for k in keys
         ]
+        self._verified: dict[str, TokenData] = {}
 
     def open_token(self, copy_id: int) -> str:
         return self._sign(bytes([VERSION, 0]) + _varint(copy_id))
@@ -79,7 +82,25 @@ class TokenCodec:
         return token
 
     def verify(self, token: str) -> TokenData:
-        """The token's data, or InvalidToken; no other exception for any input."""
+        """The token's data, or InvalidToken; no other exception for any input.
+
+        A genuine token is remembered (bounded, oldest out first): one pixel is
+        fetched again and again (every open, every image proxy), and its MAC
+        costs more than the rest of the answer. The keys never change for a
+        codec, so a remembered token stays genuine; a bad one is never kept.
+        """
+        if isinstance(token, str):
+            known = self._verified.get(token)
+            if known is not None:
+                return known
+        data = self._verify(token)
+        if len(token) <= VERIFIED_CACHE_CHARS:
+            if len(self._verified) >= VERIFIED_CACHE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = data
+        return data
+
+    def _verify(self, token: str) -> TokenData:
         raw = _strict_b64decode(token)
         if len(raw) < 3 + MAC_BYTES:
             raise InvalidToken("token too short")

@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from relay.core.tokens import MAX_TOKEN_CHARS, InvalidToken, TokenCodec, TokenData
+from relay.core.tokens import (
+    MAX_TOKEN_CHARS,
+    VERIFIED_CACHE,
+    InvalidToken,
+    TokenCodec,
+    TokenData,
+)
 
 URL = "https://shop.example.com/p?a=1&b=2#top"
 
@@ -100,3 +106,18 @@ def test_codec_needs_real_keys(keys: list[str]) -> None:
 def test_negative_numbers_cannot_be_signed() -> None:
     with pytest.raises(ValueError):
         TokenCodec(["k"]).open_token(-1)
+
+
+def test_remembered_tokens_stay_bounded_and_forgeries_stay_out() -> None:
+    codec = TokenCodec(["k"])
+    genuine = codec.open_token(5)
+    assert codec.verify(genuine) == codec.verify(genuine)  # the second from memory
+    forged = genuine[:-2] + ("AA" if genuine[-2:] != "AA" else "BA")
+    for _ in range(2):  # a rejected token is never remembered as good
+        with pytest.raises(InvalidToken):
+            codec.verify(forged)
+    with pytest.raises(InvalidToken):
+        TokenCodec(["other"]).verify(genuine)  # memory is per codec, so per key set
+    for copy_id in range(VERIFIED_CACHE + 50):
+        assert codec.verify(codec.open_token(copy_id)).copy_id == copy_id
+    assert len(codec._verified) <= VERIFIED_CACHE

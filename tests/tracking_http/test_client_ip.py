@@ -61,3 +61,10 @@ def test_anonymize_ip() -> None:
     assert anonymize_ip("198.51.100.77") == "198.51.100.0"
     assert anonymize_ip("2001:db8:1234:5678::1") == "2001:db8:1234::"
     assert anonymize_ip("garbage") == ""
+
+
+def test_parsed_addresses_are_remembered_but_long_text_is_not() -> None:
+    assert parse_ip("198.51.100.9") is parse_ip("198.51.100.9")  # parsed once
+    long_hop = " " * 100 + "203.0.113.5"
+    assert parse_ip(long_hop) == ipaddress.ip_address("203.0.113.5")
+    assert client_address("::ffff:198.51.100.9", [], ()) == "198.51.100.9"

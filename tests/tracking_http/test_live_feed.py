@@ -17,7 +17,7 @@ from relay.core.store import Store, open_store
 from relay.core.tokens import TokenCodec
 from tracking_http.admin.event_routes import FOLLOWER, LIVE_FEED
 from tracking_http.app import create_admin_app, create_tracking_app
-from tracking_http.notify import Checkpoint, EventBroker, recorded_sink
+from tracking_http.notify import Checkpoint, EventBroker, StoreFollower, recorded_sink
 
 TOKEN = "live-feed-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -165,3 +165,21 @@ async def test_follower_checkpoints_skip_what_was_pushed() -> None:
     assert await sub.next_batch(GUARD) == [pushed, polled, Checkpoint(5)]
     broker.publish([pushed])  # at or below the checkpoint: already sent
     assert await sub.next_batch(0.01) == []
+
+
+async def test_follower_reads_no_event_while_no_feed_is_open(store: Store, spooled: Any) -> None:
+    """Only the checkpoint moves; a feed opened later starts from the store."""
+    broker = EventBroker()
+    follower = StoreFollower(store, broker)
+    for _ in range(3):
+        await store.record_event(an_event(spooled))
+    assert await follower.poll_once() == 0
+    assert broker.checkpoint == await store.last_event_id()
+    broker.publish([Event("open", 1, "m", BOB, 0.0, "", "", id=99)])  # no one to push to
+    sub = broker.subscribe()
+    assert await sub.next_batch(0.01) == []
+    await store.record_event(an_event(spooled))
+    assert await follower.poll_once() == 1  # with a feed open, events are read again
+    batch = await sub.next_batch(GUARD)
+    assert batch is not None
+    assert batch[-1] == Checkpoint(await store.last_event_id())

@@ -226,3 +226,21 @@ async def test_a_hanging_endpoint_does_not_hold_up_pixels(
         receiver.hold.set()  # type: ignore[union-attr]
         await dispatcher.stop()
         await server.close()
+
+
+async def test_no_endpoint_no_queue_row_and_endpoints_turn_it_back_on(
+    store: Store, spooled: Any
+) -> None:
+    """Without webhooks no event or outcome is queued for them: no work per pixel."""
+    quiet = WebhookDispatcher([], store)
+    await quiet.start(background=False)
+    await store.record_event(an_event(spooled, BOB))
+    await store.record_outcome(spooled.copies[CAROL].id, DeliveryOutcome("delivered", "250"), None)
+    assert (await store.webhook_backlog())["queued"] == 0
+    await quiet.stop()
+    hook = WebhookConfig("http://127.0.0.1:9/hook", PLAIN, ("open", "delivered"))
+    wanting = WebhookDispatcher([hook], store)
+    await wanting.start(background=False)
+    await store.record_event(an_event(spooled, BOB))
+    assert (await store.webhook_backlog())["queued"] == 1
+    await wanting.stop()

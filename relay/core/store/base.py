@@ -161,6 +161,9 @@ class Store(Protocol):
     async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
         """An address's events by type (open, click, reply) and class, across messages."""
 
+    async def want_webhooks(self, wanted: bool) -> None:
+        """Whether events and outcomes are queued for webhooks at all (none configured: no)."""
+
     async def queue_webhooks(self, targets: Sequence[WebhookTarget], limit: int = 500) -> int:
         """Fan queued events out into one outbox row per endpoint that wants them;
         returns how many queued events were consumed (0: the queue is empty)."""

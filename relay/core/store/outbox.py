@@ -1,7 +1,8 @@
 """The webhook outbox's SQL: fan the trigger-filled queue out per endpoint, claim, settle.
 
-Triggers (schema step 4) put every event and delivery outcome into
-webhook_queue in the statement that records it, so nothing is lost between
+Triggers (schema steps 4 and 5) put every event and delivery outcome into
+webhook_queue in the statement that records it, while some HTTP role has
+endpoints configured (``want_webhooks``), so nothing is lost between
 "recorded" and "queued for webhooks", whichever process recorded it. The
 dispatcher of the HTTP role turns queue rows into one outbox row per
 matching endpoint (snapshotting the notice, so retention or a later change
@@ -39,6 +40,15 @@ def notice_from_json(text: str) -> WebhookNotice:
     data = {k: v for k, v in json.loads(text).items() if k in known}
     data["reasons"] = tuple(data.get("reasons", ()))
     return WebhookNotice(**data)
+
+
+def want_webhooks(conn: sqlite3.Connection, wanted: bool) -> None:
+    """Turn the queue triggers on or off (schema step 5): no webhooks, no queue rows."""
+    conn.execute(
+        "INSERT INTO settings (name, value) VALUES ('webhooks', ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        ("on" if wanted else "off",),
+    )
 
 
 def fan_out(

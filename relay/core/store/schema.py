@@ -184,7 +184,40 @@ _V4_WEB: tuple[str, ...] = (  # webhooks outbox, dashboard sessions
     END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_DELIVERY, _V3_CLASSIFY, _V4_WEB)
+_WEBHOOKS_WANTED = "(SELECT value FROM settings WHERE name = 'webhooks') = 'on'"
+_V5_QUIET: tuple[str, ...] = (  # no work for webhooks when none is configured
+    # Settings the processes sharing the store tell each other. ``webhooks``: whether
+    # an HTTP role with endpoints runs; each one sets it when it starts
+    # (store/outbox.py want_webhooks), and the queue triggers fire only when it is
+    # 'on', so a relay without webhooks writes no queue row per event or outcome.
+    # 'on' until then: an upgraded relay queues as before.
+    "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "INSERT INTO settings (name, value) VALUES ('webhooks', 'on')",
+    "DROP TRIGGER webhook_queue_events",
+    f"""CREATE TRIGGER webhook_queue_events AFTER INSERT ON events WHEN {_WEBHOOKS_WANTED}
+    BEGIN
+        INSERT INTO webhook_queue (kind, event_id, copy_id, at)
+        VALUES (NEW.kind, NEW.id, NEW.copy_id, NEW.at);
+    END""",
+    "DROP TRIGGER webhook_queue_outcomes",
+    f"""CREATE TRIGGER webhook_queue_outcomes AFTER UPDATE OF state, attempts ON copies
+        WHEN NEW.state IN ('delivered', 'deferred', 'bounced')
+        AND (NEW.state IS NOT OLD.state OR NEW.attempts IS NOT OLD.attempts)
+        AND {_WEBHOOKS_WANTED}
+    BEGIN
+        INSERT INTO webhook_queue (kind, event_id, copy_id, at)
+        VALUES (CASE NEW.state WHEN 'bounced' THEN 'bounce' ELSE NEW.state END, NULL, NEW.id,
+                (julianday('now') - 2440587.5) * 86400.0);
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    _V2_DELIVERY,
+    _V3_CLASSIFY,
+    _V4_WEB,
+    _V5_QUIET,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -263,6 +263,9 @@ class SQLiteStore:
     async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
         return await self._read(feed.contact_counts, address)
 
+    async def want_webhooks(self, wanted: bool) -> None:
+        await self._write(lambda c: outbox.want_webhooks(c, wanted))
+
     async def queue_webhooks(self, targets: Sequence[WebhookTarget], limit: int = 500) -> int:
         wanted, now, limit = list(targets), time.time(), _clamp(limit, 1, MAX_PAGE)
         return await self._write(lambda c: outbox.fan_out(c, wanted, limit, now))

@@ -141,19 +141,25 @@ class GroupWriter:
 
 def run_batch(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
     """In the connection's thread: one transaction, a SAVEPOINT per multi-statement op."""
-    results: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for group in bulk_groups(items):
-            outcomes = _run_bulk(conn, group) if len(group) > 1 else None
-            if outcomes is None:
-                outcomes = [_run_item(conn, item) for item in group]
-            results.extend(outcomes)
+        results = run_items(conn, items)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return results
+
+
+def run_items(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
+    """Inside an open transaction: each item's (ok, result or error), in order."""
+    results: list[tuple[bool, Any]] = []
+    for group in bulk_groups(items):
+        outcomes = _run_bulk(conn, group) if len(group) > 1 else None
+        if outcomes is None:
+            outcomes = [_run_item(conn, item) for item in group]
+        results.extend(outcomes)
     return results
 
 

@@ -7,6 +7,7 @@ must not BEGIN or COMMIT itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import secrets
@@ -23,6 +24,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def clean_text(value: str) -> str:
     """SQLite text must be valid UTF-8: lone surrogates (from surrogateescape) become U+FFFD."""
+    if isinstance(value, str) and value.isascii():  # the usual case, checked in C
+        return value
     return _SURROGATE.sub("\ufffd", value)
 
 
@@ -144,12 +147,23 @@ def event_row(event: Event) -> tuple[object, ...]:
         clean_text(event.ip),
         clean_text(event.user_agent),
         event.klass,
-        json.dumps(list(event.reasons)) if event.reasons else "[]",
+        _reasons_json(event.reasons) if event.reasons else "[]",
         clean_text(event.url),
         event.link_index,
         int(event.inferred),
-        json.dumps(event.extra) if event.extra else "{}",
+        _extra_json(tuple(event.extra.items())) if event.extra else "{}",
     )
+
+
+# A few label sets and client keys repeat across thousands of events: encode each once.
+@functools.lru_cache(maxsize=4096)
+def _reasons_json(reasons: tuple[str, ...]) -> str:
+    return json.dumps(list(reasons))
+
+
+@functools.lru_cache(maxsize=4096)
+def _extra_json(items: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(items))
 
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> int:
@@ -190,11 +204,19 @@ def insert_hits(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[
     recipients: dict[str, str | None] = json.loads(row[0]) if row and row[0] else {}
     if len(recipients) != len(wanted):
         raise ValueError("no such copy")
-    placed = [
-        dataclasses.replace(event, recipient=recipients[str(event.copy_id)]) for event in events
-    ]
+    placed = [placed_event(event, recipients[str(event.copy_id)]) for event in events]
     ids = insert_events(conn, placed)
-    return [[dataclasses.replace(event, id=i)] for event, i in zip(placed, ids, strict=True)]
+    for event, event_id in zip(placed, ids, strict=True):
+        event.__dict__["id"] = event_id  # our own fresh copies, not yet seen by anyone
+    return [[event] for event in placed]
+
+
+def placed_event(event: Event, recipient: str | None) -> Event:
+    """A copy of ``event`` with the copy's recipient: dataclasses.replace re-runs
+    __init__ with field introspection (~9 us per event, twice per hit before)."""
+    placed: Event = object.__new__(Event)
+    placed.__dict__.update(event.__dict__, recipient=recipient)
+    return placed
 
 
 def ensure_secret(conn: sqlite3.Connection) -> list[str]:
