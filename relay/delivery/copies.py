@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Literal
 
 from relay.core.config import Config
 from relay.core.models import Copy, Message
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
-from relay.rewrite import RewritePlan, Rewritten, rewrite_message
+from relay.rewrite import (
+    MessageTemplate,
+    RewritePlan,
+    Rewritten,
+    plan_shape,
+    prepare_message,
+    render,
+)
 
 log = logging.getLogger("relay.delivery.copies")
 
@@ -22,6 +30,9 @@ log = logging.getLogger("relay.delivery.copies")
 # third party. The tracking server classifies a click with this index as a bot.
 # Rewriting is CPU-bound: above this size it runs in a thread so the loop keeps serving.
 REWRITE_IN_THREAD_BYTES = 64 * 1024
+# A message's template (its HTML decoded and scanned) serves its other recipients' copies.
+TEMPLATE_BYTES = 8 * 1024 * 1024  # raw bytes of the messages whose templates are kept
+TEMPLATE_MAX_MESSAGE = 2 * 1024 * 1024  # bigger messages are scanned again for each copy
 
 PixelPosition = Literal["auto", "top", "bottom"]
 
@@ -70,18 +81,81 @@ def build_plan(config: Config, codec: TokenCodec, copy: Copy, message: Message) 
     )
 
 
+class RewriteTemplates:
+    """The templates of the last messages rewritten, so each message is scanned once.
+
+    Copies of one message differ only in their URLs (relay.rewrite.render), and a
+    message's copies are delivered together. Bounded by the raw size of the
+    messages kept (a template also holds the decoded HTML: a few times that).
+    """
+
+    def __init__(
+        self, max_bytes: int = TEMPLATE_BYTES, max_message: int = TEMPLATE_MAX_MESSAGE
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._max_message = max_message
+        self._kept: OrderedDict[str, MessageTemplate] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, message_id: str, raw: bytes, plan: RewritePlan) -> MessageTemplate | None:
+        """The template of this message for plans like this one, if kept."""
+        template = self._kept.get(message_id)
+        if template is None:
+            return None
+        if template.shape != plan_shape(plan) or not (template.raw is raw or template.raw == raw):
+            return None
+        self._kept.move_to_end(message_id)
+        return template
+
+    def put(self, message_id: str, template: MessageTemplate) -> None:
+        size = len(template.raw)
+        if size > self._max_message:
+            return
+        old = self._kept.pop(message_id, None)
+        if old is not None:
+            self._bytes -= len(old.raw)
+        self._kept[message_id] = template
+        self._bytes += size
+        while self._bytes > self._max_bytes and len(self._kept) > 1:
+            _, dropped = self._kept.popitem(last=False)
+            self._bytes -= len(dropped.raw)
+
+
 async def build_copy(
-    config: Config, codec: TokenCodec, copy: Copy, message: Message, raw: bytes
+    config: Config,
+    codec: TokenCodec,
+    copy: Copy,
+    message: Message,
+    raw: bytes,
+    templates: RewriteTemplates | None = None,
 ) -> Rewritten:
-    """The bytes to relay for this copy, with its tracked links (index i is links[i])."""
+    """The bytes to relay for this copy, with its tracked links (index i is links[i]).
+
+    With ``templates``, a message with several recipients is surveyed and scanned
+    for its first copy only; the others are rendered from that template.
+    """
     decision = message.decision
     if not (decision.opens or decision.clicks):
         return Rewritten(raw=raw)
     try:
         plan = build_plan(config, codec, copy, message)
+        kept = templates.get(message.id, raw, plan) if templates is not None else None
         if len(raw) > REWRITE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(rewrite_message, raw, plan)
-        return rewrite_message(raw, plan)
+            template, rewritten = await asyncio.to_thread(_rewrite, kept, raw, plan)
+        else:
+            template, rewritten = _rewrite(kept, raw, plan)
+        several = copy.recipient is not None and len(message.rcpt_tos) > 1
+        if templates is not None and kept is None and several:
+            templates.put(message.id, template)
+        return rewritten
     except Exception as exc:  # the rewriter promises not to raise; a bug must not cost the mail
         log.exception("copy %s: rewrite failed, relaying it untracked", copy.id)
         return Rewritten(raw=raw, notes=(f"rewrite failed ({type(exc).__name__}): {exc}",))
+
+
+def _rewrite(
+    template: MessageTemplate | None, raw: bytes, plan: RewritePlan
+) -> tuple[MessageTemplate, Rewritten]:
+    if template is None:
+        template = prepare_message(raw, plan)
+    return template, render(template, plan)

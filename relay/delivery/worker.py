@@ -19,7 +19,7 @@ from relay.core.models import Copy, DeliveryOutcome, Message
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import BounceSender
-from relay.delivery.copies import build_copy
+from relay.delivery.copies import RewriteTemplates, build_copy
 from relay.delivery.recent import RecentMessages
 from relay.delivery.signing import sign_copy
 from relay.delivery.upstream import Upstream, describe
@@ -64,6 +64,7 @@ class DeliveryWorker:
         self.metrics = metrics
         self.bounces = BounceSender(config, store, upstream, metrics)
         self.messages = RecentMessages(store)
+        self.templates = RewriteTemplates()
         self._slots = max(1, config.upstream.max_connections)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -159,7 +160,7 @@ class DeliveryWorker:
             await self.store.record_outcome(copy.id, lost, None)
             return
         message, raw = loaded
-        rewritten = await build_copy(self.config, self.codec, copy, message, raw)
+        rewritten = await build_copy(self.config, self.codec, copy, message, raw, self.templates)
         rewritten = await sign_copy(self.signer, raw, rewritten)
         # The links go to the writer before the copy goes out, so they are stored long
         # before anyone can click; the send does not wait for their commit. (A click

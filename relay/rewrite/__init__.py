@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.rewrite.markup import apply_edits
+from relay.rewrite import mime
+from relay.rewrite.markup import apply_edits, escape_attribute, tracking_snippet
 
 AUTO_TOP_THRESHOLD = 102400  # Gmail clips HTML near 100 KB: a bottom pixel would never load
 
@@ -69,10 +70,85 @@ def pixel_at(plan: RewritePlan, decoded_size: int) -> Literal["top", "bottom"]:
 
 def rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
     """Rewrite the HTML body parts of raw; never raises, never touches other bytes."""
+    return render(prepare_message(raw, plan), plan)
+
+
+# Stand-ins for a copy's own URLs while a message is scanned once for all its copies.
+# A stand-in has no '&', '"' or "'", so escape_attribute leaves it as it is, and only
+# the rewriter's own replacement texts can hold one (the scanner copies no source text).
+_CALL = "\x00{}\x00"
+_PIXEL_MARK = "\x00pixel\x00"
+_HONEYPOT_MARK = "\x00honeypot\x00"
+
+Shape = tuple[object, ...]
+
+
+def plan_shape(plan: RewritePlan) -> Shape:
+    """Everything in a plan but the copy's own URLs: copies of one shape share a template."""
+    return (
+        plan.opens,
+        plan.clicks,
+        plan.pixel_position,
+        plan.skip_bare_url_links,
+        plan.exclude_links,
+        plan.own_base_urls,
+        plan.honeypot_url is not None,
+    )
+
+
+@dataclass(frozen=True)
+class _PartTemplate:
+    """One HTML part, scanned: its edits with stand-ins, and the links met on the way.
+
+    calls are the URLs the scanner asked to track, in its order; links are
+    (edit number, call number, quote) and snippet the edit number of the pixel
+    and honeypot markup, if any.
+    """
+
+    part: mime.DecodedHtml
+    edits: tuple[tuple[int, int, str], ...]
+    calls: tuple[str, ...]
+    links: tuple[tuple[int, int, str], ...]
+    snippet: int | None
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A message surveyed, decoded and scanned once; render() makes each copy from it.
+
+    Each copy differs only in its URLs (pixel, links, honeypot), so the costly
+    part of a rewrite (MIME survey, decoding, the HTML scan) is done once per
+    message. ``done`` is the result for every copy when nothing is to be
+    rewritten (tracking off, no HTML body, signed mail, malformed MIME).
+    """
+
+    raw: bytes
+    shape: Shape
+    parts: tuple[_PartTemplate | str, ...] = ()  # a str: why that part is left alone
+    done: Rewritten | None = None
+
+
+def prepare_message(raw: bytes, plan: RewritePlan) -> MessageTemplate:
+    """The template for every copy of raw whose plan has this plan's shape; never raises."""
+    shape = plan_shape(plan)
     try:
-        return _rewrite_message(raw, plan)
+        return _prepare(raw, plan, shape)
     except Exception as exc:  # tracking never costs a message
-        return Rewritten(raw=raw, notes=(f"rewrite failed: {type(exc).__name__}: {exc}",))
+        note = f"rewrite failed: {type(exc).__name__}: {exc}"
+        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
+
+
+def render(template: MessageTemplate, plan: RewritePlan) -> Rewritten:
+    """One copy's rewrite; the same bytes rewrite_message would make. Never raises."""
+    if plan_shape(plan) != template.shape:
+        return rewrite_message(template.raw, plan)
+    if template.done is not None:
+        return template.done
+    try:
+        return _render(template, plan)
+    except Exception as exc:  # tracking never costs a message
+        note = f"rewrite failed: {type(exc).__name__}: {exc}"
+        return Rewritten(raw=template.raw, notes=(note,))
 
 
 def _changes(text: str, spans: list[tuple[int, int, str]]) -> bool:
@@ -84,34 +160,90 @@ def _changes(text: str, spans: list[tuple[int, int, str]]) -> bool:
     return apply_edits(text, spans) != text
 
 
-def _rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
+def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
     # Imported here: html.py imports RewritePlan from this package.
-    from relay.rewrite import mime
     from relay.rewrite.html import html_edits
 
     if not (plan.opens or plan.clicks):
-        return Rewritten(raw=raw, notes=("tracking off",))
+        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=("tracking off",)))
     try:
         found = mime.survey(raw)
     except mime.MalformedMime as exc:
-        return Rewritten(raw=raw, notes=(f"malformed MIME: {exc}",))
+        note = f"malformed MIME: {exc}"
+        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
     if found.content_types & mime.SIGNED_OR_ENCRYPTED:
-        return Rewritten(raw=raw, notes=("signed or encrypted",))
+        note = "signed or encrypted"
+        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
     if not found.html_bodies:
-        return Rewritten(raw=raw, notes=("no HTML body part",))
+        note = "no HTML body part"
+        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
+    stand_in = RewritePlan(
+        opens=plan.opens,
+        clicks=plan.clicks,
+        pixel_url=_PIXEL_MARK,
+        link_url=_no_link_url,
+        pixel_position=plan.pixel_position,
+        skip_bare_url_links=plan.skip_bare_url_links,
+        exclude_links=plan.exclude_links,
+        own_base_urls=plan.own_base_urls,
+        honeypot_url=_HONEYPOT_MARK if plan.honeypot_url is not None else None,
+    )
+    snippet = tracking_snippet(stand_in)
+    parts: list[_PartTemplate | str] = []
+    for entity in found.html_bodies:
+        try:
+            part = mime.decode_html(raw, entity)
+        except mime.PartLeftAlone as exc:
+            parts.append(f"HTML part at offset {entity.start} left alone: {exc}")
+            continue
+        calls: list[str] = []
+
+        def call(url: str, calls: list[str] = calls) -> str:
+            calls.append(url)
+            return _CALL.format(len(calls) - 1)
+
+        edits = html_edits(part.text, stand_in, pixel_at(plan, part.size), call)
+        links: list[tuple[int, int, str]] = []
+        at: int | None = None
+        for number, (_start, _end, new) in enumerate(edits):
+            if len(new) > 3 and new[1] == "\x00" and new[-2] == "\x00":
+                links.append((number, int(new[2:-2]), new[0]))
+            elif snippet and new == snippet:
+                at = number
+        parts.append(_PartTemplate(part, tuple(edits), tuple(calls), tuple(links), at))
+    return MessageTemplate(raw, shape, tuple(parts))
+
+
+def _no_link_url(index: int, url: str) -> str:  # pragma: no cover - never called
+    raise AssertionError("the stand-in plan's links go through the scan's own callback")
+
+
+def _render(template: MessageTemplate, plan: RewritePlan) -> Rewritten:
+    """The original algorithm with the scan replayed: same link order, same rollbacks."""
+    raw = template.raw
     links = LinkRegistry(plan)
     edits: list[tuple[int, int, bytes]] = []
     notes: list[str] = []
     rewritten = 0
-    for entity in found.html_bodies:
+    for scanned in template.parts:
+        if isinstance(scanned, str):
+            notes.append(scanned)
+            continue
         checkpoint = len(links.urls)
+        part = scanned.part
         try:
-            part = mime.decode_html(raw, entity)
-            spans = html_edits(part.text, plan, pixel_at(plan, part.size), links.track)
+            urls = [links.track(url) for url in scanned.calls]
+            spans = list(scanned.edits)
+            for number, call, quote in scanned.links:
+                start, end, _ = spans[number]
+                spans[number] = (start, end, quote + escape_attribute(urls[call], quote) + quote)
+            if scanned.snippet is not None:
+                start, end, _ = spans[scanned.snippet]
+                spans[scanned.snippet] = (start, end, tracking_snippet(plan))
             if _changes(part.text, spans):
                 edits.extend(mime.encode_html(raw, part, spans))
                 rewritten += 1
         except mime.PartLeftAlone as exc:
             links.rollback(checkpoint)
-            notes.append(f"HTML part at offset {entity.start} left alone: {exc}")
+            notes.append(f"HTML part at offset {part.entity.start} left alone: {exc}")
     return Rewritten(mime.splice(raw, edits), tuple(links.urls), rewritten, tuple(notes))

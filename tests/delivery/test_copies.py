@@ -7,7 +7,8 @@ import re
 from relay.core.config import Config, TrackingConfig, TrackingPolicy
 from relay.core.models import Copy, Message, TrackingDecision
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
-from relay.delivery.copies import build_copy, own_base_urls
+from relay.delivery.copies import RewriteTemplates, build_copy, build_plan, own_base_urls
+from relay.rewrite import prepare_message
 
 HTML_MESSAGE = (
     b"From: a@example.com\r\nTo: b@example.net\r\nSubject: offer\r\n"
@@ -70,3 +71,47 @@ async def test_tracking_off_relays_the_bytes_untouched() -> None:
     built = await build_copy(config(), CODEC, copy, msg, HTML_MESSAGE)
     assert built.raw == HTML_MESSAGE
     assert built.links == ()
+
+
+def two_recipients() -> Message:
+    return Message(
+        "m2", "a@example.com", ("b@example.net", "c@example.net"), 0.0, "127.0.0.1", None,
+        "a@example.com", "offer", "<m2@example.com>", TrackingDecision(opens=True, clicks=True),
+    )  # fmt: skip
+
+
+async def test_copies_of_one_message_share_its_scan_and_keep_their_own_tokens() -> None:
+    msg = two_recipients()
+    templates = RewriteTemplates()
+    first = Copy(11, "m2", "b@example.net", ("b@example.net",), "queued")
+    second = Copy(12, "m2", "c@example.net", ("c@example.net",), "queued")
+    both = (first, second)
+    built = [await build_copy(config(), CODEC, c, msg, HTML_MESSAGE, templates) for c in both]
+    alone = [await build_copy(config(), CODEC, c, msg, HTML_MESSAGE) for c in both]
+    assert built == alone
+    assert templates.get("m2", HTML_MESSAGE, build_plan(config(), CODEC, second, msg)) is not None
+    for copy, result in zip((first, second), built, strict=True):
+        ours = [t for t in tokens(result.raw, "c") if t != b"already"]  # the link left alone
+        assert ours and {CODEC.verify(t.decode()).copy_id for t in ours} == {copy.id}
+
+
+async def test_a_message_with_one_copy_is_not_kept() -> None:
+    templates = RewriteTemplates()
+    msg = message(TrackingDecision(opens=True, clicks=True))
+    copy = Copy(7, "m1", "b@example.net", ("b@example.net",), "queued")
+    await build_copy(config(), CODEC, copy, msg, HTML_MESSAGE, templates)
+    assert templates.get("m1", HTML_MESSAGE, build_plan(config(), CODEC, copy, msg)) is None
+
+
+def test_templates_are_bounded_by_the_bytes_of_their_messages() -> None:
+    plan = build_plan(config(), CODEC, Copy(1, "m", "b@x", ("b@x",), "queued"), two_recipients())
+    templates = RewriteTemplates(max_bytes=2 * len(HTML_MESSAGE), max_message=len(HTML_MESSAGE))
+    for name in ("a", "b", "c"):
+        templates.put(name, prepare_message(HTML_MESSAGE, plan))
+    assert templates.get("a", HTML_MESSAGE, plan) is None  # the oldest made room
+    assert templates.get("b", HTML_MESSAGE, plan) is not None
+    assert templates.get("c", HTML_MESSAGE, plan) is not None
+    bigger = HTML_MESSAGE + b"<p>more</p>\r\n"
+    templates.put("big", prepare_message(bigger, plan))
+    assert templates.get("big", bigger, plan) is None  # over max_message: never kept
+    assert templates.get("c", bigger, plan) is None  # other bytes under the same id: not used
