@@ -15,6 +15,7 @@ from tracking_http.admin.event_routes import add_event_api
 from tracking_http.admin.metrics_view import metrics_handler
 from tracking_http.admin.privacy_views import PrivacyViews
 from tracking_http.admin.routes import add_dashboard
+from tracking_http.headers import SECURITY_HEADERS, add_security_headers
 from tracking_http.notify import EventBroker, EventSink
 from tracking_http.public import PublicViews
 
@@ -27,21 +28,8 @@ TRACKING_HANDLER_LIMITS = {
 }
 TRACKING_MAX_BODY = 1024
 ADMIN_MAX_BODY = 64 * 1024
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "Cross-Origin-Resource-Policy": "cross-origin",
-}
-
-
-async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare runs for every answer, router 404s and 405s included."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers["Server"] = "relay"  # no version numbers for scanners
+# SECURITY_HEADERS (tracking_http.headers) is on every answer of both apps.
+__all__ = ["SECURITY_HEADERS", "create_admin_app", "create_tracking_app"]
 
 
 def create_tracking_app(
@@ -62,7 +50,7 @@ def create_tracking_app(
     app.router.add_get("/o/{token}.gif", views.pixel)
     app.router.add_get("/c/{token}", views.click)
     app.router.add_get("/healthz", views.healthz)
-    app.on_response_prepare.append(_add_security_headers)
+    app.on_response_prepare.append(add_security_headers)
 
     async def drain(_app: web.Application) -> None:
         await views.recorder.drain()
@@ -91,5 +79,5 @@ def create_admin_app(
     app.router.add_delete("/api/contacts/{address}", privacy.erase_contact)
     app.router.add_get("/metrics", metrics_handler(metrics or Metrics(), store))
     add_event_api(app, store, broker or EventBroker())
-    app.on_response_prepare.append(_add_security_headers)
+    app.on_response_prepare.append(add_security_headers)
     return app

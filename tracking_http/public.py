@@ -20,6 +20,7 @@ from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import MAX_TOKEN_CHARS, InvalidToken, TokenCodec, TokenData
 from tracking_http.client_ip import client_address, forwarded_hops
 from tracking_http.events import EventRecorder, Hit
+from tracking_http.headers import answer_headers
 from tracking_http.labelling import ADMIN_COOKIE, admin_cookie_present
 
 log = logging.getLogger("tracking_http.public")
@@ -37,11 +38,18 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+# Whole header sets, built once: the security hook then has nothing to add (headers.py).
+PIXEL_HEADERS = answer_headers({hdrs.CONTENT_TYPE: "image/gif", **NO_CACHE})
+REDIRECT_HEADERS = answer_headers({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+NOT_FOUND_HEADERS = answer_headers(
+    {hdrs.CONTENT_TYPE: "text/html; charset=utf-8", "Cache-Control": "no-store"}
+)
 NOT_FOUND_PAGE = (
     '<!doctype html><html><head><meta charset="utf-8"><title>Link not found</title>'
     "</head><body><h1>Link not found</h1><p>This link is not valid. If you copied it, "
     "check that it is complete.</p></body></html>"
 )
+NOT_FOUND_BODY = NOT_FOUND_PAGE.encode("utf-8")
 
 
 def location_header(url: str) -> str:
@@ -77,27 +85,17 @@ class PublicViews:
         data = self._verified(request.match_info["token"], "open")
         if data is not None and request.method == hdrs.METH_GET:
             await self.recorder.record(data, self._hit(request))
-        return web.Response(body=TRANSPARENT_GIF, content_type="image/gif", headers=NO_CACHE)
+        return web.Response(body=TRANSPARENT_GIF, headers=PIXEL_HEADERS)
 
     async def click(self, request: web.Request) -> web.Response:
         data = self._verified(request.match_info["token"], "click")
         if data is None or not data.url:
-            return web.Response(
-                status=404,
-                text=NOT_FOUND_PAGE,
-                content_type="text/html",
-                headers={"Cache-Control": "no-store"},
-            )
+            return web.Response(status=404, body=NOT_FOUND_BODY, headers=NOT_FOUND_HEADERS)
         if request.method == hdrs.METH_GET:
             await self.recorder.record(data, self._hit(request))
-        return web.Response(
-            status=302,
-            headers={
-                "Location": location_header(data.url),
-                "Cache-Control": "no-store",
-                "Referrer-Policy": "no-referrer",
-            },
-        )
+        response = web.Response(status=302, headers=REDIRECT_HEADERS)  # a copy of them
+        response.headers[hdrs.LOCATION] = location_header(data.url)
+        return response
 
     async def healthz(self, request: web.Request) -> web.Response:
         try:

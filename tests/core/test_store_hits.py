@@ -9,6 +9,7 @@ restarts the process, and a held write lock costs time, never the answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -22,6 +23,7 @@ from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
 from relay.core.store import open_store
 from relay.core.store.hitclient import HitWriter
+from relay.core.store.hitproc import acknowledgement, event_fields, event_from_fields
 from relay.core.store.sqlite import SQLiteStore
 
 BOB = "bob@example.net"
@@ -167,3 +169,41 @@ async def test_close_commits_what_was_sent_then_ends_the_process(
     assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped
+
+
+async def test_a_hit_stored_as_sent_comes_back_whole_from_its_id_alone(
+    store: SQLiteStore, copy: tuple[int, str], writer: HitWriter
+) -> None:
+    sent = dataclasses.replace(an_open(copy), recipient=BOB, extra={"ua_family": "Thunderbird"})
+    [recorded] = await writer.record_hit(sent)
+    assert recorded is not sent and sent.id is None  # the caller's event is left alone
+    assert recorded == dataclasses.replace(sent, id=recorded.id)
+    assert await store.list_events() == [recorded]
+
+
+def test_only_a_hit_stored_as_sent_is_acknowledged_by_its_id() -> None:
+    sent = dataclasses.replace(an_open((1, "m1")), recipient=BOB)
+    assert event_from_fields(event_fields(sent)) == sent
+    assert acknowledgement(sent, [dataclasses.replace(sent, id=7)]) == 7
+    erased = [dataclasses.replace(sent, recipient=None, id=7)]  # erased since it was cached
+    assert acknowledgement(sent, erased) == erased
+    inferred = [dataclasses.replace(sent, id=7), dataclasses.replace(sent, id=8, inferred=True)]
+    assert acknowledgement(sent, inferred) == inferred
+
+
+async def test_a_busy_turn_sends_full_frames_at_once_and_the_rest_at_its_end(
+    store: SQLiteStore, copy: tuple[int, str]
+) -> None:
+    hits = HitWriter(store, path=store.path, frame_hits=16)
+    await hits.start()
+    try:
+        tasks = [asyncio.create_task(hits.record_hit(an_open(copy, n))) for n in range(40)]
+        await asyncio.sleep(0)  # every task has run up to its wait: one turn
+        assert hits.frames == 2  # the writer already has the first 32
+        async with asyncio.timeout(GUARD):
+            results = await asyncio.gather(*tasks)
+        assert hits.frames == 3
+    finally:
+        await hits.close()
+    stored = {e.id for e in await store.list_events(limit=100)}
+    assert stored == {events[0].id for events in results} and len(stored) == 40

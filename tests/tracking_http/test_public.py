@@ -16,6 +16,7 @@ from relay.core.models import Event
 from relay.core.store import Store
 from relay.core.tokens import MAX_TOKEN_CHARS, TokenCodec
 from tracking_http.app import create_tracking_app
+from tracking_http.headers import SECURITY_HEADERS
 from tracking_http.public import TRANSPARENT_GIF
 
 BOB = "bob@example.net"
@@ -248,3 +249,29 @@ async def test_slow_store_costs_time_bound_not_the_click(
             break
         await asyncio.sleep(0.1)
     assert [e.url for e in await events(store)] == [URL]
+
+
+async def test_every_public_answer_carries_the_security_headers(
+    store: Store, codec: TokenCodec, spooled: Any, serve: Any
+) -> None:
+    """Prebuilt answers and the hook's own (router 404, 405, health) alike."""
+    client = await serve(create_tracking_app(Config(), store, codec))
+    copy = spooled.copies[BOB]
+    answers = [
+        await client.get(f"/o/{codec.open_token(copy.id)}.gif"),
+        await client.head(f"/o/{codec.open_token(copy.id)}.gif"),
+        await client.get("/o/garbage.gif"),
+        await client.get(f"/c/{codec.click_token(copy.id, 0, URL)}", allow_redirects=False),
+        await client.get("/c/garbage", allow_redirects=False),
+        await client.get("/healthz"),
+        await client.get("/nothing-here"),
+        await client.post("/healthz"),
+    ]
+    assert [a.status for a in answers] == [200, 200, 200, 302, 404, 200, 404, 405]
+    for answer in answers:
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers[name] == value, (answer.url, name)
+        assert answer.headers["Server"] == "relay"
+    not_found = answers[4]
+    assert not_found.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "Link not found" in await not_found.text()

@@ -14,6 +14,7 @@ from typing import Any
 from relay.core.config import Config, TrackingConfig
 from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
 from relay.core.store import Store
+from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
 from tracking_http.app import create_admin_app, create_tracking_app
 
@@ -215,3 +216,28 @@ async def test_raw_download_only_for_logged_messages(store: Store, serve: Any) -
     assert await resp.read() == b"Subject: True\r\n\r\nbody\r\n"
     assert (await admin.get(f"/api/messages/{ids[1]}/raw")).status == 404
     assert (await admin.get("/api/messages/zz/raw")).status == 404
+
+
+async def test_the_writer_process_hands_back_the_events_as_stored(
+    store: Store, codec: TokenCodec, spooled: Any, serve: Any
+) -> None:
+    """Acks carry ids only when nothing changed: the live feed still gets whole events."""
+    hits = HitWriter(store, path=store.path)  # type: ignore[attr-defined]
+    await hits.start()
+    recorded: list[Event] = []
+    client = await serve(create_tracking_app(tracking(), store, codec, recorded.extend, hits))
+    try:
+        bob = spooled.copies[BOB].id
+        await opened(client, codec, bob, ua=THUNDERBIRD)  # stored as sent: its id comes back
+        await clicked(client, codec, spooled.copies[CAROL].id, ua=FIREFOX)  # + an inferred open
+        await opened(client, codec, bob, ua=GOOGLEBOT)
+    finally:
+        await hits.close()
+    assert hits.frames >= 3
+    assert [(e.kind, e.inferred) for e in recorded] == [
+        ("open", False),
+        ("click", False),
+        ("open", True),
+        ("open", False),
+    ]
+    assert sorted(recorded, key=lambda e: e.id or 0) == await store.list_events()

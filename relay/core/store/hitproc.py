@@ -15,8 +15,9 @@ writer (store/hitclient.py).
 
 Frames on the socket: a 4-byte big-endian length, then a pickle. The
 socketpair is private to the relay and its own child, so pickle is safe.
-Requests: ``[(request_id, event, relabel_client), ...]``; replies:
-``[(request_id, ok, events_or_error), ...]``; the first frame from here is
+Requests: ``[(request_id, event_fields(event), relabel_client), ...]``; replies:
+``[(request_id, ok, id_or_events_or_error), ...]`` (the id alone when the hit
+was stored as sent: see ``acknowledgement``); the first frame from here is
 ``("ready", pid)``. The process ignores SIGINT and SIGTERM: it ends when
 the HTTP side closes its end, after committing and acknowledging what it
 has, so a stop never cuts a batch in half.
@@ -24,7 +25,9 @@ has, so a stop never cuts a batch in half.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import operator
 import os
 import pickle
 import signal
@@ -34,7 +37,7 @@ import struct
 import time
 from typing import Any
 
-from relay.core.models import Event
+from relay.core.models import Event, event_from
 from relay.core.store import labels, schema, writes
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.writer import Bulk, WriteItem, run_items
@@ -46,7 +49,12 @@ BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 1000  # hits per transaction
 MAX_OPEN = 0.005  # seconds a transaction takes new hits before it is committed
 
-Request = tuple[int, Event, bool]
+EVENT_FIELDS = tuple(field.name for field in dataclasses.fields(Event))
+# An event travels as its fields in this order: a pickled dataclass names every
+# field of every hit, which cost both processes more than the values themselves.
+event_fields = operator.attrgetter(*EVENT_FIELDS)
+
+Request = tuple[int, tuple[Any, ...], bool]  # request id, event_fields(event), relabel_client
 Reply = tuple[int, bool, Any]
 
 
@@ -78,6 +86,11 @@ class FrameReader:
         return frames
 
 
+def event_from_fields(fields: tuple[Any, ...]) -> Event:
+    """The event ``event_fields`` took apart, without re-running the dataclass __init__."""
+    return event_from(dict(zip(EVENT_FIELDS, fields, strict=True)))
+
+
 def write_item(event: Event, relabel_client: bool) -> WriteItem:
     """The same op the in-process store runs for Store.record_hit (sqlite.py)."""
     single = event.kind == "open" and not relabel_client
@@ -100,6 +113,7 @@ class OpenBatch:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._requests: list[Request] = []
+        self._events: list[Event] = []
         self._results: list[tuple[bool, Any]] = []
         self._began = 0.0
 
@@ -116,12 +130,15 @@ class OpenBatch:
         if not requests:
             return []
         first = not self._requests
+        events = [event_from_fields(fields) for _, fields, _ in requests]
         self._requests += requests
+        self._events += events
         try:
             if first:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._began = time.monotonic()
-            self._results += run_items(self._conn, [write_item(e, r) for _, e, r in requests])
+            items = [write_item(e, r[2]) for e, r in zip(events, requests, strict=True)]
+            self._results += run_items(self._conn, items)
         except Exception as exc:  # the transaction is broken: nothing of it will be stored
             return self._fail(exc)
         return []
@@ -133,10 +150,12 @@ class OpenBatch:
         except Exception as exc:
             return self._fail(exc)
         replies = [
-            (request_id, ok, value if ok else _portable(value))
-            for (request_id, _, _), (ok, value) in zip(self._requests, self._results, strict=True)
+            (request[0], ok, acknowledgement(event, value) if ok else _portable(value))
+            for request, event, (ok, value) in zip(
+                self._requests, self._events, self._results, strict=True
+            )
         ]
-        self._requests, self._results = [], []
+        self._requests, self._events, self._results = [], [], []
         return replies
 
     def _fail(self, exc: Exception) -> list[Reply]:
@@ -144,8 +163,24 @@ class OpenBatch:
             self._conn.execute("ROLLBACK")
         failure = StoreUnavailable(f"could not commit: {exc}")
         replies: list[Reply] = [(request_id, False, failure) for request_id, _, _ in self._requests]
-        self._requests, self._results = [], []
+        self._requests, self._events, self._results = [], [], []
         return replies
+
+
+def acknowledgement(sent: Event, stored: list[Event]) -> int | list[Event]:
+    """The stored event's id alone when the store kept the hit as it was sent.
+
+    That is nearly every hit: the HTTP side has the event already, and
+    unpickling whole events back cost it more than the rest of the ack.
+    labels.record_hit changes a hit only in its id and recipient, so the
+    events themselves come back only when there is more to say: an inferred
+    open, or a recipient erased since the HTTP side cached the copy.
+    """
+    if len(stored) == 1:
+        event = stored[0]
+        if event.id is not None and event.recipient == sent.recipient:
+            return event.id
+    return stored
 
 
 def _portable(exc: Exception) -> Exception:
