@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -263,10 +264,17 @@ async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
             await call
 
 
+def sqlite_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
 async def test_unopenable_path_is_unavailable(tmp_path: Path) -> None:
+    """And leaves no connection thread behind to report to a loop that may be gone."""
+    before = sqlite_threads()
     store = open_store(StoreConfig(path=str(tmp_path / "missing-dir" / "relay.db")))
     with pytest.raises(StoreUnavailable, match="missing-dir"):
         await store.open()
+    assert not sqlite_threads() - before
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ unreachable store raises StoreUnavailable, never a sqlite3 error.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ MAX_PAGE = 1000
 MAX_DUE = 10_000
 MAX_BUCKETS = 1000
 BUSY_TIMEOUT_MS = 5000
+CONNECT_STOP_TIMEOUT = 5.0  # seconds to wait for the thread of a connection that failed
 
 
 def _clamp(value: int, low: int, high: int) -> int:
@@ -73,10 +75,10 @@ class SQLiteStore:
 
     async def open(self) -> None:
         try:
-            self._write_conn = await aiosqlite.connect(self.path, isolation_level=None)
+            self._write_conn = await _connect(self.path)
             await run_in_thread(self._write_conn, schema.configure, BUSY_TIMEOUT_MS)
             await run_in_thread(self._write_conn, schema.migrate)
-            self._read_conn = await aiosqlite.connect(self.path, isolation_level=None)
+            self._read_conn = await _connect(self.path)
             await run_in_thread(self._read_conn, schema.configure, BUSY_TIMEOUT_MS)
             await run_in_thread(self._read_conn, lambda c: c.execute("PRAGMA query_only=ON"))
         except (sqlite3.Error, OSError) as exc:
@@ -318,3 +320,21 @@ def _snapshot(fn: Callable[..., T]) -> Callable[..., T]:
             conn.execute("COMMIT")
 
     return in_transaction
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    """aiosqlite.connect; a failed connect waits for its worker thread to end.
+
+    aiosqlite stops the thread of a connection that failed to open without
+    waiting for it, and the thread then reports to the event loop, which may
+    be closed by then (a command that fails to open its store exits at once):
+    an exception in a thread. Waiting here costs nothing on the normal path.
+    """
+    conn = aiosqlite.connect(path, isolation_level=None)
+    try:
+        return await conn
+    except BaseException:
+        thread = getattr(conn, "_thread", None)  # private, like _execute (writer.py)
+        if thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, CONNECT_STOP_TIMEOUT)
+        raise
