@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support.stores import open_sqlite
 
 from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
@@ -47,28 +47,14 @@ def an_event(copy_id: int, message_id: str, at: float = T0 + 100) -> Event:
     return Event("open", copy_id, message_id, "bob@example.net", at, "192.0.2.1", "Mozilla/5.0")
 
 
-async def opened(path: Path) -> SQLiteStore:
-    store = open_store(StoreConfig(path=str(path)))
-    assert isinstance(store, SQLiteStore)
-    await store.open()
-    return store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = await opened(tmp_path / "relay.db")
-    yield s
-    await s.close()
-
-
 async def test_spooled_message_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
-    first = await opened(path)
+    first = await open_sqlite(path)
     msg = new_message(subject="caf\udce9 bad bytes")  # surrogateescape'd, must not fail
     message_id = await first.spool(msg, per_recipient(msg))
     await first.close()
 
-    again = await opened(path)
+    again = await open_sqlite(path)
     try:
         stored = await again.get_message(message_id)
         assert stored is not None
@@ -157,7 +143,7 @@ async def test_record_outcome_transitions(store: SQLiteStore) -> None:
 
 async def test_group_commit_persists_every_event(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
-    store = await opened(path)
+    store = await open_sqlite(path)
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
@@ -172,7 +158,7 @@ async def test_group_commit_persists_every_event(tmp_path: Path) -> None:
 
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM events").fetchone() == (1000,)
-    again = await opened(path)
+    again = await open_sqlite(path)
     try:
         assert len(await again.list_events(limit=5000)) == 1000  # capped page
         assert [e.id for e in await again.list_events(since_id=ids[-1] - 1)] == [ids[-1]]
@@ -220,7 +206,7 @@ async def test_a_half_done_write_is_rolled_back_alone(store: SQLiteStore) -> Non
 
 
 async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "relay.db")
+    store = await open_sqlite(tmp_path / "relay.db")
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
@@ -237,12 +223,12 @@ async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
 
 async def test_secrets_are_created_once_and_persist(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
-    first = await opened(path)
+    first = await open_sqlite(path)
     keys = await first.secrets()
     assert len(keys) == 1 and len(keys[0]) >= 43
     assert await first.secrets() == keys
     await first.close()
-    again = await opened(path)
+    again = await open_sqlite(path)
     try:
         assert await again.secrets() == keys
     finally:
@@ -250,7 +236,7 @@ async def test_secrets_are_created_once_and_persist(tmp_path: Path) -> None:
 
 
 async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
-    store: Store = await opened(tmp_path / "relay.db")
+    store: Store = await open_sqlite(tmp_path / "relay.db")
     await store.ping()
     await store.close()
     await store.close()  # harmless

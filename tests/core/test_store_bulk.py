@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
-from relay.core.store import open_store
 from relay.core.store.sqlite import SQLiteStore
 from relay.core.store.writer import MAX_BULK, Bulk, WriteItem, bulk_groups
 
@@ -37,15 +32,6 @@ def new_message(rcpts: tuple[str, ...] = (BOB, CAROL)) -> NewMessage:
 
 def an_open(copy_id: int, message_id: str, at: float, recipient: str | None = "stale@x") -> Event:
     return Event("open", copy_id, message_id, recipient, at, "192.0.2.7", "Thunderbird/115")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    assert isinstance(s, SQLiteStore)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def spool_two(store: SQLiteStore) -> tuple[str, int, int]:

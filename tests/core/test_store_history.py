@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,6 @@ def new_message(subject: str, at: float, sender: str = "alice@example.com") -> N
 
 
 SPECS = [CopySpec(BOB, (BOB,)), CopySpec(CAROL, (CAROL,))]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def test_id_bound_orders_like_message_ids() -> None:

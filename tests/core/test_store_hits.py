@@ -19,24 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
-from relay.core.store import open_store
 from relay.core.store.hitclient import HitWriter
 from relay.core.store.hitproc import acknowledgement, event_fields, event_from_fields
 from relay.core.store.sqlite import SQLiteStore
 
 BOB = "bob@example.net"
 GUARD = 20.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    assert isinstance(s, SQLiteStore)
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture

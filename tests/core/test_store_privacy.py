@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from relay.core.config import StoreConfig
 from relay.core.models import (
     Copy,
     CopySpec,
@@ -18,20 +13,12 @@ from relay.core.models import (
     TrackingDecision,
     WebhookTarget,
 )
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 from relay.core.store.counting import OPEN_WINDOW
 from relay.retention import RetentionPurger, purge_interval
 
 BOB, CAROL = "bob@example.net", "carol@example.org"
 DAY = 86400.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def spool(store: Store, at: float, *rcpts: str) -> dict[str, Copy]:

@@ -11,25 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from relay.core.config import StoreConfig
 from relay.core.models import Copy, CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 
 BOB, CAROL = "bob@example.net", "carol@example.org"
 HOUR, DAY = 3600.0, 86400.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def spool(store: Store, at: float) -> dict[str, Copy]:

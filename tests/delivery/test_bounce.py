@@ -6,16 +6,13 @@ import asyncio
 import email
 import email.policy
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from delivery.upstreams import Delivered, ScriptedHandler, SinkFactory
 
-from relay.core.config import Config, SmtpConfig, StoreConfig, UpstreamConfig
+from relay.core.config import Config, SmtpConfig, UpstreamConfig
 from relay.core.metrics import Metrics
 from relay.core.models import CopySpec, DeliveryOutcome, Message, NewMessage, TrackingDecision
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import build_dsn, status_code
 from relay.delivery.upstream import open_upstream
@@ -25,14 +22,6 @@ RAW = (
     b"From: Alice <alice@example.com>\r\nTo: gone@example.net\r\nSubject: hello there\r\n"
     b"Message-ID: <m1@example.com>\r\n\r\nbody that must not come back\r\n"
 )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def spool(store: Store, mail_from: str, rcpts: tuple[str, ...]) -> str:

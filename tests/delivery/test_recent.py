@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from delivery.test_worker import HTML, spool, store  # noqa: F401 (fixture)
+from delivery.test_worker import HTML, spool
 
 from relay.core.models import Message
 from relay.core.store import Store
@@ -31,7 +31,7 @@ def recent(counting: CountingStore, **kwargs: Any) -> RecentMessages:
     return RecentMessages(counting, **kwargs)  # type: ignore[arg-type]
 
 
-async def test_copies_started_together_share_one_read(store: Store) -> None:  # noqa: F811
+async def test_copies_started_together_share_one_read(store: Store) -> None:
     copies = await spool(store, ["b@example.net", "c@example.net", "d@example.net"])
     counting = CountingStore(store)
     cache = recent(counting)
@@ -43,7 +43,7 @@ async def test_copies_started_together_share_one_read(store: Store) -> None:  # 
         assert message.id == copies[0].message_id and raw.endswith(HTML)
 
 
-async def test_an_unknown_message_is_none_and_not_remembered(store: Store) -> None:  # noqa: F811
+async def test_an_unknown_message_is_none_and_not_remembered(store: Store) -> None:
     counting = CountingStore(store)
     cache = recent(counting)
     assert await cache.get("no-such-message") is None
@@ -51,7 +51,7 @@ async def test_an_unknown_message_is_none_and_not_remembered(store: Store) -> No
     assert counting.reads == ["no-such-message", "no-such-message"]
 
 
-async def test_entries_expire_and_the_byte_bound_holds(store: Store) -> None:  # noqa: F811
+async def test_entries_expire_and_the_byte_bound_holds(store: Store) -> None:
     [first] = await spool(store, ["b@example.net"])
     [second] = await spool(store, ["c@example.net"])
     counting = CountingStore(store)

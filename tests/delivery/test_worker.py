@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 from delivery.upstreams import SinkFactory
 from support.processes import free_port
 
-from relay.core.config import Config, StoreConfig, TrackingConfig, UpstreamConfig
+from relay.core.config import Config, TrackingConfig, UpstreamConfig
 from relay.core.models import Copy, CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.upstream import Upstream, open_upstream
 from relay.delivery.worker import DeliveryWorker, retry_at
@@ -29,14 +28,6 @@ HTML = (
     b'<html><body><a href="https://example.com/news?id=1&amp;p=2">read</a></body></html>\r\n'
 )
 TRACK_ALL = TrackingDecision(opens=True, clicks=True)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def relay_config(url: str, **upstream: object) -> Config:

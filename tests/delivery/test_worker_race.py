@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from delivery.test_worker import CODEC, relay_config, spool
 from delivery.upstreams import SinkFactory
 
-from relay.core.config import StoreConfig
 from relay.core.models import Copy
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 from relay.delivery.upstream import open_upstream
 from relay.delivery.worker import DeliveryWorker
 
@@ -47,14 +43,6 @@ class SlowReads:
             await asyncio.sleep(0.1)  # the copy's task has ended and left the in-flight set
             self.stale_read.set()
         return rows
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_copy_finished_during_a_read_is_not_delivered_twice(

@@ -36,28 +36,17 @@ from support.processes import (
     free_port,
     relay_command,
     relay_env,
+    relay_toml,
     running_sink,
     wait_for_port,
 )
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 CONNECTIONS = 4
-CONFIG = """
-[smtp]
-listen = "127.0.0.1:{{smtp}}"
-hostname = "relay.test"
-[upstream]
-url = "smtp://127.0.0.1:{sink}"
-max_connections = 8
-[tracking]
-base_url = "http://127.0.0.1:{{tracking}}"
-listen = "127.0.0.1:{{tracking}}"
-[admin]
-listen = "127.0.0.1:{{admin}}"
-token = "t0ken"
-[store]
-path = "relay.db"
-"""
+
+
+def relay_config(sink_port: int) -> str:
+    return relay_toml(f"smtp://127.0.0.1:{sink_port}", upstream="max_connections = 8")
 
 
 def strip_mbox_from(raw: bytes) -> bytes:
@@ -155,7 +144,7 @@ def start_quiet_relay(workdir: Path, toml: str) -> RelayProcess:
 def relayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relayed]:
     workdir = tmp_path_factory.mktemp("corpus-relay")
     with running_sink() as (sink, sink_port):
-        relay = start_quiet_relay(workdir, CONFIG.format(sink=sink_port))
+        relay = start_quiet_relay(workdir, relay_config(sink_port))
         try:
             batches = [NAMES[i::CONNECTIONS] for i in range(CONNECTIONS)]
             errors: list[BaseException] = []

@@ -22,27 +22,18 @@ from support.processes import (
     SinkHandler,
     relay_command,
     relay_env,
+    relay_toml,
     start_relay,
     stop_relay,
 )
 
 from relay.rewrite.headers import header_values, split_head
 
-CONFIG = """
-[smtp]
-listen = "127.0.0.1:{{smtp}}"
-hostname = "relay.test"
-[upstream]
-url = "smtp://127.0.0.1:{sink}"
-[tracking]
-base_url = "http://127.0.0.1:{{tracking}}"
-listen = "127.0.0.1:{{tracking}}"
-[admin]
-listen = "127.0.0.1:{{admin}}"
-token = "t0ken"
-[store]
-path = "relay.db"
-"""
+
+def relay_config(sink_port: int) -> str:
+    return relay_toml(f"smtp://127.0.0.1:{sink_port}")
+
+
 DKIM_TABLE = """
 [dkim]
 domain = "example.com"
@@ -98,7 +89,7 @@ def relay_with(
     started: list[RelayProcess] = []
 
     def start(extra: str) -> RelayProcess:
-        relay = start_relay(tmp_path, CONFIG.format(sink=sink[1]) + extra)
+        relay = start_relay(tmp_path, relay_config(sink[1]) + extra)
         started.append(relay)
         return relay
 
@@ -220,7 +211,7 @@ def test_a_broken_key_stops_start_up_naming_the_key(
     (tmp_path / "dkim.pem").write_bytes(content)
     config = tmp_path / "relay.toml"
     config.write_text(
-        CONFIG.format(sink=1).format(smtp=1, tracking=2, admin=3) + DKIM_TABLE, encoding="utf-8"
+        relay_config(1).format(smtp=1, tracking=2, admin=3) + DKIM_TABLE, encoding="utf-8"
     )
     done = subprocess.run(
         relay_command("serve", "--config", str(config)),

@@ -24,6 +24,7 @@ from support.processes import (
     SinkHandler,
     relay_command,
     relay_env,
+    relay_toml,
     start_relay,
     stop_relay,
 )
@@ -73,27 +74,9 @@ UNTOUCHED = [
     '<!-- <a href="https://example.com/commented">commented out</a> -->',
 ]
 
-CONFIG = """
-[smtp]
-listen = "127.0.0.1:{smtp}"
-hostname = "relay.test"
-
-[upstream]
-url = "smtp://127.0.0.1:SINK"
-
-[tracking]
-base_url = "http://127.0.0.1:{tracking}"
-listen = "127.0.0.1:{tracking}"
-exclude_links = ["unsubscribe"]
-bot_click_window = "0s"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-token = "t0ken"
-
-[store]
-path = "relay.db"
-"""
+CONFIG = relay_toml(
+    "smtp://127.0.0.1:SINK", tracking='exclude_links = ["unsubscribe"]\nbot_click_window = "0s"'
+)
 
 
 def build_message() -> bytes:

@@ -30,6 +30,7 @@ from support.processes import (
     RelayProcess,
     SinkHandler,
     free_port,
+    relay_toml,
     start_relay,
     stop_relay,
 )
@@ -41,28 +42,6 @@ LINKS = ["https://example.com/pricing?a=1", "https://example.org/docs"]
 HTML = "<html><body><p>Hi, see <a href='{0}'>pricing</a> and <a href='{1}'>docs</a>.</p>" + (
     "</body></html>"
 )
-
-CONFIG = """
-[smtp]
-listen = "127.0.0.1:{smtp}"
-hostname = "relay.test"
-allowed_networks = ["127.0.0.0/8"]
-
-[upstream]
-url = "smtp://127.0.0.1:UPSTREAM"
-tls_verify = false
-
-[tracking]
-base_url = "http://127.0.0.1:{tracking}"
-listen = "127.0.0.1:{tracking}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-token = "t0ken"
-
-[store]
-path = "relay.db"
-"""
 
 
 def swaks(port: int, subject: str) -> str:
@@ -93,7 +72,12 @@ def swaks(port: int, subject: str) -> str:
 
 
 def relay_with_upstream(workdir: Path, upstream_port: int) -> RelayProcess:
-    return start_relay(workdir, CONFIG.replace("UPSTREAM", str(upstream_port)))
+    toml = relay_toml(
+        f"smtp://127.0.0.1:{upstream_port}",
+        smtp='allowed_networks = ["127.0.0.0/8"]',
+        upstream="tls_verify = false",
+    )
+    return start_relay(workdir, toml)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from support.processes import (
     free_port,
     relay_command,
     relay_env,
+    relay_toml,
     start_relay,
     stop_relay,
 )
@@ -35,32 +36,14 @@ from relay.core.config import StoreConfig
 from relay.core.models import Copy
 from relay.core.store import open_store
 
-CONFIG = """
-[smtp]
-listen = "127.0.0.1:{smtp}"
-hostname = "relay.test"
-
-[upstream]
-url = "smtp://127.0.0.1:UPSTREAM"
-retry_schedule = ["RETRY"]
-timeout = "5s"
-
-[tracking]
-base_url = "http://127.0.0.1:{tracking}"
-listen = "127.0.0.1:{tracking}"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-token = "t0ken"
-
-[store]
-path = "relay.db"
-"""
 SUBJECT = re.compile(rb"Subject: tag (\S+)")
 
 
 def config(upstream_port: int, retry: str = "1s") -> str:
-    return CONFIG.replace("UPSTREAM", str(upstream_port)).replace("RETRY", retry)
+    return relay_toml(
+        f"smtp://127.0.0.1:{upstream_port}",
+        upstream=f'retry_schedule = ["{retry}"]\ntimeout = "5s"',
+    )
 
 
 def message(tag: str) -> bytes:

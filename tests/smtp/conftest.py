@@ -5,16 +5,15 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 from smtp.running import PASSWORD, Certs, Relay, StartRelay, smtp_config
 
-from relay.core.config import Config, StoreConfig
+from relay.core.config import Config
 from relay.core.passwords import hash_password
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 from relay.smtp.auth import AuthThrottle, ThrottleSettings
 from relay.smtp.server import start_smtp
 
@@ -35,14 +34,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     client = ssl.create_default_context()
     ca.configure_trust(client)
     return Certs(str(cert), str(key), client)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

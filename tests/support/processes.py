@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 REPO = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "t0ken"
 
 
 def free_port() -> int:
@@ -127,6 +128,37 @@ def relay_env() -> dict[str, str]:
     return env
 
 
+RELAY_TOML_TEMPLATE = """
+[smtp]
+listen = "127.0.0.1:{{smtp}}"
+hostname = "relay.test"
+{smtp}
+[upstream]
+url = "{url}"
+{upstream}
+[tracking]
+base_url = "http://127.0.0.1:{{tracking}}"
+listen = "127.0.0.1:{{tracking}}"
+{tracking}
+[admin]
+listen = "127.0.0.1:{{admin}}"
+token = "{token}"
+
+[store]
+path = "relay.db"
+"""
+
+
+def relay_toml(url: str, *, smtp: str = "", upstream: str = "", tracking: str = "") -> str:
+    """relay.toml text for start_relay: loopback listeners on its {smtp}, {tracking} and
+    {admin} placeholders, its admin token, the store in the working directory, and
+    `url` as the upstream. `smtp`, `upstream` and `tracking` are extra lines for those tables.
+    """
+    return RELAY_TOML_TEMPLATE.format(
+        url=url, smtp=smtp, upstream=upstream, tracking=tracking, token=ADMIN_TOKEN
+    )
+
+
 def start_relay(workdir: Path, toml: str) -> RelayProcess:
     """Write relay.toml (with {smtp}, {tracking}, {admin} port placeholders) and start serve."""
     ports = {"smtp": free_port(), "tracking": free_port(), "admin": free_port()}
@@ -141,7 +173,9 @@ def start_relay(workdir: Path, toml: str) -> RelayProcess:
     )
     for port in ports.values():
         wait_for_port(port, proc)
-    return RelayProcess(proc, ports["smtp"], ports["tracking"], ports["admin"], "t0ken", workdir)
+    return RelayProcess(
+        proc, ports["smtp"], ports["tracking"], ports["admin"], ADMIN_TOKEN, workdir
+    )
 
 
 def stop_relay(relay: RelayProcess) -> tuple[int, str]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from relay.core.config import StoreConfig
 from relay.core.models import Copy, CopySpec, NewMessage, TrackingDecision
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 
 RECIPIENTS = ("bob@example.net", "carol@example.org")
@@ -23,14 +21,6 @@ RECIPIENTS = ("bob@example.net", "carol@example.org")
 class Spooled:
     message_id: str
     copies: dict[str, Copy]  # by recipient
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await opened.open()
-    yield opened
-    await opened.close()  # closing twice (a test closed it) must be harmless
 
 
 @pytest.fixture
