@@ -207,10 +207,10 @@ def decode_html(raw: bytes, entity: Entity) -> DecodedHtml:
     try:
         text = data.decode(codec, errors)
         exact = text.encode(codec, errors) == data
-    except LookupError as exc:
-        raise PartLeftAlone(f"unknown charset {codec!r}") from exc
-    except UnicodeError as exc:
+    except UnicodeError as exc:  # before ValueError: it is one
         raise PartLeftAlone(f"undecodable {codec} text") from exc
+    except (LookupError, ValueError) as exc:  # ValueError: a NUL in the label
+        raise PartLeftAlone(f"unknown charset {codec!r}") from exc
     if not exact:
         raise PartLeftAlone(f"{codec} text does not round-trip")
     if "-----BEGIN" in text and "-----BEGIN PGP" in text:  # the first finds faster

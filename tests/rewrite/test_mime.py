@@ -226,6 +226,12 @@ def test_unknown_charset_left_alone() -> None:
     assert_untouched(raw, "unknown charset")
 
 
+def test_a_nul_in_the_charset_label_is_an_unknown_charset() -> None:
+    """Python's codec lookup raises ValueError, not LookupError, for such a name."""
+    raw = message(leaf("text/html; charset=\x00euc-kr", HTML.encode(), "quoted-printable"))
+    assert_untouched(raw, "unknown charset")
+
+
 def test_undecodable_multibyte_left_alone() -> None:
     raw = message(leaf("text/html; charset=shift_jis", HTML.encode() + b"\x82\xff\x81", "8bit"))
     assert_untouched(raw, "undecodable")
