@@ -6,6 +6,7 @@ be hammered by hypothesis and benchmarked alone.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,8 +135,12 @@ def prepare_message(raw: bytes, plan: RewritePlan) -> MessageTemplate:
     try:
         return _prepare(raw, plan, shape)
     except Exception as exc:  # tracking never costs a message
-        note = f"rewrite failed: {type(exc).__name__}: {exc}"
-        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
+        return _left_alone(raw, shape, f"rewrite failed: {type(exc).__name__}: {exc}")
+
+
+def _left_alone(raw: bytes, shape: Shape, note: str) -> MessageTemplate:
+    """The template of a message that every copy relays as it is, with the reason."""
+    return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
 
 
 def render(template: MessageTemplate, plan: RewritePlan) -> Rewritten:
@@ -165,27 +170,20 @@ def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
     from relay.rewrite.html import html_edits
 
     if not (plan.opens or plan.clicks):
-        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=("tracking off",)))
+        return _left_alone(raw, shape, "tracking off")
     try:
         found = mime.survey(raw)
     except mime.MalformedMime as exc:
-        note = f"malformed MIME: {exc}"
-        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
+        return _left_alone(raw, shape, f"malformed MIME: {exc}")
     if found.content_types & mime.SIGNED_OR_ENCRYPTED:
-        note = "signed or encrypted"
-        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
+        return _left_alone(raw, shape, "signed or encrypted")
     if not found.html_bodies:
-        note = "no HTML body part"
-        return MessageTemplate(raw, shape, done=Rewritten(raw=raw, notes=(note,)))
-    stand_in = RewritePlan(
-        opens=plan.opens,
-        clicks=plan.clicks,
+        return _left_alone(raw, shape, "no HTML body part")
+    # The plan with nothing of this copy left in it.
+    stand_in = dataclasses.replace(
+        plan,
         pixel_url=_PIXEL_MARK,
         link_url=_no_link_url,
-        pixel_position=plan.pixel_position,
-        skip_bare_url_links=plan.skip_bare_url_links,
-        exclude_links=plan.exclude_links,
-        own_base_urls=plan.own_base_urls,
         honeypot_url=_HONEYPOT_MARK if plan.honeypot_url is not None else None,
     )
     snippet = tracking_snippet(stand_in)
