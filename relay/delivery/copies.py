@@ -82,11 +82,13 @@ def build_plan(config: Config, codec: TokenCodec, copy: Copy, message: Message) 
 
 
 class RewriteTemplates:
-    """The templates of the last messages rewritten, so each message is scanned once.
+    """The templates of the messages being delivered, so each message is scanned once.
 
     Copies of one message differ only in their URLs (relay.rewrite.render), and a
-    message's copies are delivered together. Bounded by the raw size of the
-    messages kept (a template also holds the decoded HTML: a few times that).
+    message's copies are delivered together. A template is kept for the further
+    copies its message has and dropped after the last of them (a retried copy
+    scans again), or sooner when the raw sizes of the messages kept pass
+    max_bytes (a template also holds the decoded HTML: a few times that).
     """
 
     def __init__(
@@ -94,31 +96,39 @@ class RewriteTemplates:
     ) -> None:
         self._max_bytes = max_bytes
         self._max_message = max_message
-        self._kept: OrderedDict[str, MessageTemplate] = OrderedDict()
+        self._kept: OrderedDict[str, tuple[MessageTemplate, int]] = OrderedDict()
         self._bytes = 0
 
     def get(self, message_id: str, raw: bytes, plan: RewritePlan) -> MessageTemplate | None:
-        """The template of this message for plans like this one, if kept."""
-        template = self._kept.get(message_id)
-        if template is None:
+        """The template of this message for plans like this one, if kept; one use of it."""
+        kept = self._kept.get(message_id)
+        if kept is None:
             return None
+        template, uses = kept
         if template.shape != plan_shape(plan) or not (template.raw is raw or template.raw == raw):
             return None
-        self._kept.move_to_end(message_id)
+        if uses <= 1:
+            self._drop(message_id)
+        else:
+            self._kept[message_id] = (template, uses - 1)
+            self._kept.move_to_end(message_id)
         return template
 
-    def put(self, message_id: str, template: MessageTemplate) -> None:
+    def put(self, message_id: str, template: MessageTemplate, uses: int) -> None:
+        """Keep template for uses more copies of the message."""
         size = len(template.raw)
-        if size > self._max_message:
+        if size > self._max_message or uses < 1:
             return
-        old = self._kept.pop(message_id, None)
-        if old is not None:
-            self._bytes -= len(old.raw)
-        self._kept[message_id] = template
+        self._drop(message_id)
+        self._kept[message_id] = (template, uses)
         self._bytes += size
         while self._bytes > self._max_bytes and len(self._kept) > 1:
-            _, dropped = self._kept.popitem(last=False)
-            self._bytes -= len(dropped.raw)
+            self._drop(next(iter(self._kept)))
+
+    def _drop(self, message_id: str) -> None:
+        kept = self._kept.pop(message_id, None)
+        if kept is not None:
+            self._bytes -= len(kept[0].raw)
 
 
 async def build_copy(
@@ -144,9 +154,8 @@ async def build_copy(
             template, rewritten = await asyncio.to_thread(_rewrite, kept, raw, plan)
         else:
             template, rewritten = _rewrite(kept, raw, plan)
-        several = copy.recipient is not None and len(message.rcpt_tos) > 1
-        if templates is not None and kept is None and several:
-            templates.put(message.id, template)
+        if templates is not None and kept is None and copy.recipient is not None:
+            templates.put(message.id, template, len(message.rcpt_tos) - 1)
         return rewritten
     except Exception as exc:  # the rewriter promises not to raise; a bug must not cost the mail
         log.exception("copy %s: rewrite failed, relaying it untracked", copy.id)

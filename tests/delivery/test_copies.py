@@ -86,10 +86,13 @@ async def test_copies_of_one_message_share_its_scan_and_keep_their_own_tokens() 
     first = Copy(11, "m2", "b@example.net", ("b@example.net",), "queued")
     second = Copy(12, "m2", "c@example.net", ("c@example.net",), "queued")
     both = (first, second)
-    built = [await build_copy(config(), CODEC, c, msg, HTML_MESSAGE, templates) for c in both]
+    plan = build_plan(config(), CODEC, second, msg)
+    built = [await build_copy(config(), CODEC, first, msg, HTML_MESSAGE, templates)]
+    assert templates._kept["m2"][1] == 1  # kept for the one further copy
+    built.append(await build_copy(config(), CODEC, second, msg, HTML_MESSAGE, templates))
+    assert templates.get("m2", HTML_MESSAGE, plan) is None  # dropped after the last copy
     alone = [await build_copy(config(), CODEC, c, msg, HTML_MESSAGE) for c in both]
     assert built == alone
-    assert templates.get("m2", HTML_MESSAGE, build_plan(config(), CODEC, second, msg)) is not None
     for copy, result in zip((first, second), built, strict=True):
         ours = [t for t in tokens(result.raw, "c") if t != b"already"]  # the link left alone
         assert ours and {CODEC.verify(t.decode()).copy_id for t in ours} == {copy.id}
@@ -107,11 +110,23 @@ def test_templates_are_bounded_by_the_bytes_of_their_messages() -> None:
     plan = build_plan(config(), CODEC, Copy(1, "m", "b@x", ("b@x",), "queued"), two_recipients())
     templates = RewriteTemplates(max_bytes=2 * len(HTML_MESSAGE), max_message=len(HTML_MESSAGE))
     for name in ("a", "b", "c"):
-        templates.put(name, prepare_message(HTML_MESSAGE, plan))
+        templates.put(name, prepare_message(HTML_MESSAGE, plan), uses=5)
     assert templates.get("a", HTML_MESSAGE, plan) is None  # the oldest made room
     assert templates.get("b", HTML_MESSAGE, plan) is not None
     assert templates.get("c", HTML_MESSAGE, plan) is not None
     bigger = HTML_MESSAGE + b"<p>more</p>\r\n"
-    templates.put("big", prepare_message(bigger, plan))
+    templates.put("big", prepare_message(bigger, plan), uses=5)
     assert templates.get("big", bigger, plan) is None  # over max_message: never kept
     assert templates.get("c", bigger, plan) is None  # other bytes under the same id: not used
+
+
+def test_a_template_serves_the_further_copies_of_its_message_then_goes() -> None:
+    plan = build_plan(config(), CODEC, Copy(1, "m", "b@x", ("b@x",), "queued"), two_recipients())
+    templates = RewriteTemplates()
+    template = prepare_message(HTML_MESSAGE, plan)
+    templates.put("m", template, uses=2)
+    assert templates.get("m", HTML_MESSAGE, plan) is template
+    assert templates.get("m", HTML_MESSAGE, plan) is template
+    assert templates.get("m", HTML_MESSAGE, plan) is None
+    templates.put("m", template, uses=0)  # no further copy: not kept
+    assert templates.get("m", HTML_MESSAGE, plan) is None
