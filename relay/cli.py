@@ -35,7 +35,8 @@ from relay.dkim import DkimKeyError, DkimSigner
 from relay.queue_cli import add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
-from tracking_http.app import create_admin_app, create_tracking_app
+from tracking_http.app import RELOAD_NETWORKS, ReloadNetworks, create_admin_app, create_tracking_app
+from tracking_http.netdata import DataError, run_update
 from tracking_http.notify import EventBroker, recorded_sink
 from tracking_http.webhooks import WebhookDispatcher
 
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hash-password": _cmd_hash_password,
         "erase": _cmd_erase,
         "queue": run_queue_command,
+        "update-data": _cmd_update_data,
     }[args.command]
     try:
         return handler(args)
@@ -86,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         "deliver": "the delivery worker only (smtp and serve start one themselves)",
         "check-config": "validate and print the effective config, secrets redacted",
         "erase": "delete a recipient's events and address from the store; prints what went",
+        "update-data": "fetch the published network lists (Apple Private Relay, crawlers, "
+        "mail-security vendors) into tracking.data_dir",
     }
     for name, text in helps.items():
         cmd = sub.add_parser(name, help=text, description=text)
@@ -98,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     sub.choices["erase"].add_argument("address", help="the recipient address to erase")
+    sub.choices["update-data"].add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="fetch one list from another address (a mirror); repeatable",
+    )
     # Set by the smtp and serve roles for the delivery process they start (delivery/child.py).
     sub.choices["deliver"].add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     add_queue_parser(sub)
@@ -118,6 +129,35 @@ def _cmd_erase(args: argparse.Namespace) -> int:
         raise StartupError(f"store.path: {exc}") from exc
     print(f"erased {args.address}: {describe(counts)}")
     return 0
+
+
+def _cmd_update_data(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    urls: dict[str, str] = {}
+    for item in args.source:
+        name, equals, url = item.partition("=")
+        if not equals or not url.startswith(("http://", "https://")):
+            raise StartupError(f"--source {item!r}: expected NAME=http(s)://...")
+        urls[name.strip()] = url.strip()
+    data_dir = Path(config.tracking.data_dir or ".")
+    try:
+        report = asyncio.run(run_update(data_dir, urls))
+    except DataError as exc:
+        raise StartupError(f"update-data: {exc}") from exc
+    if report.unreachable and not report.installed:
+        print(
+            f"relay: update-data: no source could be reached ({report.unreachable[0]}); "
+            "nothing was changed",
+            file=sys.stderr,
+        )
+        return 1
+    for name, count in report.installed.items():
+        print(f"installed {data_dir / name}: {count} networks")
+    for name, why in report.refused.items():
+        print(f"relay: update-data: {name} not updated: {why}", file=sys.stderr)
+    if report.installed:
+        print("the tracking server reads them within a minute (at once on SIGHUP)")
+    return 0 if report.ok else 1
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -225,6 +265,7 @@ class _Running:
     purger: RetentionPurger | None = None
     webhooks: WebhookDispatcher | None = None
     hits: HitWriter | None = None
+    reload_networks: ReloadNetworks | None = None
 
 
 async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) -> None:
@@ -233,6 +274,14 @@ async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = await _start(config, smtp=smtp, http=http, child=child)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def hangup() -> None:
+        task = asyncio.create_task(_reload(running))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         _print_banner(config, smtp=smtp, http=http)
         await stop.wait()
@@ -275,7 +324,11 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             running.hits = HitWriter(store, path=config.store.path)
             await running.hits.start()
             sink = recorded_sink(broker, metrics)
-            tracking = create_tracking_app(config, store, codec, sink, running.hits)
+            try:
+                tracking = create_tracking_app(config, store, codec, sink, running.hits)
+            except (OSError, ValueError) as exc:
+                raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
+            running.reload_networks = tracking[RELOAD_NETWORKS]
             await _start_site(running, tracking, config.tracking.listen, "tracking.listen")
             admin = create_admin_app(config, store, metrics, broker)
             await _start_site(running, admin, config.admin.listen, "admin.listen")
@@ -286,6 +339,16 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
         await _stop(running)
         raise
     return running
+
+
+async def _reload(running: _Running) -> None:
+    """SIGHUP: what can change without a restart is read again (today: network data)."""
+    if running.reload_networks is None:
+        log.info("SIGHUP: nothing to reload in this role")
+        return
+    if await running.reload_networks(force=True):
+        return
+    log.info("SIGHUP: network data unchanged")
 
 
 def _dkim_signer(config: Config) -> DkimSigner | None:

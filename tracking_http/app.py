@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
 from aiohttp import web
 
 from relay.core.config import Config
@@ -27,6 +32,11 @@ TRACKING_HANDLER_LIMITS = {
     "max_headers": 64,
 }
 TRACKING_MAX_BODY = 1024
+DATA_CHECK_INTERVAL = 30.0  # seconds between looks at the network data files' stamps
+ReloadNetworks = Callable[..., Awaitable[bool]]
+# The tracking app's "read the network data again" (SIGHUP in relay.cli).
+RELOAD_NETWORKS: web.AppKey[ReloadNetworks] = web.AppKey("reload_networks")
+log = logging.getLogger("tracking_http.app")
 ADMIN_MAX_BODY = 64 * 1024
 # SECURITY_HEADERS (tracking_http.headers) is on every answer of both apps.
 __all__ = ["SECURITY_HEADERS", "create_admin_app", "create_tracking_app"]
@@ -51,12 +61,32 @@ def create_tracking_app(
     app.router.add_get("/c/{token}", views.click)
     app.router.add_get("/healthz", views.healthz)
     app.on_response_prepare.append(add_security_headers)
+    app[RELOAD_NETWORKS] = views.recorder.reload_networks
 
     async def drain(_app: web.Application) -> None:
         await views.recorder.drain()
 
+    async def watch_data(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_watch_networks(views.recorder.reload_networks))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     app.on_shutdown.append(drain)
+    if config.tracking.classify:
+        app.cleanup_ctx.append(watch_data)
     return app
+
+
+async def _watch_networks(reload: ReloadNetworks) -> None:
+    """`relay update-data` replaces files under a running server: it notices by itself."""
+    while True:
+        await asyncio.sleep(DATA_CHECK_INTERVAL)
+        try:
+            await reload()
+        except Exception:  # one bad look must not end the watching
+            log.exception("network data: could not check for new files")
 
 
 def create_admin_app(

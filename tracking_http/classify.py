@@ -13,26 +13,42 @@ Precedence (the first class with a signal wins):
    (``self:sender-ip``).
 2. ``bot``: the honeypot link, or a client that hit this message's
    honeypot before (``honeypot``).
-3. ``prefetch``: a HEAD request (``http:head``) or Office's link check
-   (``ua:office-discovery``).
+3. ``prefetch``: a HEAD request (``http:head``), Office's link check
+   (``ua:office-discovery``) or a mail product's link-preview card
+   (``ua:link-preview:<Vendor>``).
 4. ``proxy`` (opens only): Google's and Yahoo's image proxies
-   (``ua:google-image-proxy``, ``ua:yahoo-proxy``) and any agent from the
-   Apple Mail Privacy Protection networks (``net:apple-mpp``). A click from
-   Apple's networks is a person behind iCloud Private Relay
-   (``net:apple-range``, no effect on the class).
-5. ``bot``: mail security scanners from the data file
-   (``ua:security-scanner:<Vendor>``), configured scanner networks
-   (``net:scanner-range``), crawlerdetect (``ua:crawler``), headless browsers
-   and HTTP libraries (``ua:headless``), an empty or bare ``Mozilla/5.0``
-   agent (``ua:empty``, ``ua:bare-mozilla``); then behaviour: a click sooner
-   than ``bot_click_window`` after delivery (``click:too-fast``) or other
-   links of the copy clicked within ``burst_window`` (``click:burst``).
-6. ``human``.
+   (``ua:google-image-proxy``, ``ua:yahoo-proxy``); Apple Mail Privacy
+   Protection, which fetches with a bare ``Mozilla/5.0`` or a WebKit agent
+   naming no browser from Apple's or iCloud Private Relay's networks
+   (``net:apple-mpp``); a bare ``Mozilla/5.0`` from anywhere else that is no
+   scanner's or crawler's network (``ua:bare-mozilla``: "opened, maybe",
+   most likely Private Relay space newer than the data file).
+5. ``bot``: mail security scanners by agent (``ua:security-scanner:<Vendor>``)
+   or by their published networks, whatever agent they send
+   (``net:scanner:<vendor>``; configured ones ``net:scanner-range``),
+   crawlers' published networks (``net:crawler:<name>``), crawlerdetect
+   (``ua:crawler``), chat and social unfurlers (``ua:unfurler:<Name>``),
+   headless browsers and HTTP libraries (``ua:headless``), an empty agent
+   (``ua:empty``); then behaviour: a click sooner than ``bot_click_window``
+   after delivery (``click:too-fast``), other links of the copy followed by
+   the same client within ``burst_window`` (``click:burst``, the caller
+   passes only that client's clicks), a plain browser fetching the pixel
+   sooner than ``bot_open_window`` after delivery from outside Apple's
+   networks (``open:too-fast``: a gateway's sandbox opening the message).
+6. ``human``. A bare ``Mozilla/5.0`` click stays ``human`` with its reason:
+   the agent alone does not make a bot.
 
 Real mail clients (Outlook, Thunderbird, Apple Mail, iOS Mail, ...) are
 recognised before crawlerdetect and the bare-agent rules run, because
 crawler lists name Outlook and Apple Mail agents: they get
-``ua:mail-client:<Family>`` instead. Behaviour rules still apply to them.
+``ua:mail-client:<Family>`` instead. Behaviour and network rules still apply
+to them. A request from Apple's networks that is not MPP (a person behind
+iCloud Private Relay) carries ``net:apple-range``, with no effect on the class.
+
+The network data (tracking_http/data, or newer copies in
+``tracking.data_dir`` installed by ``relay update-data``) is read into
+sorted interval tables (tracking_http.networks) when the classifier is
+built; ``NetworkData.load`` is the one place that reads it.
 """
 
 from __future__ import annotations
@@ -47,11 +63,23 @@ from typing import Literal
 from crawlerdetect import CrawlerDetect
 
 from relay.core.models import EventClass
-from tracking_http.networks import IPAddress, Network, NetworkSet, load_networks, parse_address
+from tracking_http.networks import (
+    FileStamp,
+    IPAddress,
+    Network,
+    NetworkTable,
+    load_table,
+    parse_address,
+    stamp,
+)
 
 DATA_DIR = Path(__file__).parent / "data"
-APPLE_MPP_FILE = "apple_mpp_ranges.txt"
+APPLE_MPP_FILE = "apple_mpp_ranges.txt"  # Apple's own address space
+APPLE_RELAY_FILE = "apple_private_relay.txt"  # iCloud Private Relay egress (Apple's CSV)
+CRAWLER_FILE = "crawler_networks.txt"
+SCANNER_FILE = "scanner_networks.txt"
 SECURITY_AGENTS_FILE = "mail_security_agents.txt"
+NETWORK_FILES = (APPLE_MPP_FILE, APPLE_RELAY_FILE, CRAWLER_FILE, SCANNER_FILE)
 
 MAX_UA_CHARS = 512  # agents are cached and crawlerdetect costs ~1 ms per long agent
 UA_CACHE_SIZE = 4096
@@ -69,8 +97,7 @@ MAIL_CLIENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # Apple Mail and iOS Mail render with WebKit but, unlike Safari, name no browser.
         (
             "AppleMail",
-            r"^Mozilla/5\.0 \([^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)"
-            r"(?: Mobile/\w+)?$",
+            r"^Mozilla/5\.0 \([^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?: Mobile/\w+)?$",
         ),
         ("AppleMail", r"^Mail/\d[\d.]* .*(?:CFNetwork|Darwin)"),
         ("Gmail", r"\bGmail\b|GmailExtension"),
@@ -79,7 +106,41 @@ MAIL_CLIENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("OtherMail", r"Airmail|Canary(?:%20| )Mail|Polymail/|Spark/\d|eM Client|Mailbird"),
     )
 )
+# What Apple's Mail Privacy Protection sends: the bare agent, or WebKit naming no browser.
+MPP_AGENT = re.compile(
+    r"Mozilla/5\.0|Mozilla/5\.0 \([^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?: Mobile/\w+)?"
+)
+# Browsers, most specific first (Edge and Opera say Chrome, Chrome says Safari).
+BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (family, re.compile(pattern))
+    for family, pattern in (
+        ("Edge", r"\bEdg(?:e|A|iOS)?/\d"),
+        ("Opera", r"\bOPR/\d|\bOpera\b"),
+        ("Firefox", r"\bFirefox/\d|\bFxiOS/\d"),
+        ("Chrome", r"\bChrome/\d|\bCriOS/\d|\bChromium/\d"),
+        ("Safari", r"\bVersion/[\d.]+ (?:Mobile/\w+ )?Safari/"),
+    )
+)
 OFFICE_DISCOVERY = re.compile(r"Microsoft Office (?:Existence|Protocol) Discovery", re.IGNORECASE)
+# The recipient's own mail product drawing a card for a link (SPEC section 7: prefetch).
+LINK_PREVIEWS: tuple[tuple[str, str], ...] = (
+    ("microsoftpreview", "ua:link-preview:Microsoft"),  # Outlook's link cards
+    ("yahoo link preview", "ua:link-preview:Yahoo"),  # Yahoo Mail's link cards
+)
+# Chat and social unfurlers: someone pasted the link somewhere (SPEC section 7: bot).
+UNFURLERS: tuple[tuple[str, str], ...] = (
+    ("slackbot", "ua:unfurler:Slack"),
+    ("slack-imgproxy", "ua:unfurler:Slack"),
+    ("discordbot", "ua:unfurler:Discord"),
+    ("skypeuripreview", "ua:unfurler:Teams"),
+    ("microsoft teams", "ua:unfurler:Teams"),
+    ("facebookexternalhit", "ua:unfurler:Facebook"),
+    ("facebookcatalog", "ua:unfurler:Facebook"),
+    ("twitterbot", "ua:unfurler:X"),
+    ("linkedinbot", "ua:unfurler:LinkedIn"),
+    ("telegrambot", "ua:unfurler:Telegram"),
+    ("whatsapp", "ua:unfurler:WhatsApp"),
+)
 IMAGE_PROXIES: tuple[tuple[str, str], ...] = (
     ("googleimageproxy", "ua:google-image-proxy"),
     ("yahoomailproxy", "ua:yahoo-proxy"),
@@ -106,7 +167,7 @@ class RequestFacts:
     has_admin_cookie: bool = False  # the browser carries the admin dashboard cookie
     sender_ip: str | None = None  # the IP the message was submitted from
     submitted_at: float | None = None
-    recent_clicks: tuple[float, ...] = ()  # this copy's other clicks (other links), recent
+    recent_clicks: tuple[float, ...] = ()  # this client's clicks of other links of the copy
     honeypot: bool = False  # this request is the honeypot link
     honeypot_hit_by_client: bool = False  # this client (ip+ua) hit this message's honeypot
 
@@ -125,6 +186,9 @@ class AgentSignals:
     prefetch: tuple[str, ...] = ()
     proxy: tuple[str, ...] = ()
     bot: tuple[str, ...] = ()
+    bare: bool = False  # a bare Mozilla/5.0: MPP from Apple's networks, suspect elsewhere
+    mpp_like: bool = False  # what MPP sends (bare, or WebKit naming no browser)
+    browser: bool = False  # a plain browser, no mail client: a sandbox if it opens at once
 
 
 @dataclass(frozen=True)
@@ -133,8 +197,51 @@ class NetworkSignals:
 
     address: IPAddress | None
     ignore: bool = False
-    scanner: bool = False
+    scanner: str | None = None  # the vendor's label; "" for a configured scanner network
+    crawler: str | None = None
     apple: bool = False
+
+    def codes(self) -> tuple[str, ...]:
+        """The bot reasons of the address."""
+        seen: list[str] = []
+        if self.scanner is not None:
+            seen.append(f"net:scanner:{self.scanner}" if self.scanner else "net:scanner-range")
+        if self.crawler is not None:
+            seen.append(f"net:crawler:{self.crawler}")
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class NetworkData:
+    """The published networks the classifier knows, and the files they came from."""
+
+    apple: tuple[NetworkTable, ...]
+    crawlers: NetworkTable
+    scanners: NetworkTable
+    stamps: tuple[FileStamp | None, ...]
+
+    @classmethod
+    def load(cls, data_dir: Path | None = None) -> NetworkData:
+        """Each file from data_dir when it is there (refreshed by relay update-data), else the
+        snapshot shipped in tracking_http/data. Raises ValueError naming a bad line."""
+        paths = [data_file(name, data_dir) for name in NETWORK_FILES]
+        apple_own, apple_relay, crawlers, scanners = (load_table(path) for path in paths)
+        return cls(
+            apple=(apple_own, apple_relay),
+            crawlers=crawlers,
+            scanners=scanners,
+            stamps=tuple(stamp(path) for path in paths),
+        )
+
+    def changed(self, data_dir: Path | None) -> bool:
+        """A file was replaced (or appeared in data_dir) since these tables were read."""
+        return self.stamps != tuple(stamp(data_file(name, data_dir)) for name in NETWORK_FILES)
+
+
+def data_file(name: str, data_dir: Path | None) -> Path:
+    if data_dir is not None and (data_dir / name).is_file():
+        return data_dir / name
+    return DATA_DIR / name
 
 
 def load_security_agents(path: Path) -> tuple[tuple[str, str], ...]:
@@ -161,17 +268,19 @@ class Classifier:
         ignore_networks: Sequence[Network],
         scanner_networks: Sequence[Network] = (),
         data_dir: Path | None = None,
+        networks: NetworkData | None = None,
         sender_window: float = 300.0,
         burst_window: float = 2.0,
+        bot_open_window: float = 2.0,
     ) -> None:
-        folder = DATA_DIR if data_dir is None else data_dir
         self._bot_click_window = bot_click_window
+        self._bot_open_window = bot_open_window
         self._sender_window = sender_window
         self._burst_window = burst_window
-        self._ignore = NetworkSet(ignore_networks)
-        self._scanners = NetworkSet(scanner_networks)
-        self._apple = NetworkSet(load_networks(folder / APPLE_MPP_FILE))
-        self._security_agents = load_security_agents(folder / SECURITY_AGENTS_FILE)
+        self._ignore = NetworkTable(ignore_networks)
+        self._configured_scanners = NetworkTable(scanner_networks)
+        self.networks = NetworkData.load(data_dir) if networks is None else networks
+        self._security_agents = load_security_agents(data_file(SECURITY_AGENTS_FILE, data_dir))
         self._crawlers = CrawlerDetect()
         self.agent_signals = functools.lru_cache(maxsize=UA_CACHE_SIZE)(self._agent_signals)
         self.network_signals = functools.lru_cache(maxsize=IP_CACHE_SIZE)(self._network_signals)
@@ -183,19 +292,24 @@ class Classifier:
         is_open = facts.kind == "open"
         honeypot = ("honeypot",) if facts.honeypot or facts.honeypot_hit_by_client else ()
         head = ("http:head",) if facts.method.upper() == "HEAD" else ()
-        apple = ("net:apple-mpp",) if where.apple and is_open else ()
-        scanner = ("net:scanner-range",) if where.scanner else ()
-        bot = agent.bot + scanner + (() if is_open else agent.proxy)
+        mpp = where.apple and agent.mpp_like
+        machine_net = where.codes()
+        suspect = ("ua:bare-mozilla",) if agent.bare and not where.apple else ()
+        proxy = agent.proxy + (("net:apple-mpp",) if mpp else ())
+        if not machine_net:
+            proxy += suspect
+        bot = agent.bot + machine_net + (() if is_open else agent.proxy)
         tiers: tuple[tuple[EventClass, tuple[str, ...]], ...] = (
             ("self", self._self_signals(facts, where)),
             ("bot", honeypot),
             ("prefetch", head + agent.prefetch),
-            ("proxy", (agent.proxy + apple) if is_open else ()),
-            ("bot", bot + self._behaviour_signals(facts)),
+            ("proxy", proxy if is_open else ()),
+            ("bot", bot + self._behaviour_signals(facts, agent, where)),
         )
         klass: EventClass = next((name for name, seen in tiers if seen), "human")
         reasons = [code for _name, seen in tiers for code in seen]
-        if where.apple and not is_open:  # Apple fetches pixels but never clicks: a person
+        reasons += suspect
+        if where.apple and not (mpp and is_open):  # a person behind iCloud Private Relay
             reasons.append("net:apple-range")
         reasons += agent.client
         return Classification(klass, tuple(dict.fromkeys(reasons)))
@@ -205,11 +319,16 @@ class Classifier:
         address = parse_address(ip)
         if address is None:
             return NetworkSignals(None)
+        data = self.networks
+        scanner = data.scanners.label_of(address)
+        if scanner is None and address in self._configured_scanners:
+            scanner = ""
         return NetworkSignals(
             address,
             ignore=address in self._ignore,
-            scanner=address in self._scanners,
-            apple=address in self._apple,
+            scanner=scanner,
+            crawler=data.crawlers.label_of(address),
+            apple=any(address in table for table in data.apple),
         )
 
     def _self_signals(self, facts: RequestFacts, where: NetworkSignals) -> tuple[str, ...]:
@@ -228,14 +347,16 @@ class Classifier:
             seen.append("self:sender-ip")
         return tuple(seen)
 
-    def _behaviour_signals(self, facts: RequestFacts) -> tuple[str, ...]:
-        if facts.kind != "click":
+    def _behaviour_signals(
+        self, facts: RequestFacts, agent: AgentSignals, where: NetworkSignals
+    ) -> tuple[str, ...]:
+        since = None if facts.delivered_at is None else facts.at - facts.delivered_at
+        if facts.kind == "open":
+            if agent.browser and not where.apple and since is not None:
+                return ("open:too-fast",) if since < self._bot_open_window else ()
             return ()
         seen: list[str] = []
-        if (
-            facts.delivered_at is not None
-            and facts.at - facts.delivered_at < self._bot_click_window
-        ):
+        if since is not None and since < self._bot_click_window:
             seen.append("click:too-fast")
         window = self._burst_window
         near = sum(
@@ -256,24 +377,38 @@ class Classifier:
         )
         if OFFICE_DISCOVERY.search(agent):
             return AgentSignals(prefetch=("ua:office-discovery",), bot=scanners)
-        proxy = tuple(code for needle, code in IMAGE_PROXIES if needle in lowered)
+        previews = _codes(lowered, LINK_PREVIEWS)
+        if previews:
+            return AgentSignals(prefetch=previews, bot=scanners)
+        proxy = _codes(lowered, IMAGE_PROXIES)
         if proxy:
             return AgentSignals(proxy=proxy, bot=scanners)
+        mpp_like = MPP_AGENT.fullmatch(agent) is not None
         client = tuple(
             f"ua:mail-client:{family}" for family, rx in MAIL_CLIENTS if rx.search(agent)
         )
         if client:
-            return AgentSignals(client=tuple(dict.fromkeys(client)), bot=scanners)
-        return AgentSignals(bot=tuple(dict.fromkeys(scanners + self._unknown_agent(agent))))
+            return AgentSignals(
+                client=tuple(dict.fromkeys(client)), bot=scanners, mpp_like=mpp_like
+            )
+        if agent and BARE_MOZILLA.fullmatch(agent):
+            return AgentSignals(bot=scanners, bare=True, mpp_like=mpp_like)
+        bot = tuple(
+            dict.fromkeys(scanners + _codes(lowered, UNFURLERS) + self._unknown_agent(agent))
+        )
+        browser = not bot and any(rx.search(agent) for _family, rx in BROWSERS)
+        return AgentSignals(bot=bot, browser=browser)
 
     def _unknown_agent(self, agent: str) -> tuple[str, ...]:
         if not agent:
             return ("ua:empty",)
-        if BARE_MOZILLA.fullmatch(agent):
-            return ("ua:bare-mozilla",)
         seen: list[str] = []
         if self._crawlers.is_crawler(agent):
             seen.append("ua:crawler")
         if HEADLESS.search(agent):
             seen.append("ua:headless")
         return tuple(seen)
+
+
+def _codes(lowered: str, table: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(code for needle, code in table if needle in lowered))

@@ -11,26 +11,13 @@ client too.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from tracking_http.classify import MAIL_CLIENTS
+from tracking_http.classify import BROWSERS, MAIL_CLIENTS
 from tracking_http.privacy import anonymize_ip
 
 MAX_UA_CHARS = 512
 OTHER = "other"
-# After the mail clients: browsers, most specific first (Edge and Opera say Chrome,
-# Chrome says Safari, so the order decides).
-BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (family, re.compile(pattern))
-    for family, pattern in (
-        ("Edge", r"\bEdg(?:e|A|iOS)?/\d"),
-        ("Opera", r"\bOPR/\d|\bOpera\b"),
-        ("Firefox", r"\bFirefox/\d|\bFxiOS/\d"),
-        ("Chrome", r"\bChrome/\d|\bCriOS/\d|\bChromium/\d"),
-        ("Safari", r"\bVersion/[\d.]+ (?:Mobile/\w+ )?Safari/"),
-    )
-)
 
 
 @dataclass(frozen=True)

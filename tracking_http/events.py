@@ -118,6 +118,10 @@ class EventRecorder:
         except TimeoutError:
             _slow(token)
 
+    async def reload_networks(self, *, force: bool = False) -> bool:
+        """New network data in use if a file changed (always, with force); see labelling."""
+        return await self._labeller.reload(force=force)
+
     async def drain(self) -> None:
         """At shutdown nothing is left to wait for: the store's writer flushes its queue."""
 

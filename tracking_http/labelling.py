@@ -2,16 +2,29 @@
 
 The Classifier (tracking_http.classify) is pure; this module keeps the little
 it must remember between requests, all of it bounded: recent clicks per copy
-(for ``click:burst``) and the clients that followed a message's honeypot link
-(so their later hits are bots too). Earlier events of such a client are
-relabelled in the store (Store.record_hit with relabel_client).
+and client (for ``click:burst``) and the clients that followed a message's
+honeypot link (so their later hits are bots too). Earlier events of such a
+client are relabelled in the store (Store.record_hit with relabel_client).
+
+A burst is one client's: a gateway fetching every link of a copy is one, a
+reader clicking a link a second after the gateway fetched another is not.
+Time-of-click protection (Safe Links, URL Defense) makes that the usual case
+in companies, so the client is the address's network (IPv4 /24, IPv6 /64:
+scanners spread one burst over neighbouring addresses) and the agent's family.
+
+The network data can be replaced while the server runs (``reload``): a new
+Classifier is built off the event loop and swapped in whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import ipaddress
+import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from relay.core.config import TrackingConfig
 from relay.core.models import Copy, EventClass
@@ -21,6 +34,8 @@ from tracking_http.clients import ClientKey, ua_family
 from tracking_http.networks import parse_address
 from tracking_http.privacy import anonymize_ip
 
+log = logging.getLogger("tracking_http.labelling")
+
 ADMIN_COOKIE = "relay_admin"  # set by the admin dashboard on login; its bearer is the sender
 MAX_ADMIN_COOKIE = 4096
 SENDER_WINDOW = 300.0  # seconds after submission when the sender's own IP counts as self
@@ -29,9 +44,13 @@ CLICKS_PER_COPY = 16  # recent clicks remembered per copy
 COPIES_REMEMBERED = 10_000
 HONEYPOT_CLIENTS = 10_000
 OPENS_REMEMBERED = 4096  # open labels by client and circumstances (classify costs ~20 us)
+BURST_V4_PREFIX = 24
+BURST_V6_PREFIX = 64
 # ip, user agent, method, admin cookie, client hit the honeypot, the sender's IP while
-# within the window after submission (else ""): all an open's label depends on.
-OpenKey = tuple[str, str, str, bool, bool, str]
+# within the window after submission (else ""), within bot_open_window of delivery:
+# all an open's label depends on.
+OpenKey = tuple[str, str, str, bool, bool, str, bool]
+BurstClient = tuple[str, str]  # network, agent family
 
 
 @dataclass(frozen=True)
@@ -50,27 +69,41 @@ class Label:
     client: ClientKey | None = None  # opens: who opened, for "possibly forwarded"
 
 
+def burst_client(ip: str, user_agent: str) -> BurstClient:
+    """Who counts as one client for ``click:burst``: network (/24, /64) and agent family."""
+    address = parse_address(ip)
+    if address is None:
+        network = ip[:64]
+    else:
+        keep = BURST_V4_PREFIX if address.version == 4 else BURST_V6_PREFIX
+        network = str(ipaddress.ip_network(f"{address}/{keep}", strict=False).network_address)
+    return network, ua_family(user_agent)
+
+
 class RecentClicks:
     """The last few clicks of each of the most recently clicked copies (LRU-bounded)."""
 
     def __init__(self, copies: int = COPIES_REMEMBERED, per_copy: int = CLICKS_PER_COPY) -> None:
         self._copies = copies
         self._per_copy = per_copy
-        self._seen: OrderedDict[int, deque[tuple[int, float]]] = OrderedDict()
+        self._seen: OrderedDict[int, deque[tuple[int, float, BurstClient]]] = OrderedDict()
 
-    def others(self, copy_id: int, link_index: int | None) -> tuple[float, ...]:
-        """Times of this copy's remembered clicks on other links."""
+    def others(
+        self, copy_id: int, link_index: int | None, client: BurstClient
+    ) -> tuple[float, ...]:
+        """Times of this client's remembered clicks on other links of this copy."""
         clicks = self._seen.get(copy_id, ())
-        return tuple(at for index, at in clicks if index != link_index)
+        index = -1 if link_index is None else link_index
+        return tuple(at for seen, at, who in clicks if seen != index and who == client)
 
-    def add(self, copy_id: int, link_index: int | None, at: float) -> None:
+    def add(self, copy_id: int, link_index: int | None, at: float, client: BurstClient) -> None:
         clicks = self._seen.get(copy_id)
         if clicks is None:
             clicks = self._seen[copy_id] = deque(maxlen=self._per_copy)
             if len(self._seen) > self._copies:
                 self._seen.popitem(last=False)
         self._seen.move_to_end(copy_id)
-        clicks.append((-1 if link_index is None else link_index, at))
+        clicks.append((-1 if link_index is None else link_index, at, client))
 
 
 class HoneypotClients:
@@ -100,11 +133,13 @@ def submitted_by(client_addr: str, received_at: float) -> Sender | None:
 
 
 def build_classifier(config: TrackingConfig) -> Classifier:
-    """Loads the data files: call once per app, never per request."""
+    """Loads the data files: call once per app (and per reload), never per request."""
     return Classifier(
         bot_click_window=config.bot_click_window,
+        bot_open_window=config.bot_open_window,
         ignore_networks=config.ignore_networks,
         scanner_networks=config.scanner_networks,
+        data_dir=Path(config.data_dir) if config.data_dir else None,
         sender_window=SENDER_WINDOW,
         burst_window=BURST_WINDOW,
     )
@@ -120,8 +155,9 @@ class HitLabeller:
     """Classifies hits; with tracking.classify off, everything is "human" without reasons."""
 
     def __init__(self, config: TrackingConfig) -> None:
-        self._enabled = config.classify
+        self._config = config
         self._classifier = build_classifier(config) if config.classify else None
+        self._reloading: asyncio.Lock | None = None
         self._clicks = RecentClicks()
         self._honeypot = HoneypotClients()
         self._family = functools.lru_cache(maxsize=UA_CACHE_SIZE)(ua_family)
@@ -147,30 +183,35 @@ class HitLabeller:
         honeypot = is_click and token.link_index == HONEYPOT_LINK_INDEX
         client = (copy.message_id, ip, user_agent)
         key: OpenKey | None = None
+        delivered = copy.delivered_at
         if not is_click:  # an open's label depends on these alone: remembered (bounded)
             own = sender.ip if sender and 0 <= at - sender.at <= SENDER_WINDOW else ""
-            key = (ip, user_agent, method, admin_cookie, client in self._honeypot, own)
+            fast = delivered is not None and at - delivered < self._config.bot_open_window
+            key = (ip, user_agent, method, admin_cookie, client in self._honeypot, own, fast)
             known = self._opens.get(key)
             if known is not None:
                 return known
+        who_clicks = burst_client(ip, user_agent) if is_click else ("", "")
         facts = RequestFacts(
             kind="click" if is_click else "open",
             method=method,
             ip=ip,
             user_agent=user_agent,
             at=at,
-            delivered_at=copy.delivered_at,
+            delivered_at=delivered,
             has_admin_cookie=admin_cookie,
             sender_ip=None if sender is None else sender.ip,
             submitted_at=None if sender is None else sender.at,
-            recent_clicks=self._clicks.others(copy.id, token.link_index) if is_click else (),
+            recent_clicks=self._clicks.others(copy.id, token.link_index, who_clicks)
+            if is_click
+            else (),
             honeypot=honeypot,
             honeypot_hit_by_client=client in self._honeypot,
         )
         if honeypot:
             self._honeypot.add(client)
         elif is_click:
-            self._clicks.add(copy.id, token.link_index, at)
+            self._clicks.add(copy.id, token.link_index, at, who_clicks)
         result = self._classifier.classify(facts)
         if key is None:
             return Label(result.klass, result.reasons, honeypot=honeypot)
@@ -180,3 +221,34 @@ class HitLabeller:
             del self._opens[next(iter(self._opens))]
         self._opens[key] = label
         return label
+
+    async def reload(self, *, force: bool = False) -> bool:
+        """Read the network data again if a file changed (or always, with force); True if
+        the new data is in use. A file that fails to load leaves the old data in use and
+        logs one line naming the file and line."""
+        if self._classifier is None:
+            return False
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            data_dir = Path(self._config.data_dir) if self._config.data_dir else None
+            if not force and not self._classifier.networks.changed(data_dir):
+                return False
+            try:
+                fresh = await asyncio.to_thread(build_classifier, self._config)
+            except (OSError, ValueError) as exc:
+                log.error("network data not reloaded, the old data stays in use: %s", exc)
+                return False
+            self._classifier = fresh
+            self._opens.clear()
+            log.info("network data reloaded: %s", describe_networks(fresh))
+            return True
+
+
+def describe_networks(classifier: Classifier) -> str:
+    data = classifier.networks
+    apple = sum(len(table) for table in data.apple)
+    return (
+        f"{apple} Apple ranges, {len(data.crawlers)} crawler ranges, "
+        f"{len(data.scanners)} scanner ranges"
+    )

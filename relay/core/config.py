@@ -184,6 +184,7 @@ def _tracking(t: TomlTable) -> TrackingConfig:
         pixel_position=position,
         honeypot=t.get_bool("honeypot", d.honeypot),
         bot_click_window=t.convert("bot_click_window", d.bot_click_window, checks.parse_duration),
+        bot_open_window=t.convert("bot_open_window", d.bot_open_window, checks.parse_duration),
         skip_bare_url_links=t.get_bool("skip_bare_url_links", d.skip_bare_url_links),
         exclude_links=t.convert_list("exclude_links", d.exclude_links, checks.parse_regex),
         ignore_networks=t.convert_list("ignore_networks", d.ignore_networks, checks.parse_network),
@@ -191,6 +192,7 @@ def _tracking(t: TomlTable) -> TrackingConfig:
             "scanner_networks", d.scanner_networks, checks.parse_network
         ),
         classify=t.get_bool("classify", d.classify),
+        data_dir=t.get_str("data_dir", d.data_dir),
         trusted_proxies=t.convert_list("trusted_proxies", d.trusted_proxies, checks.parse_network),
         policy=tuple(_policy(p) for p in t.tables("policy", _keys(TrackingPolicy))),
         privacy=_privacy(t.table("privacy", _keys(PrivacyConfig))),

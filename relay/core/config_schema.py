@@ -95,11 +95,13 @@ class TrackingConfig:
     pixel_position: str = "auto"  # "auto" | "top" | "bottom"
     honeypot: bool = False
     bot_click_window: float = 3.0
+    bot_open_window: float = 2.0  # a browser's pixel fetch this soon after delivery: a sandbox
     skip_bare_url_links: bool = True
     exclude_links: tuple[re.Pattern[str], ...] = ()
     ignore_networks: tuple[Network, ...] = ()
     scanner_networks: tuple[Network, ...] = ()  # requests from these are bots (mail scanners)
     classify: bool = True  # false: every event is recorded "human" (benchmark baseline)
+    data_dir: str = "./relay-data"  # refreshed network data (relay update-data); else shipped
     trusted_proxies: tuple[Network, ...] = ()
     policy: tuple[TrackingPolicy, ...] = ()
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)

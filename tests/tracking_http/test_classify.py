@@ -20,6 +20,11 @@ READER_IP = "203.0.113.7"
 OFFICE_NET = "192.0.2.0/24"  # ignore_networks in these tests
 SCANNER_NET = "198.51.100.0/24"  # configured scanner range
 APPLE_IP = "17.58.101.9"
+# Addresses inside the shipped snapshots (tracking_http/data/*.txt, see SOURCES.md there).
+RELAY_IP = "172.224.226.17"  # iCloud Private Relay egress (Apple's egress-ip-ranges.csv)
+RELAY_IP6 = "2a02:26f7:b003:4000::5e"
+EOP_IP = "40.107.22.15"  # Exchange Online Protection, 40.107.0.0/16 (Microsoft 365 endpoints)
+GOOGLEBOT_IP = "66.249.66.1"  # googlebot.json
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -62,6 +67,22 @@ HEADLESS = (
 )
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 OFFICE_DISCOVERY = "Microsoft Office Existence Discovery"
+EDGE = CHROME + " Edg/120.0.2210.91"
+MICROSOFT_PREVIEW = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/51.0.2704.79 Safari/537.36 Edge/14.14393 MicrosoftPreview/2.0 "
+    "+https://aka.ms/MicrosoftPreview"
+)
+YAHOO_PREVIEW = (
+    "Mozilla/5.0 (compatible; Yahoo Link Preview; "
+    "https://help.yahoo.com/kb/mail/yahoo-link-preview-SLN23615.html)"
+)
+SLACKBOT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+TEAMS = (
+    "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5 "
+    "skype-url-preview@microsoft.com"
+)
+DISCORD = "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)"
 
 
 def req(**changes: Any) -> RequestFacts:
@@ -122,7 +143,13 @@ LABELLED: list[tuple[str, RequestFacts, str, tuple[str, ...]]] = [
     ("android webview open", opened(user_agent=ANDROID_WEBVIEW), "human", ()),
     ("click just past window", req(at=DELIVERED + 3.0), "human", ()),
     ("click, delivery unknown", req(at=DELIVERED + 0.1, delivered_at=None), "human", ()),
-    ("open right after delivery", opened(at=DELIVERED + 0.5), "human", ()),
+    ("open at 2 s after delivery", opened(at=DELIVERED + 2.0), "human", ()),
+    (
+        "apple mail opening at once",
+        opened(user_agent=APPLE_MAIL, at=DELIVERED + 0.5),
+        "human",
+        ("ua:mail-client:AppleMail",),
+    ),
     ("other click long ago", req(recent_clicks=(LATER - 30,)), "human", ()),
     (
         "sender ip after window",
@@ -180,7 +207,25 @@ LABELLED: list[tuple[str, RequestFacts, str, tuple[str, ...]]] = [
         "apple mpp bare agent",
         opened(ip=APPLE_IP, user_agent="Mozilla/5.0"),
         "proxy",
-        ("net:apple-mpp", "ua:bare-mozilla"),
+        ("net:apple-mpp",),
+    ),
+    (
+        "mpp from private relay egress",
+        opened(ip=RELAY_IP, user_agent="Mozilla/5.0", at=DELIVERED + 1),
+        "proxy",
+        ("net:apple-mpp",),
+    ),
+    (
+        "mpp from private relay ipv6",
+        opened(ip=RELAY_IP6, user_agent="Mozilla/5.0"),
+        "proxy",
+        ("net:apple-mpp",),
+    ),
+    (
+        "safari behind private relay opens",
+        opened(ip=RELAY_IP, user_agent=SAFARI),
+        "human",
+        ("net:apple-range",),
     ),
     (
         "apple mpp ipv6",
@@ -204,6 +249,36 @@ LABELLED: list[tuple[str, RequestFacts, str, tuple[str, ...]]] = [
     ),
     ("mimecast open", opened(user_agent=MIMECAST), "bot", ("ua:security-scanner:Mimecast",)),
     ("scanner range", req(ip="198.51.100.9"), "bot", ("net:scanner-range",)),
+    ("safe links click", req(ip=EOP_IP), "bot", ("net:scanner:microsoft",)),
+    ("safe links open", opened(ip=EOP_IP, user_agent=EDGE), "bot", ("net:scanner:microsoft",)),
+    ("googlebot network", req(ip=GOOGLEBOT_IP), "bot", ("net:crawler:google",)),
+    (
+        "gmail proxy from google network",
+        opened(ip=GOOGLEBOT_IP, user_agent=GMAIL_PROXY),
+        "proxy",
+        ("ua:google-image-proxy", "net:crawler:google"),
+    ),
+    (
+        "outlook link card",
+        req(user_agent=MICROSOFT_PREVIEW),
+        "prefetch",
+        ("ua:link-preview:Microsoft",),
+    ),
+    (
+        "yahoo link card",
+        req(user_agent=YAHOO_PREVIEW),
+        "prefetch",
+        ("ua:link-preview:Yahoo",),
+    ),
+    ("slack unfurl", req(user_agent=SLACKBOT), "bot", ("ua:unfurler:Slack", "ua:crawler")),
+    ("teams unfurl", req(user_agent=TEAMS), "bot", ("ua:unfurler:Teams", "ua:crawler")),
+    ("discord unfurl", req(user_agent=DISCORD), "bot", ("ua:unfurler:Discord", "ua:crawler")),
+    (
+        "sandbox opens at once",
+        opened(at=DELIVERED + 1.2),
+        "bot",
+        ("open:too-fast",),
+    ),
     ("googlebot", opened(user_agent=GOOGLEBOT), "bot", ("ua:crawler",)),
     ("headless chrome", req(user_agent=HEADLESS), "bot", ("ua:crawler", "ua:headless")),
     (
@@ -215,12 +290,24 @@ LABELLED: list[tuple[str, RequestFacts, str, tuple[str, ...]]] = [
     ("go client", opened(user_agent="Go-http-client/1.1"), "bot", ("ua:crawler", "ua:headless")),
     ("empty agent", opened(user_agent=""), "bot", ("ua:empty",)),
     ("blank agent", req(user_agent="   "), "bot", ("ua:empty",)),
-    ("bare mozilla", req(user_agent="Mozilla/5.0"), "bot", ("ua:bare-mozilla",)),
+    ("bare mozilla click elsewhere", req(user_agent="Mozilla/5.0"), "human", ("ua:bare-mozilla",)),
     (
-        "bare mozilla compatible",
+        "bare mozilla open elsewhere: opened, maybe",
         opened(user_agent="Mozilla/5.0 (compatible)"),
-        "bot",
+        "proxy",
         ("ua:bare-mozilla",),
+    ),
+    (
+        "bare mozilla from a scanner network",
+        opened(ip=EOP_IP, user_agent="Mozilla/5.0"),
+        "bot",
+        ("net:scanner:microsoft", "ua:bare-mozilla"),
+    ),
+    (
+        "bare mozilla clicking too fast",
+        req(user_agent="Mozilla/5.0", at=DELIVERED + 1),
+        "bot",
+        ("click:too-fast", "ua:bare-mozilla"),
     ),
     # --- bot by behaviour
     ("click too fast", req(at=DELIVERED + 2.9), "bot", ("click:too-fast",)),
@@ -242,10 +329,10 @@ LABELLED: list[tuple[str, RequestFacts, str, tuple[str, ...]]] = [
         ("ua:security-scanner:Mimecast", "click:too-fast", "click:burst"),
     ),
     (
-        "proxy beats bot",
+        "curl from apple space is no mpp",
         opened(ip=APPLE_IP, user_agent="curl/8.4.0"),
-        "proxy",
-        ("net:apple-mpp", "ua:crawler", "ua:headless"),
+        "bot",
+        ("ua:crawler", "ua:headless", "net:apple-range"),
     ),
 ]
 
@@ -327,16 +414,24 @@ def write_data(folder: Path, ranges: str, agents: str) -> Path:
 
 
 def test_data_files_from_ops_apple_csv_and_custom_agents(tmp_path: Path) -> None:
-    data = write_data(
-        tmp_path,
-        "# Apple's CSV as published\n172.224.226.0/27,GB,GB-EN,London,\n"
-        "\n2a02:26f7:b3c0::/45,GB,,,\n",
-        "# ours\nAcme Gateway: AcmeGW/\n",
+    """Files in data_dir replace the shipped ones of the same name, the others stay."""
+    data = write_data(tmp_path, "17.0.0.0/8\n", "# ours\nAcme Gateway: AcmeGW/\n")
+    (tmp_path / "apple_private_relay.txt").write_text(
+        "# Apple's CSV as published\n192.0.2.0/27,GB,GB-EN,London,\n\n2001:db8:b3c0::/45,GB,,,\n",
+        encoding="utf-8",
     )
+    (tmp_path / "scanner_networks.txt").write_text("acme 198.18.0.0/15\n", encoding="utf-8")
     classifier = Classifier(bot_click_window=3, ignore_networks=[], data_dir=data)
-    assert classifier.classify(opened(ip="172.224.226.17")).klass == "proxy"
-    assert classifier.classify(opened(ip="2a02:26f7:b3c7::1")).klass == "proxy"
-    assert classifier.classify(opened(ip=APPLE_IP)).klass == "human"  # not in this file
+    assert classifier.classify(opened(ip="192.0.2.17", user_agent="Mozilla/5.0")).reasons == (
+        "net:apple-mpp",
+    )
+    assert classifier.classify(opened(ip="2001:db8:b3c7::1", user_agent=IOS_MAIL)).klass == "proxy"
+    assert classifier.classify(opened(ip=RELAY_IP, user_agent="Mozilla/5.0")).reasons == (
+        "ua:bare-mozilla",
+    )  # the shipped relay list was replaced
+    assert classifier.classify(req(ip="198.18.4.4")).reasons == ("net:scanner:acme",)
+    assert classifier.classify(req(ip=EOP_IP)).klass == "human"  # shipped scanners replaced
+    assert classifier.classify(req(ip=GOOGLEBOT_IP)).klass == "bot"  # shipped crawlers kept
     scanner = classifier.classify(req(user_agent=CHROME + " acmegw/2.1"))
     assert scanner.reasons == ("ua:security-scanner:Acme Gateway",)
 
@@ -346,6 +441,8 @@ def test_data_files_from_ops_apple_csv_and_custom_agents(tmp_path: Path) -> None
     [
         ("17.0.0.0/8\n10.0.0.300/8\n", "A: b\n", "apple_mpp_ranges.txt:2"),
         ("17.0.0.1/8\n", "A: b\n", "apple_mpp_ranges.txt:1"),  # host bits set: a typo
+        ("apple two 17.0.0.0/8\n", "A: b\n", "apple_mpp_ranges.txt:1"),
+        ("ap<ple 17.0.0.0/8\n", "A: b\n", "apple_mpp_ranges.txt:1"),
         ("17.0.0.0/8\n", "# c\nMimecast\n", "mail_security_agents.txt:2"),
         ("17.0.0.0/8\n", "Vendor:   \n", "mail_security_agents.txt:1"),
     ],
