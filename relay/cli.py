@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="fetch one list from another address (a mirror); repeatable",
     )
+    sub.choices["update-data"].add_argument(
+        "--force",
+        action="store_true",
+        help="install a list even when it lost more than half of its networks",
+    )
     # Set by the smtp and serve roles for the delivery process they start (delivery/child.py).
     sub.choices["deliver"].add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     add_queue_parser(sub)
@@ -141,7 +146,7 @@ def _cmd_update_data(args: argparse.Namespace) -> int:
         urls[name.strip()] = url.strip()
     data_dir = Path(config.tracking.data_dir or ".")
     try:
-        report = asyncio.run(run_update(data_dir, urls))
+        report = asyncio.run(run_update(data_dir, urls, force=args.force))
     except DataError as exc:
         raise StartupError(f"update-data: {exc}") from exc
     if report.unreachable and not report.installed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -48,14 +49,16 @@ def create_tracking_app(
     codec: TokenCodec,
     on_recorded: EventSink | None = None,
     hits: HitWriter | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed).
 
     hits: the event writer (``relay http`` runs it as a process); by default
-    events go through the store in this process.
+    events go through the store in this process. clock: when a hit happened
+    (another one replays recorded traffic at its own pace).
     """
     app = web.Application(client_max_size=TRACKING_MAX_BODY, handler_args=TRACKING_HANDLER_LIMITS)
-    views = PublicViews(config.tracking, store, codec, hits)
+    views = PublicViews(config.tracking, store, codec, hits, clock)
     views.recorder.on_recorded = on_recorded
     app.router.add_get("/o/{token}.gif", views.pixel)
     app.router.add_get("/c/{token}", views.click)

@@ -92,7 +92,7 @@ MAIL_CLIENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (family, re.compile(pattern, re.IGNORECASE))
     for family, pattern in (
         ("Outlook", r"Microsoft Outlook|ms-office|MSOffice \d|Outlook-(?:iOS|Android)|Outlook/\d"),
-        ("Outlook", r"MacOutlook/|Microsoft Office Outlook"),
+        ("Outlook", r"MacOutlook/|Microsoft Office Outlook|Outlook-Express/"),
         ("Thunderbird", r"Thunderbird/"),
         # Apple Mail and iOS Mail render with WebKit but, unlike Safari, name no browser.
         (

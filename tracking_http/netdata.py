@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,8 @@ def parse_prefixes_json(body: bytes) -> list[Network]:
 
 def parse_microsoft_endpoints(body: bytes) -> list[Network]:
     """Microsoft 365's endpoints web service: a list of endpoint sets; Exchange Online
-    Protection is the Exchange set whose URLs are ``*.mail.protection.outlook.com``."""
+    Protection is the Exchange sets whose URLs are ``*.protection.outlook.com`` and
+    ``*.mail.protection.outlook.com`` (ids 9 and 10 today)."""
     data = _json(body)
     if not isinstance(data, list):
         raise DataError("not a list of endpoint sets")
@@ -105,7 +106,7 @@ def parse_microsoft_endpoints(body: bytes) -> list[Network]:
         if not isinstance(item, dict) or item.get("serviceArea") != "Exchange":
             continue
         urls = item.get("urls") or []
-        if any(isinstance(u, str) and u.endswith("mail.protection.outlook.com") for u in urls):
+        if any(isinstance(u, str) and u.endswith("protection.outlook.com") for u in urls):
             texts += [ip for ip in item.get("ips") or [] if isinstance(ip, str)]
     return _networks(texts)
 
@@ -209,20 +210,28 @@ async def fetch_source(
     return Fetched(source, networks)
 
 
-def installed_counts(path: Path) -> dict[str, int]:
-    """Networks per label in the file in use; {} when it cannot be read (nothing to keep)."""
-    counts: dict[str, int] = {}
+def installed(path: Path) -> list[Labelled]:
+    """The networks of the file in use; [] when it cannot be read (nothing to keep)."""
     try:
-        items = read_labelled_networks(path)
+        return read_labelled_networks(path)
     except (OSError, ValueError):
-        return {}
-    for label, _network in items:
+        return []
+
+
+def count_labels(networks: Iterable[Labelled]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for label, _network in networks:
         counts[label] = counts.get(label, 0) + 1
     return counts
 
 
-def render_file(name: str, fetched: list[Fetched], now: float) -> tuple[str, int]:
-    """The data file's text (a header naming every source) and its number of networks."""
+def render_file(
+    name: str, fetched: list[Fetched], now: float, kept: Sequence[Labelled] = ()
+) -> tuple[str, int]:
+    """The data file's text (a header naming every source) and its number of networks.
+
+    kept: networks of the installed file whose publisher has no address to fetch
+    (a list only published as DNS records or by hand): carried over as they are."""
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now))
     lines = [
         f"# {name}: written by `relay update-data` on {date}.",
@@ -235,25 +244,29 @@ def render_file(name: str, fetched: list[Fetched], now: float) -> tuple[str, int
         f"({f.source.format}, {len(f.networks)} networks published)"
         for f in fetched
     ]
-    count = 0
+    if kept:
+        labels = ", ".join(sorted({label for label, _ in kept}))
+        lines.append(f"# kept from the installed file (no published address to fetch): {labels}")
+    count = len(kept)
     for item in fetched:
         networks = aggregate(item.networks)
         count += len(networks)
         lines.append("")
         lines += [f"{item.source.label} {network}" for network in networks]
+    if kept:
+        lines.append("")
+        lines += [f"{label} {network}" for label, network in kept]
     return "\n".join(lines) + "\n", count
 
 
-def check_shrink(name: str, installed: Mapping[str, int], fresh: Iterable[Labelled]) -> None:
-    counts: dict[str, int] = {}
-    for label, _network in fresh:
-        counts[label] = counts.get(label, 0) + 1
-    for label, before in installed.items():
+def check_shrink(name: str, before_counts: Mapping[str, int], fresh: Iterable[Labelled]) -> None:
+    counts = count_labels(fresh)
+    for label, before in before_counts.items():
         after = counts.get(label, 0)
         if before and after < before * SHRINK_LIMIT:
             raise DataError(
                 f"{label}'s list shrank from {before} to {after} networks; "
-                f"kept the installed {name}"
+                f"kept the installed {name} (--force installs it all the same)"
             )
 
 
@@ -281,9 +294,11 @@ async def update(
     sources: Iterable[Source],
     *,
     progress: bool = True,
+    force: bool = False,
     now: Callable[[], float] = time.time,
 ) -> Report:
-    """Fetch every source, then install each file whose sources all came through."""
+    """Fetch every source, then install each file whose sources all came through (and
+    whose lists kept at least half of their networks, unless force)."""
     by_file: dict[str, list[Source]] = {}
     for source in sources:
         by_file.setdefault(source.file, []).append(source)
@@ -293,9 +308,13 @@ async def update(
         for name, group in by_file.items():
             try:
                 fetched = [await fetch_source(session, s, progress=progress) for s in group]
-                text, count = render_file(name, fetched, now())
+                old = installed(data_file(name, data_dir))
+                labels = {s.label for s in group}
+                kept = [(label, n) for label, n in old if label not in labels]
+                text, count = render_file(name, fetched, now(), kept)
                 fresh = [(f.source.label, n) for f in fetched for n in aggregate(f.networks)]
-                check_shrink(name, installed_counts(data_file(name, data_dir)), fresh)
+                if not force:
+                    check_shrink(name, count_labels(n for n in old if n[0] in labels), fresh)
             except Unreachable as exc:
                 report.unreachable.append(str(exc))
                 report.refused[name] = str(exc)
@@ -320,8 +339,10 @@ def override(sources: Iterable[Source], urls: Mapping[str, str]) -> list[Source]
     ]
 
 
-async def run_update(data_dir: Path, urls: Mapping[str, str], *, progress: bool = True) -> Report:
-    return await update(data_dir, override(SOURCES, urls), progress=progress)
+async def run_update(
+    data_dir: Path, urls: Mapping[str, str], *, progress: bool = True, force: bool = False
+) -> Report:
+    return await update(data_dir, override(SOURCES, urls), progress=progress, force=force)
 
 
 SOURCES: tuple[Source, ...] = (
@@ -337,7 +358,7 @@ SOURCES: tuple[Source, ...] = (
         "googlebot",
         "google",
         CRAWLER_FILE,
-        "https://developers.google.com/static/search/apis/ipranges/googlebot.json",
+        "https://developers.google.com/static/crawling/ipranges/common-crawlers.json",
         "prefixes-json",
         "Googlebot",
     ),
@@ -345,7 +366,7 @@ SOURCES: tuple[Source, ...] = (
         "google-special",
         "google",
         CRAWLER_FILE,
-        "https://developers.google.com/static/search/apis/ipranges/special-crawlers.json",
+        "https://developers.google.com/static/crawling/ipranges/special-crawlers.json",
         "prefixes-json",
         "Google's special-case crawlers",
     ),
@@ -353,7 +374,7 @@ SOURCES: tuple[Source, ...] = (
         "google-fetcher",
         "google",
         CRAWLER_FILE,
-        "https://developers.google.com/static/search/apis/ipranges/user-triggered-fetchers.json",
+        "https://developers.google.com/static/crawling/ipranges/user-triggered-fetchers.json",
         "prefixes-json",
         "Google's user-triggered fetchers",
     ),
@@ -373,5 +394,29 @@ SOURCES: tuple[Source, ...] = (
         "?clientrequestid=b10c5ed1-bad1-445f-b386-b919946339a7",
         "microsoft-endpoints",
         "Exchange Online Protection / Defender for Office 365",
+    ),
+    Source(
+        "proofpoint",
+        "proofpoint",
+        SCANNER_FILE,
+        "https://proofpoint.my.site.com/support/PPSup_SupportInfo",
+        "cidr-text",
+        "Proofpoint's service networks (support information page)",
+    ),
+    Source(
+        "barracuda",
+        "barracuda",
+        SCANNER_FILE,
+        "https://campus.barracuda.com/product/emailgatewaydefense/doc/96023004/ip-analysis-inbound/",
+        "cidr-text",
+        "Barracuda Email Gateway Defense (documentation page)",
+    ),
+    Source(
+        "cloudflare-email",
+        "cloudflare-email",
+        SCANNER_FILE,
+        "https://developers.cloudflare.com/email-security/deployment/inline/reference/egress-ips/",
+        "cidr-text",
+        "Cloudflare Email Security egress (documentation page)",
     ),
 )

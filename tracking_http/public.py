@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
@@ -74,9 +75,15 @@ class PublicViews:
     """The request handlers; config, store and codec are handed in, never global."""
 
     def __init__(
-        self, config: TrackingConfig, store: Store, codec: TokenCodec, hits: HitWriter | None = None
+        self,
+        config: TrackingConfig,
+        store: Store,
+        codec: TokenCodec,
+        hits: HitWriter | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
+        self._clock = clock  # another clock replays recorded traffic (benchmarks/labelled.py)
         self._store = store
         self._codec = codec
         self.recorder = EventRecorder(config, store, hits=hits)
@@ -127,7 +134,7 @@ class PublicViews:
         return Hit(
             ip=client_address(request.remote, hops, proxies),
             user_agent=headers.get(hdrs.USER_AGENT, ""),
-            at=time.time(),
+            at=self._clock(),
             method=request.method,
             admin_cookie=cookie,
         )
