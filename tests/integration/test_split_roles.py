@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import re
 import smtplib
-import subprocess
 from pathlib import Path
 
 import aiohttp
-from support.processes import (
-    SinkHandler,
-    free_port,
-    relay_command,
-    relay_env,
-    wait_for_port,
-)
+from support.processes import SinkHandler, free_port, start_role, stop_role
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -26,24 +19,6 @@ MESSAGE = (
     b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
     b'<html><body><a href="https://example.com/offer">offer</a></body></html>\r\n'
 )
-
-
-def start_role(role: str, config: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        relay_command(role, "--config", str(config)),
-        cwd=config.parent,
-        env=relay_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    wait_for_port(port, proc)
-    return proc
-
-
-def stop_role(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err.decode(errors="replace")
 
 
 async def test_smtp_and_http_roles_share_the_store(

@@ -186,3 +186,21 @@ def stop_relay(relay: RelayProcess) -> tuple[int, str]:
         relay.proc.kill()
         _, err = relay.proc.communicate()
     return relay.proc.returncode, err.decode(errors="replace")
+
+
+def start_role(role: str, config: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        relay_command(role, "--config", str(config)),
+        cwd=config.parent,
+        env=relay_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_port(port, proc)
+    return proc
+
+
+def stop_role(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode(errors="replace")
