@@ -6,16 +6,23 @@ handler, then the relay with classification off (tracking.classify = false)
 and on. Afterwards the events in the store are counted: every answered
 request must be there. wrk sends one mail client's user agent throughout, so
 the classifier's per-agent and per-address caches are warm, as they are for
-the few agents and networks real traffic repeats.
+the few agents and networks real traffic repeats. Then both relay runs are
+repeated with many clients (``--clients``, default 20,000: more than the
+classifier's caches hold): a wrk script sends each request from the next
+address (X-Forwarded-For behind ``trusted_proxies``), half of them from
+Apple's Private Relay list, half from elsewhere, with MPP's bare agent, a
+mail client's or a browser's, so every lookup in the whole Apple list runs.
 
-    .venv/bin/python benchmarks/pixel.py [--connections 50] [--seconds 10]
+    .venv/bin/python benchmarks/pixel.py [--connections 50] [--seconds 10] [--clients 20000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -95,10 +102,50 @@ async def count_events(path: Path) -> int:
         await store.close()
 
 
-def wrk(url: str, connections: int, seconds: int) -> tuple[float, float, int]:
+AGENTS = (
+    "Mozilla/5.0",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.3",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)",
+)
+
+
+def client_script(work: Path, clients: int) -> Path:
+    """A wrk Lua script sending each request from the next of `clients` addresses."""
+    rng = random.Random(7)
+    apple = [
+        line.split()[-1]
+        for line in (REPO / "tracking_http" / "data" / "apple_private_relay.txt").open()
+        if line.strip() and not line.startswith("#")
+    ]
+    addresses = []
+    for n in range(clients):
+        if n % 2:
+            addresses.append(str(ipaddress.IPv4Address(rng.randrange(1 << 24, 223 << 24))))
+            continue
+        network = ipaddress.ip_network(rng.choice(apple))
+        offset = rng.randrange(min(network.num_addresses, 1 << 16))
+        addresses.append(str(network.network_address + offset))
+    quoted = ",".join(f'"{a}"' for a in addresses)
+    agents = ",".join(f'"{a}"' for a in AGENTS)
+    script = work / "clients.lua"
+    script.write_text(
+        f"local addrs = {{{quoted}}}\nlocal agents = {{{agents}}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format("GET", nil, {["X-Forwarded-For"] = addrs[(i % #addrs) + 1],\n'
+        '    ["User-Agent"] = agents[(i % #agents) + 1]})\nend\n'
+    )
+    return script
+
+
+def wrk(
+    url: str, connections: int, seconds: int, script: Path | None = None
+) -> tuple[float, float, int]:
     """requests/s, p99 latency in ms, requests answered."""
+    extra = ["-s", str(script)] if script else ["-H", UA_HEADER]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", UA_HEADER, url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
         capture_output=True,
         text=True,
         check=True,
@@ -124,19 +171,26 @@ def serve(args: list[str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
 
 
 def run_relay(
-    work: Path, db: Path, token: str, classify: bool, connections: int, seconds: int
+    work: Path,
+    db: Path,
+    token: str,
+    classify: bool,
+    connections: int,
+    seconds: int,
+    script: Path | None = None,
 ) -> tuple[float, float, int]:
     """`relay http` on the store, loaded by wrk: requests/s, p99 ms, requests answered."""
     http_port = free_port()
     config = work / "relay.toml"
     config.write_text(
         f'[tracking]\nlisten = "127.0.0.1:{http_port}"\nclassify = {str(classify).lower()}\n'
+        'trusted_proxies = ["127.0.0.1/32"]\n'
         f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n[store]\npath = "{db}"\n'
     )
     command = ["-m", "relay", "http", "--config", str(config), "--log-level", "WARNING"]
     ours = serve([sys.executable, *command], http_port, work)
     try:
-        return wrk(f"http://127.0.0.1:{http_port}/o/{token}.gif", connections, seconds)
+        return wrk(f"http://127.0.0.1:{http_port}/o/{token}.gif", connections, seconds, script)
     finally:
         ours.terminate()
         ours.wait(timeout=30)
@@ -146,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=20_000)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -164,13 +219,19 @@ def main() -> None:
             bare.wait()
         off = run_relay(work, db, token, False, args.connections, args.seconds)
         on = run_relay(work, db, token, True, args.connections, args.seconds)
+        script = client_script(work, args.clients)
+        many_off = run_relay(work, db, token, False, args.connections, args.seconds, script)
+        many_on = run_relay(work, db, token, True, args.connections, args.seconds, script)
         stored = asyncio.run(count_events(db))
     print(f"bare aiohttp      : {b_rate:8.0f} req/s  p99 {b_p99:.1f} ms")
     for name, (rate, p99, _) in (("classify off", off), ("classify on", on)):
         print(f"relay {name:<12}: {rate:8.0f} req/s  p99 {p99:.1f} ms  ({args.connections} conns)")
     print(f"ratio relay / bare: {on[0] / b_rate:.2f} (target >= 0.7; p99 target < 20 ms)")
     print(f"ratio classify on / off: {on[0] / off[0]:.2f} (target >= 0.85)")
-    answered = off[2] + on[2]
+    for name, (rate, p99, _) in (("classify off", many_off), ("classify on", many_on)):
+        print(f"relay {name:<12}: {rate:8.0f} req/s  p99 {p99:.1f} ms  ({args.clients} clients)")
+    print(f"ratio classify on / off, {args.clients} clients: {many_on[0] / many_off[0]:.2f}")
+    answered = off[2] + on[2] + many_off[2] + many_on[2]
     lost = answered - stored
     print(
         f"answered {answered}, stored {stored}: "

@@ -36,6 +36,8 @@ hostname = "relay.test"
 [tracking]
 listen = "127.0.0.1:{tracking}"
 base_url = "http://127.0.0.1:{tracking}"
+# The test's reader opens the mail a moment after delivery, which in life is a sandbox.
+bot_open_window = "0"
 
 [admin]
 listen = "127.0.0.1:{admin}"
