@@ -58,7 +58,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from crawlerdetect import CrawlerDetect
 
@@ -154,9 +154,11 @@ HEADLESS = re.compile(
 BARE_MOZILLA = re.compile(r"Mozilla/\d\.\d(?: \(compatible\))?", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class RequestFacts:
-    """What the caller knows about one tracking request; nothing here is looked up again."""
+class RequestFacts(NamedTuple):
+    """What the caller knows about one tracking request; nothing here is looked up again.
+
+    A tuple, not a frozen dataclass: built on every hit, and a frozen dataclass's
+    __init__ costs a setattr per field (a tenth of labelling a new client)."""
 
     kind: Literal["open", "click"]
     method: str  # "GET" / "HEAD"
@@ -172,8 +174,7 @@ class RequestFacts:
     honeypot_hit_by_client: bool = False  # this client (ip+ua) hit this message's honeypot
 
 
-@dataclass(frozen=True)
-class Classification:
+class Classification(NamedTuple):
     klass: EventClass
     reasons: tuple[str, ...]  # stable short codes, every signal seen
 
@@ -320,15 +321,16 @@ class Classifier:
         if address is None:
             return NetworkSignals(None)
         data = self.networks
-        scanner = data.scanners.label_of(address)
-        if scanner is None and address in self._configured_scanners:
+        version, value = address.version, int(address)
+        scanner = data.scanners.find(version, value)
+        if scanner is None and self._configured_scanners.find(version, value) is not None:
             scanner = ""
         return NetworkSignals(
             address,
-            ignore=address in self._ignore,
+            ignore=self._ignore.find(version, value) is not None,
             scanner=scanner,
-            crawler=data.crawlers.label_of(address),
-            apple=any(address in table for table in data.apple),
+            crawler=data.crawlers.find(version, value),
+            apple=any(table.find(version, value) is not None for table in data.apple),
         )
 
     def _self_signals(self, facts: RequestFacts, where: NetworkSignals) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from multidict import CIMultiDictProxy
 
 from relay.core.config import Network
+from tracking_http.networks import parse_address
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -41,11 +42,7 @@ def _parse_ip(value: str) -> IPAddress | None:
         text = text[1:].partition("]")[0]
     elif text.count(":") == 1:  # IPv4 with a port; bare IPv6 has several colons
         text = text.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    return normalize(address)
+    return parse_address(text)
 
 
 _parse_cached = functools.lru_cache(maxsize=PARSED_CACHE)(_parse_ip)

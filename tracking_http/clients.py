@@ -11,7 +11,7 @@ client too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracking_http.classify import BROWSERS, MAIL_CLIENTS
 from tracking_http.privacy import anonymize_ip
@@ -20,8 +20,7 @@ MAX_UA_CHARS = 512
 OTHER = "other"
 
 
-@dataclass(frozen=True)
-class ClientKey:
+class ClientKey(NamedTuple):
     """What tells clients apart: user-agent family and anonymised network."""
 
     family: str

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from relay.core.config import TrackingConfig
 from relay.core.models import Copy, EventClass
@@ -61,8 +61,7 @@ class Sender:
     at: float
 
 
-@dataclass(frozen=True)
-class Label:
+class Label(NamedTuple):
     klass: EventClass
     reasons: tuple[str, ...]
     honeypot: bool  # this hit is the honeypot link: relabel the client's other events
@@ -73,11 +72,11 @@ def burst_client(ip: str, user_agent: str) -> BurstClient:
     """Who counts as one client for ``click:burst``: network (/24, /64) and agent family."""
     address = parse_address(ip)
     if address is None:
-        network = ip[:64]
-    else:
-        keep = BURST_V4_PREFIX if address.version == 4 else BURST_V6_PREFIX
-        network = str(ipaddress.ip_network(f"{address}/{keep}", strict=False).network_address)
-    return network, ua_family(user_agent)
+        return ip[:64], ua_family(user_agent)
+    bits = address.max_prefixlen
+    keep = BURST_V4_PREFIX if bits == 32 else BURST_V6_PREFIX
+    network = int(address) >> (bits - keep)
+    return f"{address.version}:{network:x}", ua_family(user_agent)
 
 
 class RecentClicks:
@@ -163,7 +162,7 @@ class HitLabeller:
         self._family = functools.lru_cache(maxsize=UA_CACHE_SIZE)(ua_family)
         self._network = functools.lru_cache(maxsize=IP_CACHE_SIZE)(anonymize_ip)
         self._unlabelled = Label("human", (), honeypot=False)
-        self._opens: dict[OpenKey, Label] = {}
+        self._opens: OrderedDict[OpenKey, Label] = OrderedDict()
 
     def label(
         self,
@@ -218,7 +217,7 @@ class HitLabeller:
         who = ClientKey(self._family(user_agent), self._network(ip))
         label = Label(result.klass, result.reasons, honeypot=False, client=who)
         if len(self._opens) >= OPENS_REMEMBERED:
-            del self._opens[next(iter(self._opens))]
+            self._opens.popitem(last=False)  # O(1); a dict's first key is not, after churn
         self._opens[key] = label
         return label
 

@@ -8,6 +8,8 @@ from tracking_http.networks import parse_address
 
 IPV4_KEEP = 24  # the network of a home or office line, not the host
 IPV6_KEEP = 48  # a site's allocation; /64 would still single out one household
+V4_MASK = ((1 << IPV4_KEEP) - 1) << (32 - IPV4_KEEP)
+V6_MASK = ((1 << IPV6_KEEP) - 1) << (128 - IPV6_KEEP)
 
 
 def anonymize_ip(ip: str) -> str:
@@ -19,5 +21,8 @@ def anonymize_ip(ip: str) -> str:
     address = parse_address(ip)
     if address is None:
         return ""
-    keep = IPV4_KEEP if address.version == 4 else IPV6_KEEP
-    return str(ipaddress.ip_network(f"{address}/{keep}", strict=False).network_address)
+    if address.version == 4 and ip.count(".") == 3 and ":" not in ip:
+        return ip.strip().rpartition(".")[0] + ".0"  # the text is the address: no formatting
+    if address.version == 4:
+        return str(ipaddress.IPv4Address(int(address) & V4_MASK))
+    return str(ipaddress.IPv6Address(int(address) & V6_MASK))

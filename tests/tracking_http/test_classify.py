@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,7 @@ def req(**changes: Any) -> RequestFacts:
         at=LATER,
         delivered_at=DELIVERED,
     )
-    return dataclasses.replace(base, **changes)
+    return base._replace(**changes)
 
 
 def opened(**changes: Any) -> RequestFacts:
