@@ -68,8 +68,10 @@ class MaildirUpstream:
 
 
 def _make_dirs(path: Path) -> None:
+    """The maildir and its tmp/new/cur are created 0700: copies are private mail."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for sub in ("tmp", "new", "cur"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
+        (path / sub).mkdir(mode=0o700, exist_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:

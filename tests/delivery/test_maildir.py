@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,17 @@ def test_unusable_path_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match=r"upstream\.url"):
         open_upstream(UpstreamConfig(url=f"maildir:{blocker}/outbox"))
+
+
+async def test_outbox_folders_are_created_0700(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask: a plain mkdir would give 0755
+    try:
+        outbox = tmp_path / "outbox"
+        upstream = open_upstream(UpstreamConfig(url=f"maildir:{outbox}"))
+        outcome = await upstream.send("a@example.com", ["b@example.net"], MESSAGE)
+        await upstream.close()
+    finally:
+        os.umask(old)
+    assert outcome.status == "delivered"
+    for folder in (outbox, outbox / "tmp", outbox / "new", outbox / "cur"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

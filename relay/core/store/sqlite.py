@@ -8,6 +8,7 @@ unreachable store raises StoreUnavailable, never a sqlite3 error.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +76,7 @@ class SQLiteStore:
 
     async def open(self) -> None:
         try:
+            create_private(self.path)
             self._write_conn = await _connect(self.path)
             await run_in_thread(self._write_conn, schema.configure, BUSY_TIMEOUT_MS)
             await run_in_thread(self._write_conn, schema.migrate)
@@ -320,6 +322,25 @@ def _snapshot(fn: Callable[..., T]) -> Callable[..., T]:
             conn.execute("COMMIT")
 
     return in_transaction
+
+
+def create_private(path: str) -> None:
+    """Create the store file 0600 (owner only) before SQLite opens it; an existing file
+    keeps its mode. SQLite gives the -wal and -shm files the main file's mode.
+
+    The store holds the token-signing key and logged mail, so no other local user
+    may read it, whatever the umask.
+    """
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+    finally:
+        os.close(fd)
 
 
 async def _connect(path: str) -> aiosqlite.Connection:
