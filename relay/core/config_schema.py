@@ -98,6 +98,7 @@ class TrackingConfig:
     bot_open_window: float = 2.0  # a browser's pixel fetch this soon after delivery: a sandbox
     skip_bare_url_links: bool = True
     exclude_links: tuple[re.Pattern[str], ...] = ()
+    max_links_per_part: int = 1000  # links tracked per HTML part; later ones are left alone
     ignore_networks: tuple[Network, ...] = ()
     scanner_networks: tuple[Network, ...] = ()  # requests from these are bots (mail scanners)
     classify: bool = True  # false: every event is recorded "human" (benchmark baseline)

@@ -73,7 +73,7 @@ class Copy:
     last_reply: str = ""
     queue_id: str = ""  # the upstream's queue id, from its 250 reply
     delivered_at: float | None = None
-    rewrite_note: str = ""  # why the copy was relayed untracked, when it was
+    rewrite_note: str = ""  # why the copy (or part of it) was relayed untracked
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from relay.rewrite import mime
 from relay.rewrite.markup import apply_edits, escape_attribute, tracking_snippet
 
 AUTO_TOP_THRESHOLD = 102400  # Gmail clips HTML near 100 KB: a bottom pixel would never load
+MAX_LINKS_PER_PART = 1000  # tracking.max_links_per_part's default
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class RewritePlan:
     exclude_links: tuple[re.Pattern[str], ...] = ()
     own_base_urls: tuple[str, ...] = ()  # links already pointing here are not wrapped again
     honeypot_url: str | None = None  # an invisible link added when set
+    # Links tracked in one HTML part, in document order; later ones keep their href.
+    max_links_per_part: int = MAX_LINKS_PER_PART
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def plan_shape(plan: RewritePlan) -> Shape:
         plan.exclude_links,
         plan.own_base_urls,
         plan.honeypot_url is not None,
+        plan.max_links_per_part,
     )
 
 
@@ -103,7 +107,8 @@ class _PartTemplate:
 
     calls are the URLs the scanner asked to track, in its order; links are
     (edit number, call number, quote) and snippet the edit number of the pixel
-    and honeypot markup, if any.
+    and honeypot markup, if any; untracked counts the links over the plan's
+    max_links_per_part, left as they were.
     """
 
     part: mime.DecodedHtml
@@ -111,6 +116,7 @@ class _PartTemplate:
     calls: tuple[str, ...]
     links: tuple[tuple[int, int, str], ...]
     snippet: int | None
+    untracked: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,7 @@ def _changes(text: str, spans: list[tuple[int, int, str]]) -> bool:
 
 def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
     # Imported here: html.py imports RewritePlan from this package.
-    from relay.rewrite.html import html_edits
+    from relay.rewrite.html import scan_html
 
     if not (plan.opens or plan.clicks):
         return _left_alone(raw, shape, "tracking off")
@@ -200,7 +206,7 @@ def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
             calls.append(url)
             return _CALL.format(len(calls) - 1)
 
-        edits = html_edits(part.text, stand_in, pixel_at(plan, part.size), call)
+        edits, untracked = scan_html(part.text, stand_in, pixel_at(plan, part.size), call)
         links: list[tuple[int, int, str]] = []
         at: int | None = None
         for number, (_start, _end, new) in enumerate(edits):
@@ -208,7 +214,7 @@ def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
                 links.append((number, int(new[2:-2]), new[0]))
             elif snippet and new == snippet:
                 at = number
-        parts.append(_PartTemplate(part, tuple(edits), tuple(calls), tuple(links), at))
+        parts.append(_PartTemplate(part, tuple(edits), tuple(calls), tuple(links), at, untracked))
     return MessageTemplate(raw, shape, tuple(parts))
 
 
@@ -241,6 +247,11 @@ def _render(template: MessageTemplate, plan: RewritePlan) -> Rewritten:
             if _changes(part.text, spans):
                 edits.extend(mime.encode_html(raw, part, spans))
                 rewritten += 1
+            if scanned.untracked:
+                notes.append(
+                    f"HTML part at offset {part.entity.start}: {scanned.untracked} links after"
+                    f" the first {plan.max_links_per_part} left untracked (max_links_per_part)"
+                )
         except mime.PartLeftAlone as exc:
             links.rollback(checkpoint)
             notes.append(f"HTML part at offset {part.entity.start} left alone: {exc}")

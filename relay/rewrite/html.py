@@ -74,6 +74,8 @@ class _Scanner:
     body_close: int | None = None
     html_close: int | None = None
     tail_start: int | None = None  # where an unterminated comment/tag/raw text began
+    tracked: int = 0  # links tracked so far
+    untracked: int = 0  # links past plan.max_links_per_part, left as they were
 
     def run(self) -> None:
         """Walk the source once; each branch returns the position after its token."""
@@ -272,6 +274,10 @@ class _Scanner:
 
     def track_value(self, start: int, end: int, quote: str, url: str) -> None:
         """Replace source[start:end], an attribute value, by url's tracking URL."""
+        if self.tracked >= self.plan.max_links_per_part:
+            self.untracked += 1
+            return
+        self.tracked += 1
         quote = quote or '"'
         value = quote + escape_attribute(self.track_link(url), quote) + quote
         self.edits.append((start, end, value))
@@ -338,6 +344,16 @@ def html_edits(
 
     Kept apart so the caller can re-encode only the bytes around them.
     """
+    return scan_html(html, plan, pixel_at, track_link)[0]
+
+
+def scan_html(
+    html: str,
+    plan: RewritePlan,
+    pixel_at: Literal["top", "bottom"],
+    track_link: Callable[[str], str],
+) -> tuple[list[tuple[int, int, str]], int]:
+    """html_edits, and how many links were left untracked by plan.max_links_per_part."""
     scanner = _Scanner(html, plan, track_link)
     scanner.run()
     snippet = tracking_snippet(plan)
@@ -345,4 +361,4 @@ def html_edits(
         position = scanner.pixel_position(pixel_at)
         scanner.edits.append((position, position, snippet))
     scanner.edits.sort(key=_SPAN)
-    return scanner.edits
+    return scanner.edits, scanner.untracked

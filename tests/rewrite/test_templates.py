@@ -21,6 +21,7 @@ def copy_plan(
     position: Position = "auto",
     honeypot: bool = False,
     long_every: int = 0,
+    max_links: int = 1000,
 ) -> RewritePlan:
     """A copy's plan: its own URLs, some of different lengths, some left as they were
     (what build_plan does when a URL is too long for a token)."""
@@ -37,6 +38,7 @@ def copy_plan(
         link_url=link_url,
         pixel_position=position,
         honeypot_url=f"https://t.test/h/{copy}" if honeypot else None,
+        max_links_per_part=max_links,
     )
 
 
@@ -47,6 +49,7 @@ shapes = st.fixed_dictionaries(
         "position": st.sampled_from(["auto", "top", "bottom"]),
         "honeypot": st.booleans(),
         "long_every": st.integers(0, 3),
+        "max_links": st.sampled_from([1000, 0, 1, 2]),
     }
 )
 
