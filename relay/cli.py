@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
+from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
 from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
@@ -36,6 +37,7 @@ from relay.queue_cli import add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
 from tracking_http.app import RELOAD_NETWORKS, ReloadNetworks, create_admin_app, create_tracking_app
+from tracking_http.guard import GuardedSite, GuardSettings
 from tracking_http.netdata import DataError, run_update
 from tracking_http.notify import EventBroker, recorded_sink
 from tracking_http.webhooks import WebhookDispatcher
@@ -278,6 +280,8 @@ async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    quiet_loop_errors(loop, RateLimitedLog(log))
+    raise_file_limit()
     running = await _start(config, smtp=smtp, http=http, child=child)
     reloads: set[asyncio.Task[None]] = set()
 
@@ -334,9 +338,21 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             except (OSError, ValueError) as exc:
                 raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
             running.reload_networks = tracking[RELOAD_NETWORKS]
-            await _start_site(running, tracking, config.tracking.listen, "tracking.listen")
+            t = config.tracking
+            limits = GuardSettings(
+                t.max_connections,
+                t.max_connections_per_address,
+                t.header_timeout,
+                t.idle_timeout,
+                exempt=t.trusted_proxies,  # every reader arrives through them
+            )
+            await _start_site(running, tracking, t.listen, "tracking.listen", limits)
             admin = create_admin_app(config, store, metrics, broker)
-            await _start_site(running, admin, config.admin.listen, "admin.listen")
+            a = config.admin
+            limits = GuardSettings(
+                a.max_connections, a.max_connections_per_address, a.header_timeout, a.idle_timeout
+            )
+            await _start_site(running, admin, a.listen, "admin.listen", limits)
             # The HTTP role sends every webhook, the SMTP role's delivery outcomes included.
             running.webhooks = WebhookDispatcher(config.webhooks, store, metrics)
             await running.webhooks.start()
@@ -375,13 +391,23 @@ async def _bind(key: str, starting: Awaitable[SmtpServers]) -> SmtpServers:
 
 
 async def _start_site(
-    running: _Running, app: web.Application, addresses: Sequence[HostPort], key: str
+    running: _Running,
+    app: web.Application,
+    addresses: Sequence[HostPort],
+    key: str,
+    limits: GuardSettings,
 ) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5,
+        keepalive_timeout=limits.idle_timeout,
+    )
     await runner.setup()
     running.runners.append(runner)
     for address in addresses:
-        site = web.TCPSite(runner, address.host, address.port, shutdown_timeout=5)
+        site = GuardedSite(runner, address.host, address.port, limits)
         try:
             await site.start()
         except OSError as exc:

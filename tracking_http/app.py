@@ -21,6 +21,7 @@ from tracking_http.admin.event_routes import add_event_api
 from tracking_http.admin.metrics_view import metrics_handler
 from tracking_http.admin.privacy_views import PrivacyViews
 from tracking_http.admin.routes import add_dashboard
+from tracking_http.guard import guard_app
 from tracking_http.headers import SECURITY_HEADERS, add_security_headers
 from tracking_http.notify import EventBroker, EventSink
 from tracking_http.public import PublicViews
@@ -64,6 +65,7 @@ def create_tracking_app(
     app.router.add_get("/c/{token}", views.click)
     app.router.add_get("/healthz", views.healthz)
     app.on_response_prepare.append(add_security_headers)
+    guard_app(app)
     app[RELOAD_NETWORKS] = views.recorder.reload_networks
 
     async def drain(_app: web.Application) -> None:
@@ -113,4 +115,5 @@ def create_admin_app(
     app.router.add_get("/metrics", metrics_handler(metrics or Metrics(), store))
     add_event_api(app, store, broker or EventBroker())
     app.on_response_prepare.append(add_security_headers)
+    guard_app(app)
     return app

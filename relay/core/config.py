@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from relay.core import config_checks as checks
 from relay.core.config_reader import ConfigError, TomlTable, read_toml_file
@@ -132,6 +133,12 @@ def _smtp(t: TomlTable) -> SmtpConfig:
             "allowed_networks", d.allowed_networks, checks.parse_network
         ),
         max_message_size=t.get_positive_int("max_message_size", d.max_message_size),
+        max_sessions=t.get_positive_int("max_sessions", d.max_sessions),
+        max_sessions_per_address=t.get_positive_int(
+            "max_sessions_per_address", d.max_sessions_per_address
+        ),
+        command_timeout=t.convert("command_timeout", d.command_timeout, _positive_duration),
+        session_timeout=t.convert("session_timeout", d.session_timeout, _positive_duration),
         max_recipients=t.get_positive_int("max_recipients", d.max_recipients),
         max_queued_copies=t.get_positive_int("max_queued_copies", d.max_queued_copies),
         users=users,
@@ -194,6 +201,7 @@ def _tracking(t: TomlTable) -> TrackingConfig:
         ),
         classify=t.get_bool("classify", d.classify),
         data_dir=t.get_str("data_dir", d.data_dir),
+        **_http_limits(t, d),
         trusted_proxies=t.convert_list("trusted_proxies", d.trusted_proxies, checks.parse_network),
         policy=tuple(_policy(p) for p in t.tables("policy", _keys(TrackingPolicy))),
         privacy=_privacy(t.table("privacy", _keys(PrivacyConfig))),
@@ -243,7 +251,19 @@ def _admin(t: TomlTable) -> AdminConfig:
     token = t.get_str("token", d.token)
     if not token and any(not checks.is_loopback_host(a.host) for a in listen):
         raise t.error("token", "required when admin.listen is not loopback")
-    return AdminConfig(listen=listen, token=token)
+    return AdminConfig(listen=listen, token=token, **_http_limits(t, d))
+
+
+def _http_limits(t: TomlTable, d: TrackingConfig | AdminConfig) -> dict[str, Any]:
+    """The connection caps and timeouts both HTTP listeners take."""
+    return {
+        "max_connections": t.get_positive_int("max_connections", d.max_connections),
+        "max_connections_per_address": t.get_positive_int(
+            "max_connections_per_address", d.max_connections_per_address
+        ),
+        "header_timeout": t.convert("header_timeout", d.header_timeout, _positive_duration),
+        "idle_timeout": t.convert("idle_timeout", d.idle_timeout, _positive_duration),
+    }
 
 
 def _dkim(t: TomlTable) -> DkimConfig:

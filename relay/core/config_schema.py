@@ -48,6 +48,11 @@ class SmtpConfig:
     users: tuple[SmtpUser, ...] = ()
     # Option (SPEC 4): keep X-Mailgun-*/X-PM-*/X-MC-* headers for a tracking upstream.
     pass_through_tracking_headers: bool = False
+    # Open sessions over all listeners, and from one address, beyond which 421 4.7.0.
+    max_sessions: int = 200
+    max_sessions_per_address: int = 20
+    command_timeout: float = 300.0  # idle wait for the next command or DATA line (RFC 5321)
+    session_timeout: float = 1800.0  # a whole session, however busy
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,12 @@ class TrackingConfig:
     scanner_networks: tuple[Network, ...] = ()  # requests from these are bots (mail scanners)
     classify: bool = True  # false: every event is recorded "human" (benchmark baseline)
     data_dir: str = "./relay-data"  # refreshed network data (relay update-data); else shipped
+    # Connections of the tracking listener in all and from one address (beyond: 503), a
+    # request's header block, and an idle keep-alive connection.
+    max_connections: int = 4096
+    max_connections_per_address: int = 256
+    header_timeout: float = 10.0
+    idle_timeout: float = 15.0
     trusted_proxies: tuple[Network, ...] = ()
     policy: tuple[TrackingPolicy, ...] = ()
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -112,6 +123,10 @@ class TrackingConfig:
 class AdminConfig:
     listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8081),)
     token: str = ""
+    max_connections: int = 256
+    max_connections_per_address: int = 64
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, syntax
 
 from relay.core.config import Config, HostPort, SmtpConfig
+from relay.core.limits import ConnectionLimits, RateLimitedLog, peer_address
 from relay.core.metrics import Metrics
 from relay.core.store import Store
 from relay.smtp.addresses import plain_path
@@ -32,6 +33,7 @@ log = logging.getLogger("relay.smtp")
 READ_LIMIT = 64 * 1024  # StreamReader limit: DATA block size and longest command line read
 COMMAND_LIMIT = 512
 CLOSE_GRACE = 30.0  # seconds close() waits for sessions in DATA
+BACKLOG = 1024  # a burst of connects waits in the kernel instead of being reset
 CALL_LIMITS = {"*": 1_000_000, "EHLO": 50, "HELO": 50, "AUTH": 20, "STARTTLS": 5, "NOOP": 1000}
 
 
@@ -51,9 +53,11 @@ class RelaySession(Session):
 class Sessions:
     """The open connections of all listeners, and which of them are inside DATA."""
 
+    limits: ConnectionLimits
     open: set[RelaySMTP] = field(default_factory=set)
     in_data: set[RelaySMTP] = field(default_factory=set)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    refusals: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
     def enter_data(self, session: RelaySMTP) -> None:
         self.in_data.add(session)
@@ -92,9 +96,14 @@ class RelaySMTP(SMTP):
             tls_context=None if implicit_tls else tls_context,
             auth_require_tls=config.require_tls_for_auth and not implicit_tls,
             command_call_limit=CALL_LIMITS,
+            timeout=config.command_timeout,
             loop=asyncio.get_running_loop(),
         )
         self.relay_config: SmtpConfig = config
+        self.address: str | None = None  # the client's, once admitted
+        self.refused = False  # over smtp.max_sessions(_per_address): answered 421, closed
+        self.deadline: asyncio.TimerHandle | None = None  # smtp.session_timeout
+        self.spooling = False  # the handler is storing a message: its answer must go out
         self.implicit_tls = implicit_tls
         self.throttle = throttle
         self.sessions = sessions
@@ -115,13 +124,60 @@ class RelaySMTP(SMTP):
         return name + ("A" if session is not None and session.authenticated else "")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.address is None:  # a new connection (STARTTLS calls this again)
+            address = peer_address(transport)
+            refusal = self.sessions.limits.admit(address)
+            if refusal is not None:
+                self.sessions.refusals.warning(
+                    "refused", f"SMTP connection from {address} refused: {refusal}"
+                )
+                if isinstance(transport, asyncio.WriteTransport):
+                    host = self.relay_config.hostname
+                    transport.write(f"421 4.7.0 {host} Error: {refusal}\r\n".encode())
+                transport.close()
+                self.refused = True
+                return
+            self.address = address
+            self.deadline = self.loop.call_later(
+                self.relay_config.session_timeout, self._session_over
+            )
         super().connection_made(transport)
         self.sessions.open.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:  # nothing was set up
+            return
+        if self.deadline is not None:
+            self.deadline.cancel()
+        if self.address is not None:
+            self.sessions.limits.release(self.address)
+            self.address = None
         self.sessions.open.discard(self)
         self.sessions.leave_data(self)
         super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        """smtp.command_timeout: say why before hanging up, as Postfix does (aiosmtpd
+        only closes)."""
+        self._hang_up("command-timeout", "timeout exceeded")
+
+    def _session_over(self) -> None:
+        """smtp.session_timeout: however busy, a session ends (a message being spooled
+        finishes first, so its 250 is never lost)."""
+        if self.spooling:
+            self.deadline = self.loop.call_later(1.0, self._session_over)
+            return
+        self.deadline = None
+        self._hang_up("session-timeout", "session time limit exceeded")
+
+    def _hang_up(self, kind: str, why: str) -> None:
+        self.sessions.refusals.warning(kind, f"SMTP session from {self.address}: {why}")
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            host = self.relay_config.hostname
+            transport.write(f"421 4.4.2 {host} Error: {why}\r\n".encode())
+        if transport is not None:
+            transport.close()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's path parser, with a one-regex fast path for plain addresses."""
@@ -171,7 +227,11 @@ class RelaySMTP(SMTP):
             assert self.envelope is not None
             self.envelope.content = result.content
             self.envelope.original_content = result.content
-            status = await self._call_handler_hook("DATA")
+            self.spooling = True
+            try:
+                status = await self._call_handler_hook("DATA")
+            finally:
+                self.spooling = False
             return "250 2.0.0 Ok" if status is MISSING else str(status)
         finally:
             self.envelope = self._create_envelope()
@@ -281,7 +341,9 @@ async def start_smtp(
     if config.smtp.implicit_tls_listen and context is None:
         raise OSError("smtp.implicit_tls_listen needs smtp.tls_cert and smtp.tls_key")
     handler = RelayHandler(config, store, on_spooled, metrics)
-    sessions = Sessions()
+    sessions = Sessions(
+        ConnectionLimits(config.smtp.max_sessions, config.smtp.max_sessions_per_address)
+    )
     auth_throttle = throttle or AuthThrottle()
     loop = asyncio.get_running_loop()
     servers: list[tuple[asyncio.Server, bool]] = []
@@ -300,7 +362,11 @@ async def start_smtp(
     try:
         for address, implicit in wanted:
             server = await loop.create_server(
-                factory(implicit), address.host, address.port, ssl=context if implicit else None
+                factory(implicit),
+                address.host,
+                address.port,
+                ssl=context if implicit else None,
+                backlog=BACKLOG,
             )
             servers.append((server, implicit))
     except BaseException:

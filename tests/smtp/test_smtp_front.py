@@ -14,6 +14,7 @@ import pytest
 from smtp.running import OUTSIDE, LineClient, StartRelay, in_thread, smtp_config
 
 from relay.core.config import Config
+from relay.core.limits import ConnectionLimits
 from relay.core.store import Store
 from relay.rewrite.headers import header_values, split_head
 from relay.smtp.auth import AuthThrottle
@@ -253,7 +254,7 @@ class FaultyHandler(RelayHandler):
 
 async def test_a_bug_answers_451_not_500_and_the_session_survives(store: Store) -> None:
     config = Config(smtp=smtp_config())
-    sessions = Sessions()
+    sessions = Sessions(ConnectionLimits(10, 10))
     handler = FaultyHandler(config, store, lambda: None)
     server = await asyncio.get_running_loop().create_server(
         lambda: RelaySMTP(
