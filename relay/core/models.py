@@ -74,15 +74,48 @@ class Copy:
     queue_id: str = ""  # the upstream's queue id, from its 250 reply
     delivered_at: float | None = None
     rewrite_note: str = ""  # why the copy (or part of it) was relayed untracked
+    # A shared copy whose recipients the upstream answered differently (RCPT
+    # refusals): each recipient's own last reply; empty when last_reply is everyone's.
+    replies: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class RecipientRefusal:
+    """One envelope recipient the upstream refused at RCPT, with its own answer."""
+
+    address: str
+    status: Literal["temporary", "permanent"]
+    reply: str
 
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """The result of one delivery attempt, as the upstream module reports it."""
+    """The result of one delivery attempt, as the upstream module reports it.
+
+    ``refused`` lists the recipients the upstream answered on their own at RCPT;
+    status, reply and queue_id are the answer for every other recipient (when
+    every recipient was refused, status sums theirs up: temporary if any was).
+    """
 
     status: Literal["delivered", "temporary", "permanent"]
     reply: str  # the upstream's reply text, or a description of the failure
     queue_id: str = ""
+    refused: tuple[RecipientRefusal, ...] = ()
+
+
+@dataclass(frozen=True)
+class CopyPart:
+    """Some recipients of a shared copy and the outcome of the attempt for them.
+
+    A shared copy whose recipients got different outcomes is split: each part
+    gets its own copy (the first keeps the original), so each is retried,
+    bounced or done on its own.
+    """
+
+    rcpt_tos: tuple[str, ...]
+    outcome: DeliveryOutcome
+    next_attempt_at: float | None  # temporary: when to try again; None: give up (bounce)
+    replies: dict[str, str] = field(default_factory=dict)  # address -> own reply, if they differ
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """Bounces: one RFC 3464 delivery status notification per bounced copy.
 
+A shared copy whose recipients were answered apart was split by outcome
+(delivery.recipients), so its bounced part names exactly the refused
+recipients, each with its own reply.
+
 The store writes a pending bounce in the transaction that bounces the copy (a
 null sender gets none: "skipped"), so this sender only works through that
 durable to-do list: a restart resends what was not yet sent and never makes a
@@ -16,7 +20,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from relay.core.config import Config
 from relay.core.metrics import DeliveryMetrics
@@ -67,9 +71,19 @@ def recipient_fields(rcpt: str, reply: str, at: float) -> list[str]:
 
 
 def build_dsn(
-    hostname: str, message: Message, rcpts: Sequence[str], reason: str, raw: bytes
+    hostname: str,
+    message: Message,
+    rcpts: Sequence[str],
+    reason: str,
+    raw: bytes,
+    replies: Mapping[str, str] | None = None,
 ) -> bytes:
-    """multipart/report: a human text part, message/delivery-status, the original headers."""
+    """multipart/report: a human text part, message/delivery-status, the original headers.
+
+    replies: each recipient's own reply, when they differ (a split shared copy);
+    a recipient not in it is reported with reason.
+    """
+    own = replies or {}
     now = time.time()
     boundary = f"=_dsn_{secrets.token_hex(12)}"
     headers = raw[: min(head_end(raw), MAX_ORIGINAL_HEADERS)].rstrip(b"\r\n")
@@ -78,7 +92,7 @@ def build_dsn(
         "",
         "Your message could not be delivered to the following recipients:",
         "",
-        *(f"  <{_ascii(r)}>: {_ascii(reason)[:900]}" for r in rcpts),
+        *(f"  <{_ascii(r)}>: {_ascii(own.get(r, reason))[:900]}" for r in rcpts),
         "",
         "The headers of your message are attached.",
     ]
@@ -88,7 +102,7 @@ def build_dsn(
         "",
     ]
     for rcpt in rcpts:
-        status += [*recipient_fields(rcpt, reason, now), ""]
+        status += [*recipient_fields(rcpt, own.get(rcpt, reason), now), ""]
     head = [
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
         f"To: <{message.mail_from}>",
@@ -171,7 +185,8 @@ class BounceSender:
             await self.store.settle_bounce(pending.copy_id, "failed", "nothing to bounce to")
             return
         raw = await self.store.load_raw(message.id)
-        dsn = build_dsn(self.config.smtp.hostname, message, _rcpts(copy), pending.reason, raw)
+        hostname, rcpts = self.config.smtp.hostname, _rcpts(copy)
+        dsn = build_dsn(hostname, message, rcpts, pending.reason, raw, copy.replies)
         outcome = await self.upstream.send("", (message.mail_from,), dsn)
         if outcome.status == "delivered":
             await self.store.settle_bounce(pending.copy_id, "sent", outcome.reply)

@@ -8,7 +8,9 @@ every copy: it came in over SMTP) and whose addresses are plain ASCII
 addr-specs needs none of that, so it goes through execute_command with
 bytes.count and bytes.replace instead. Anything else goes through sendmail
 unchanged. The behaviour is sendmail's: the same SIZE, the same exceptions,
-RSET after a refusal.
+RSET after a refusal; but a DATA failure after some recipients were refused at
+RCPT keeps their refusals (PartlyRefusedDataError), so each recipient's outcome
+is known.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ _PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]++@(?:[A-Za-z0-9.\-]++|\[[A-Za-z0-9:.\-]++\])"
 )
 _ACCEPTED_RCPT = (250, 251)
+
+
+class PartlyRefusedDataError(SMTPDataError):
+    """DATA failed after some recipients had been refused at RCPT: their own answers stay."""
+
+    def __init__(self, code: int, message: str, refused: Sequence[SMTPRecipientRefused]) -> None:
+        super().__init__(code, message)
+        self.refused = tuple(refused)
+
+
+def _data_error(reply: SMTPResponse, refused: Sequence[SMTPRecipientRefused]) -> SMTPDataError:
+    if refused:
+        return PartlyRefusedDataError(reply.code, reply.message, refused)
+    return SMTPDataError(reply.code, reply.message)
 
 
 def wire_data(data: bytes) -> bytes | None:
@@ -87,10 +103,10 @@ async def send_mail(
             raise SMTPRecipientsRefused(refused)
         reply = await client.execute_command(b"DATA")
         if reply.code != 354:
-            raise SMTPDataError(reply.code, reply.message)
+            raise _data_error(reply, refused)
         reply = await _payload(client, wire)
         if reply.code != 250:
-            raise SMTPDataError(reply.code, reply.message)
+            raise _data_error(reply, refused)
     except (SMTPResponseException, SMTPRecipientsRefused):
         with contextlib.suppress(ConnectionError, SMTPResponseException):
             await client.rset()

@@ -24,9 +24,9 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from relay.core.config import ConfigError, UpstreamConfig
-from relay.core.models import DeliveryOutcome
+from relay.core.models import DeliveryOutcome, RecipientRefusal
 from relay.delivery.maildir import MaildirUpstream
-from relay.delivery.transaction import send_mail
+from relay.delivery.transaction import PartlyRefusedDataError, send_mail
 
 log = logging.getLogger("relay.delivery.upstream")
 
@@ -221,7 +221,8 @@ class SmtpUpstream:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             return refused_outcome(exc.recipients), True
         except aiosmtplib.SMTPResponseException as exc:
-            outcome = DeliveryOutcome(status_for(exc.code), f"{exc.code} {exc.message}")
+            apart = refusals(exc.refused) if isinstance(exc, PartlyRefusedDataError) else ()
+            outcome = DeliveryOutcome(status_for(exc.code), f"{exc.code} {exc.message}", "", apart)
             return outcome, 400 <= exc.code < 600  # a malformed reply leaves the stream desynced
         except aiosmtplib.SMTPNotSupported as exc:
             return DeliveryOutcome("permanent", str(exc)), True
@@ -229,10 +230,11 @@ class SmtpUpstream:
             return DeliveryOutcome("permanent", f"unusable address: {exc}"), True
         except _CONNECTION_ERRORS as exc:
             return DeliveryOutcome("temporary", f"{self.target}: {describe(exc)}"), False
-        text = f"250 {reply}"
-        if refused:
-            text += "; refused: " + "; ".join(f"{r}: {c} {m}" for r, (c, m) in refused.items())
-        return DeliveryOutcome("delivered", text, parse_queue_id(reply)), True
+        own = tuple(
+            RecipientRefusal(address, status_for(code), f"{code} {message}")
+            for address, (code, message) in refused.items()
+        )
+        return DeliveryOutcome("delivered", f"250 {reply}", parse_queue_id(reply), own), True
 
 
 def mail_options(
@@ -252,13 +254,23 @@ def status_for(code: int) -> Literal["temporary", "permanent"]:
     return "permanent" if 500 <= code < 600 else "temporary"
 
 
-def refused_outcome(refusals: Sequence[aiosmtplib.SMTPRecipientRefused]) -> DeliveryOutcome:
-    """Every recipient refused: temporary if any refusal was."""
-    statuses = {status_for(r.code) for r in refusals}
+def refusals(
+    refused: Sequence[aiosmtplib.SMTPRecipientRefused],
+) -> tuple[RecipientRefusal, ...]:
+    """Each refused recipient with its own status and reply."""
+    return tuple(
+        RecipientRefusal(r.recipient, status_for(r.code), f"{r.code} {r.message}") for r in refused
+    )
+
+
+def refused_outcome(refused: Sequence[aiosmtplib.SMTPRecipientRefused]) -> DeliveryOutcome:
+    """Every recipient refused: temporary if any refusal was; each one's own answer kept."""
+    statuses = {status_for(r.code) for r in refused}
     status: Literal["temporary", "permanent"] = (
         "temporary" if "temporary" in statuses else "permanent"
     )
-    return DeliveryOutcome(status, "; ".join(f"{r.code} {r.message}" for r in refusals))
+    reply = "; ".join(dict.fromkeys(f"{r.code} {r.message}" for r in refused))
+    return DeliveryOutcome(status, reply, refused=refusals(refused))
 
 
 def parse_queue_id(reply: str) -> str:

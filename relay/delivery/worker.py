@@ -15,12 +15,13 @@ import time
 
 from relay.core.config import Config, UpstreamConfig
 from relay.core.metrics import DeliveryMetrics
-from relay.core.models import Copy, DeliveryOutcome, Message
+from relay.core.models import Copy, CopyPart, DeliveryOutcome, Message
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import BounceSender
 from relay.delivery.copies import RewriteTemplates, build_copy
 from relay.delivery.recent import RecentMessages
+from relay.delivery.recipients import answered_apart
 from relay.delivery.signing import sign_copy
 from relay.delivery.upstream import Upstream, describe
 from relay.dkim import DkimSigner
@@ -188,15 +189,53 @@ class DeliveryWorker:
     async def _record(
         self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
     ) -> None:
-        next_at: float | None = None
-        if outcome.status == "temporary":
-            next_at = retry_at(self.config.upstream, copy.attempts, received_at, time.time())
-            if next_at is None:
-                age = self.config.upstream.max_queue_age
-                reply = f"gave up after {age:.0f}s in the queue; last reply: {outcome.reply}"
-                outcome = DeliveryOutcome("permanent", reply)
+        if outcome.refused and copy.recipient is None:
+            await self._record_parts(copy, received_at, outcome, note)
+            return
+        outcome, next_at = self._schedule(copy, received_at, outcome)
         await self.store.record_outcome(copy.id, outcome, next_at, note)
-        _log_outcome(copy, outcome, next_at)
+        self._recorded(copy.id, copy.rcpt_tos, outcome, next_at)
+
+    async def _record_parts(
+        self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
+    ) -> None:
+        """A shared copy whose recipients were answered apart: one part per outcome."""
+        parts: list[CopyPart] = []
+        for group in answered_apart(copy.rcpt_tos, outcome):
+            settled, next_at = self._schedule(copy, received_at, group.outcome)
+            replies = group.replies
+            if settled is not group.outcome:  # given up: each reply says so too
+                replies = {a: self._gave_up(reply) for a, reply in replies.items()}
+            parts.append(CopyPart(group.rcpt_tos, settled, next_at, replies))
+        if len(parts) == 1 and not parts[0].replies:
+            await self.store.record_outcome(
+                copy.id, parts[0].outcome, parts[0].next_attempt_at, note
+            )
+            ids = [copy.id]
+        else:
+            ids = await self.store.record_parts(copy.id, parts, note)
+        for copy_id, part in zip(ids, parts, strict=True):
+            self._recorded(copy_id, part.rcpt_tos, part.outcome, part.next_attempt_at)
+
+    def _schedule(
+        self, copy: Copy, received_at: float, outcome: DeliveryOutcome
+    ) -> tuple[DeliveryOutcome, float | None]:
+        """A temporary failure's next attempt, or a bounce once the queue age is reached."""
+        if outcome.status != "temporary":
+            return outcome, None
+        next_at = retry_at(self.config.upstream, copy.attempts, received_at, time.time())
+        if next_at is None:
+            return DeliveryOutcome("permanent", self._gave_up(outcome.reply)), None
+        return outcome, next_at
+
+    def _gave_up(self, reply: str) -> str:
+        age = self.config.upstream.max_queue_age
+        return f"gave up after {age:.0f}s in the queue; last reply: {reply}"
+
+    def _recorded(
+        self, copy_id: int, rcpts: tuple[str, ...], outcome: DeliveryOutcome, next_at: float | None
+    ) -> None:
+        _log_outcome(copy_id, rcpts, outcome, next_at)
         if outcome.status == "permanent":
             self.bounces.wake()
         if self.metrics is not None:
@@ -214,12 +253,14 @@ class DeliveryWorker:
             self._held[copy.id] = time.monotonic() + HOLD_SECONDS
 
 
-def _log_outcome(copy: Copy, outcome: DeliveryOutcome, next_at: float | None) -> None:
-    who = copy.recipient or ", ".join(copy.rcpt_tos)
+def _log_outcome(
+    copy_id: int, rcpts: tuple[str, ...], outcome: DeliveryOutcome, next_at: float | None
+) -> None:
+    who = ", ".join(rcpts)
     if outcome.status == "delivered":
-        log.info("copy %s to %s delivered: %s", copy.id, who, outcome.reply)
+        log.info("copy %s to %s delivered: %s", copy_id, who, outcome.reply)
     elif outcome.status == "permanent":
-        log.warning("copy %s to %s bounced: %s", copy.id, who, outcome.reply)
+        log.warning("copy %s to %s bounced: %s", copy_id, who, outcome.reply)
     else:
         wait = (next_at or time.time()) - time.time()
-        log.info("copy %s to %s deferred %.0fs: %s", copy.id, who, wait, outcome.reply)
+        log.info("copy %s to %s deferred %.0fs: %s", copy_id, who, wait, outcome.reply)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.core.config import UpstreamConfig
+from relay.core.models import RecipientRefusal
 from relay.delivery.transaction import wire_data
 from relay.delivery.upstream import Upstream, open_upstream
 
@@ -92,5 +93,22 @@ async def test_one_refused_recipient_of_two(make_sink: SinkFactory) -> None:
     )
     await upstream.close()
     assert outcome.status == "delivered"
-    assert "gone@example.net: 550 5.1.1 no such user" in outcome.reply
+    assert outcome.refused == (
+        RecipientRefusal("gone@example.net", "permanent", "550 5.1.1 no such user"),
+    )
     assert handler.messages[0].rcpt_tos == ["b@example.net"]
+
+
+async def test_a_data_failure_keeps_the_rcpt_refusals(make_sink: SinkFactory) -> None:
+    handler, port = make_sink()
+    handler.rcpt_replies["busy@example.net"] = "450 4.2.1 try later"
+    handler.data_replies.append("554 5.6.0 content rejected")
+    upstream = upstream_for(port)
+    outcome = await upstream.send(
+        "a@example.com", ["busy@example.net", "b@example.net"], HEAD + b"hi\r\n"
+    )
+    await upstream.close()
+    assert (outcome.status, outcome.reply) == ("permanent", "554 5.6.0 content rejected")
+    assert outcome.refused == (
+        RecipientRefusal("busy@example.net", "temporary", "450 4.2.1 try later"),
+    )

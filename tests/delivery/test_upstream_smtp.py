@@ -86,7 +86,8 @@ async def test_shared_copy_partly_refused_is_delivered(make_sink: SinkFactory) -
     outcome = await upstream.send("a@example.com", ["b@example.net", "gone@example.net"], MESSAGE)
     await upstream.close()
     assert outcome.status == "delivered"
-    assert "gone@example.net: 550" in outcome.reply
+    assert [(r.address, r.status) for r in outcome.refused] == [("gone@example.net", "permanent")]
+    assert outcome.refused[0].reply.startswith("550")
     assert handler.messages[0].rcpt_tos == ["b@example.net"]
 
 

@@ -79,11 +79,17 @@ def opened_word(opens: dict[str, int]) -> str:
 
 
 def recipient_json(report: RecipientReport) -> JsonObject:
+    """A recipient of a shared copy has its own state and reply too: a copy whose
+    recipients the upstream answered apart is split by outcome (copy_id tells
+    which part; shared: its events count for "someone")."""
+    copy = report.copy
     return {
         "address": report.address,
-        "state": report.copy.state if report.copy is not None else None,
-        "rewrite_note": report.copy.rewrite_note if report.copy is not None else "",
-        **delivery_json(report.copy),
+        "state": copy.state if copy is not None else None,
+        "copy_id": copy.id if copy is not None else None,
+        "shared": copy is not None and copy.recipient is None,
+        "rewrite_note": copy.rewrite_note if copy is not None else "",
+        **delivery_json(copy),
         "opens": counts(OPEN_CLASSES, report.opens),
         "clicks": counts(CLICK_CLASSES, report.clicks),
         "opened": opened_word(report.opens),

@@ -12,6 +12,7 @@ from typing import Protocol
 from relay.core.models import (
     ContactReport,
     Copy,
+    CopyPart,
     CopySpec,
     DeliveryOutcome,
     Event,
@@ -70,6 +71,13 @@ class Store(Protocol):
         """delivered/permanent end the copy; temporary defers it to next_attempt_at.
 
         A copy that ends bounced gets a bounce record in the same transaction."""
+
+    async def record_parts(
+        self, copy_id: int, parts: Sequence[CopyPart], rewrite_note: str = ""
+    ) -> list[int]:
+        """A shared copy whose recipients got different outcomes: the copy keeps the first
+        part, each other part becomes a new copy with its outcome; all in one transaction.
+        Returns the copies' ids, in the order of parts."""
 
     # --- queue operations and bounces -------------------------------------------
     async def queue_depth(self) -> dict[str, int]:

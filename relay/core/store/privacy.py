@@ -38,6 +38,7 @@ def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
         (wanted,),
     ).rowcount
     copies += _drop_from_lists(conn, "copies", wanted, f"state NOT IN {PENDING}")
+    _drop_replies(conn, wanted, f"state NOT IN {PENDING}")
     messages = _drop_from_lists(conn, "messages", wanted, "1")
     return {
         "events": events,
@@ -66,13 +67,18 @@ def _drop_webhooks(conn: sqlite3.Connection, address: str) -> int:
     return int(queued) + int(outbox)
 
 
+def _quoted_pattern(address: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') for the address as a JSON string anywhere in a column."""
+    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f'%"{escaped}"%'
+
+
 def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: str) -> int:
     """Remove the address from the rcpt_tos JSON lists of ``table`` rows; returns rows changed."""
-    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     rows = conn.execute(
         f"SELECT rowid, rcpt_tos FROM {table} WHERE rcpt_tos LIKE ? ESCAPE '\\' AND {where}"
         " LIMIT ?",
-        (f'%"{escaped}"%', MAX_ERASE_MESSAGES),
+        (_quoted_pattern(address), MAX_ERASE_MESSAGES),
     ).fetchall()
     changed = []
     for rowid, rcpts_json in rows:
@@ -82,6 +88,22 @@ def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: 
             changed.append((json.dumps(kept), rowid))
     conn.executemany(f"UPDATE {table} SET rcpt_tos = ? WHERE rowid = ?", changed)
     return len(changed)
+
+
+def _drop_replies(conn: sqlite3.Connection, address: str, where: str) -> None:
+    """Remove the address's own reply from split shared copies (schema step 6)."""
+    rows = conn.execute(
+        f"SELECT id, rcpt_replies FROM copies WHERE rcpt_replies LIKE ? ESCAPE '\\'"
+        f" AND {where} LIMIT ?",
+        (_quoted_pattern(address), MAX_ERASE_MESSAGES),
+    ).fetchall()
+    changed = []
+    for copy_id, replies_json in rows:
+        replies = json.loads(replies_json)
+        kept = {a: r for a, r in replies.items() if a.strip().lower() != address}
+        if len(kept) != len(replies):
+            changed.append((json.dumps(kept), copy_id))
+    conn.executemany("UPDATE copies SET rcpt_replies = ? WHERE id = ?", changed)
 
 
 def purge_step(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:

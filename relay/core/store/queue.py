@@ -8,11 +8,12 @@ record one twice (its primary key is the copy id).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
 
-from relay.core.models import Copy, DeliveryOutcome, PendingBounce
+from relay.core.models import Copy, CopyPart, DeliveryOutcome, PendingBounce
 from relay.core.store.reads import COPY_COLUMNS, copy_from_row
 from relay.core.store.writes import apply_outcome, clean_text
 
@@ -44,6 +45,45 @@ def record_outcome(
         " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
         (copy_id, row[1], state, clean_text(outcome.reply), now, now),
     )
+
+
+def record_parts(
+    conn: sqlite3.Connection, copy_id: int, parts: Sequence[CopyPart], rewrite_note: str
+) -> list[int]:
+    """A shared copy whose recipients got different outcomes, split by outcome.
+
+    The copy keeps the first part's recipients (the ones its tokens went to);
+    each further part becomes a new shared copy of the message with the same
+    attempts, recorded like any outcome (so a deferred part is retried on the
+    schedule alone, a bounced one gets its bounce row, and the webhook triggers
+    fire). One transaction: a crash leaves the copy whole or split, never half.
+    Returns the copy ids, in the order of parts.
+    """
+    if not parts:
+        raise ValueError("no parts")
+    row = conn.execute(
+        "SELECT message_id, attempts FROM copies WHERE id = ? AND recipient IS NULL", (copy_id,)
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"no shared copy {copy_id}")
+    now = time.time()
+    ids = [copy_id]
+    for _part in parts[1:]:
+        cursor = conn.execute(
+            "INSERT INTO copies (message_id, recipient, rcpt_tos, state, attempts,"
+            " next_attempt_at, created_at) VALUES (?, NULL, '[]', 'queued', ?, ?, ?)",
+            (row[0], row[1], now, now),
+        )
+        assert cursor.lastrowid is not None
+        ids.append(cursor.lastrowid)
+    for part_id, part in zip(ids, parts, strict=True):
+        note = rewrite_note if part_id == copy_id else ""
+        record_outcome(conn, part_id, part.outcome, part.next_attempt_at, note)
+        conn.execute(  # JSON text is ASCII (escaped), so no clean_text is needed
+            "UPDATE copies SET rcpt_tos = ?, rcpt_replies = ? WHERE id = ?",
+            (json.dumps(list(part.rcpt_tos)), json.dumps(dict(part.replies)), part_id),
+        )
+    return ids
 
 
 def queue_depth(conn: sqlite3.Connection) -> dict[str, int]:

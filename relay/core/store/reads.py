@@ -15,7 +15,7 @@ MESSAGE_COLUMNS = (
 )
 COPY_COLUMNS = (
     "id, message_id, recipient, rcpt_tos, state, attempts, next_attempt_at, last_reply,"
-    " queue_id, delivered_at, rewrite_note"
+    " queue_id, delivered_at, rewrite_note, rcpt_replies"
 )
 EVENT_COLUMNS = (
     "id, kind, copy_id, message_id, recipient, at, ip, user_agent, klass, reasons, url,"
@@ -59,7 +59,15 @@ def copy_from_row(row: Any) -> Copy:
         queue_id=row[8],
         delivered_at=row[9],
         rewrite_note=row[10],
+        replies=_replies(row[11]),
     )
+
+
+def _replies(text: str) -> dict[str, str]:
+    """The per-recipient replies of a split shared copy; '{}' (nearly every copy) is cheap."""
+    if not text or text == "{}":
+        return {}
+    return {str(k): str(v) for k, v in json.loads(text).items()}
 
 
 def event_from_row(row: Any) -> Event:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 import sqlite3
 from collections import defaultdict
@@ -169,7 +170,9 @@ def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport |
         if copy.recipient is not None:
             recipients.append(tallies[copy.id].report(copy.recipient, copy))
         else:  # a shared copy: the addresses and their state, counts go to "someone"
-            recipients.extend(_Tally().report(address, copy) for address in copy.rcpt_tos)
+            recipients.extend(
+                _Tally().report(address, own_copy(copy, address)) for address in copy.rcpt_tos
+            )
     shared = next((c for c in copies if c.recipient is None), None)
     distinct = list({id(t): t for t in tallies.values()}.values())
     return MessageReport(
@@ -178,6 +181,14 @@ def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport |
         someone.report(None, shared),
         message_links(distinct),
     )
+
+
+def own_copy(copy: Copy, address: str) -> Copy:
+    """A shared copy as one of its recipients saw it: with that recipient's own reply."""
+    reply = copy.replies.get(address)
+    if reply is None:
+        return copy
+    return dataclasses.replace(copy, last_reply=reply, replies={})
 
 
 def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, _Tally]) -> None:

@@ -211,12 +211,21 @@ _V5_QUIET: tuple[str, ...] = (  # no work for webhooks when none is configured
     END""",
 )
 
+_V6_RECIPIENT_OUTCOMES: tuple[str, ...] = (  # per-recipient outcomes of a shared copy
+    # A shared copy whose recipients the upstream answered differently is split into
+    # copies by outcome (store/queue.py record_parts); this keeps each recipient's own
+    # reply ({"address": "reply"}) where one copy's recipients were answered apart.
+    # Existing copies get '{}': their last_reply is every recipient's.
+    "ALTER TABLE copies ADD COLUMN rcpt_replies TEXT NOT NULL DEFAULT '{}'",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2_DELIVERY,
     _V3_CLASSIFY,
     _V4_WEB,
     _V5_QUIET,
+    _V6_RECIPIENT_OUTCOMES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,6 +19,7 @@ import aiosqlite
 from relay.core.models import (
     ContactReport,
     Copy,
+    CopyPart,
     CopySpec,
     DeliveryOutcome,
     Event,
@@ -144,6 +145,12 @@ class SQLiteStore:
         await self._write(
             lambda c: queue.record_outcome(c, copy_id, outcome, next_attempt_at, rewrite_note)
         )
+
+    async def record_parts(
+        self, copy_id: int, parts: Sequence[CopyPart], rewrite_note: str = ""
+    ) -> list[int]:
+        wanted = list(parts)
+        return await self._write(lambda c: queue.record_parts(c, copy_id, wanted, rewrite_note))
 
     # --- queue operations and bounces -------------------------------------------
     async def queue_depth(self) -> dict[str, int]:

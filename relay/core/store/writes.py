@@ -107,7 +107,11 @@ def apply_outcome(
     next_attempt_at: float | None,
     rewrite_note: str,
 ) -> None:
-    """delivered -> delivered; permanent, or temporary with no next attempt -> bounced."""
+    """delivered -> delivered; permanent, or temporary with no next attempt -> bounced.
+
+    The reply is now every recipient's: per-recipient replies of an earlier
+    attempt are cleared (queue.record_parts sets them again for a split).
+    """
     _require_copy(conn, copy_id)
     now = time.time()
     if outcome.status == "delivered":
@@ -118,6 +122,7 @@ def apply_outcome(
         state, delivered_at = "bounced", None
     conn.execute(
         "UPDATE copies SET state = ?, attempts = attempts + 1, last_reply = ?,"
+        " rcpt_replies = '{}',"
         " queue_id = CASE WHEN ? = '' THEN queue_id ELSE ? END,"
         " next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = ?,"
         " rewrite_note = CASE WHEN ? = '' THEN rewrite_note ELSE ? END"
