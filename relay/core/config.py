@@ -129,6 +129,16 @@ def _smtp(t: TomlTable) -> SmtpConfig:
         tls_cert=tls_cert,
         tls_key=tls_key,
         require_tls_for_auth=t.get_bool("require_tls_for_auth", d.require_tls_for_auth),
+        auth_failures_per_address=t.get_positive_int(
+            "auth_failures_per_address", d.auth_failures_per_address
+        ),
+        auth_failures_per_user=t.get_positive_int(
+            "auth_failures_per_user", d.auth_failures_per_user
+        ),
+        auth_failure_window=t.convert(
+            "auth_failure_window", d.auth_failure_window, _positive_duration
+        ),
+        auth_reply_delay=t.convert("auth_reply_delay", d.auth_reply_delay, checks.parse_duration),
         allowed_networks=t.convert_list(
             "allowed_networks", d.allowed_networks, checks.parse_network
         ),

@@ -37,6 +37,12 @@ class SmtpConfig:
     tls_cert: str = ""
     tls_key: str = ""
     require_tls_for_auth: bool = True
+    # AUTH failures allowed per window from one address (IPv4, IPv6 /64) and for one
+    # user name; past either, 454 4.7.0 without a password check until the window ends.
+    auth_failures_per_address: int = 5
+    auth_failures_per_user: int = 10
+    auth_failure_window: float = 300.0
+    auth_reply_delay: float = 1.0  # every AUTH answer, success or failure, waits this long
     allowed_networks: tuple[Network, ...] = (
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),

@@ -29,6 +29,8 @@ REFUSAL_REASONS = (
     "storage_error",
 )
 DELIVERY_OUTCOMES = ("delivered", "deferred", "bounced")
+# bad_credentials: 535; address_limit, user_limit: 454, the failure budget used up.
+AUTH_FAILURE_REASONS = ("bad_credentials", "address_limit", "user_limit")
 
 
 class DeliveryMetrics(Protocol):
@@ -70,6 +72,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "relay_auth_failures",
+            "SMTP AUTH attempts that failed, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.bounces_sent = Counter(
             "relay_bounces_sent",
             "Delivery status notifications sent to senders",
@@ -107,9 +115,14 @@ class Metrics:
             self.messages_refused.labels(reason=reason)
         for outcome in DELIVERY_OUTCOMES:
             self.deliveries.labels(outcome=outcome)
+        for reason in AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason=reason)
 
     def refused(self, reason: str) -> None:
         self.messages_refused.labels(reason=reason).inc()
+
+    def auth_failed(self, reason: str) -> None:
+        self.auth_failures.labels(reason=reason).inc()
 
     # DeliveryMetrics: what delivery reports, wherever it runs (delivery/child.py).
     def delivery(self, outcome: str) -> None:

@@ -24,7 +24,7 @@ from relay.core.limits import ConnectionLimits, RateLimitedLog, peer_address
 from relay.core.metrics import Metrics
 from relay.core.store import Store
 from relay.smtp.addresses import plain_path
-from relay.smtp.auth import AuthThrottle, check_credentials
+from relay.smtp.auth import AuthThrottle, ThrottleSettings
 from relay.smtp.chunked import read_data
 from relay.smtp.handler import RelayHandler, peer_ip
 
@@ -268,21 +268,27 @@ class RelaySMTP(SMTP):
             return None
 
     async def _verify(self, login: bytes, password: bytes) -> AuthResult:
-        """535 after a delay that grows with the IP's failures; 421 and close after N."""
+        """235, 535, or 454 past the failure budget, all after the same delay (auth.py);
+        421 and close after N failures in one session."""
         ip = peer_ip(self.session)
-        name = await check_credentials(self.relay_config, login, password)
-        if name is not None:
-            self.throttle.record_success(ip)
-            log.info("%s: authenticated as %s", ip, name)
-            return AuthResult(success=True, auth_data=name)
-        delay = self.throttle.record_failure(ip)
+        attempt = await self.throttle.attempt(self.relay_config, ip, login, password)
+        if attempt.user is not None:
+            log.info("%s: authenticated as %s", ip, attempt.user)
+            return AuthResult(success=True, auth_data=attempt.user)
+        handler: RelayHandler = self.event_handler
+        if handler.metrics is not None:
+            handler.metrics.auth_failed(attempt.outcome)
         self.auth_failures += 1
-        log.warning("%s: AUTH failed (%d in this session)", ip, self.auth_failures)
-        await asyncio.sleep(delay)
+        log.warning(
+            "%s: AUTH failed, %s (%d in this session)", ip, attempt.outcome, self.auth_failures
+        )
         if self.auth_failures >= self.throttle.settings.failures_per_connection:
             await self.push("421 4.7.0 Too many authentication failures; closing connection")
             assert self.transport is not None
             self.transport.close()
+            return AuthResult(success=False, handled=True)
+        if attempt.outcome != "bad_credentials":
+            await self.push("454 4.7.0 Too many failed authentications; try again later")
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False)
 
@@ -344,7 +350,7 @@ async def start_smtp(
     sessions = Sessions(
         ConnectionLimits(config.smtp.max_sessions, config.smtp.max_sessions_per_address)
     )
-    auth_throttle = throttle or AuthThrottle()
+    auth_throttle = throttle or AuthThrottle(ThrottleSettings.from_config(config.smtp))
     loop = asyncio.get_running_loop()
     servers: list[tuple[asyncio.Server, bool]] = []
 

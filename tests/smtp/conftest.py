@@ -38,7 +38,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture
 async def start_relay(store: Store) -> AsyncIterator[StartRelay]:
-    """start_relay(**smtp_overrides) -> Relay; fast throttle delays for the tests."""
+    """start_relay(**smtp_overrides) -> Relay; a short AUTH reply delay for the tests."""
     started: list[Relay] = []
 
     async def start(throttle: ThrottleSettings | None = None, **overrides: Any) -> Relay:
@@ -48,7 +48,7 @@ async def start_relay(store: Store) -> AsyncIterator[StartRelay]:
             config,
             store,
             lambda: woken.append(time.time()),
-            throttle=AuthThrottle(throttle or ThrottleSettings(base_delay=0.05, max_delay=0.2)),
+            throttle=AuthThrottle(throttle or ThrottleSettings(reply_delay=0.05)),
         )
         relay = Relay(servers, store, config, woken)
         started.append(relay)

@@ -85,37 +85,45 @@ async def test_implicit_tls_listener(
     assert " with ESMTPSA id " in header_values(raw, "received")[0]
 
 
-def timed_login(port: int, password: str) -> tuple[int, float]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.ehlo()
+async def auth_plain(port: int, password: str, user: str = "alice") -> tuple[str, float]:
+    """One session, one AUTH PLAIN: the reply's code and status, and how long it took."""
+    client = await LineClient.connect(port)
+    try:
+        assert "AUTH" in await client.command("EHLO client.test")
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         started = time.monotonic()
-        try:
-            client.login("alice", password)
-        except smtplib.SMTPAuthenticationError as exc:
-            return exc.smtp_code, time.monotonic() - started
-        return 235, time.monotonic() - started
+        reply = await client.command(f"AUTH PLAIN {token}")
+        return reply[:9], time.monotonic() - started
+    finally:
+        await client.close()
 
 
-async def test_wrong_password_gets_535_and_is_slowed_down(
+async def test_every_auth_answer_waits_the_same_delay(
     start_relay: StartRelay, password_hash: str
 ) -> None:
+    """Success, failure and a refusal past the budget all come after the reply delay,
+    so the reply time does not tell a right password from a wrong one."""
     relay = await start_relay(
-        throttle=ThrottleSettings(base_delay=0.3, max_delay=2.0),
+        throttle=ThrottleSettings(reply_delay=0.3, failures_per_address=2),
         require_tls_for_auth=False,
         users=(alice(password_hash),),
     )
-    first = await in_thread(timed_login, relay.port, "wrong")
-    second = await in_thread(timed_login, relay.port, "wrong again")
-    assert first[0] == 535 and second[0] == 535
-    assert first[1] >= 0.3 and second[1] >= 0.6  # the delay grows per IP, across connections
-    assert (await in_thread(timed_login, relay.port, PASSWORD))[0] == 235
+    answers = [
+        await auth_plain(relay.port, PASSWORD),
+        await auth_plain(relay.port, "wrong"),
+        await auth_plain(relay.port, "wrong again"),
+        await auth_plain(relay.port, PASSWORD),  # the budget is used up: not even checked
+    ]
+    assert [reply for reply, _ in answers] == ["235 2.7.0", "535 5.7.8", "535 5.7.8", "454 4.7.0"]
+    for _reply, seconds in answers:
+        assert seconds >= 0.3
 
 
 async def test_connection_is_dropped_after_repeated_failures(
     start_relay: StartRelay, password_hash: str
 ) -> None:
     relay = await start_relay(
-        throttle=ThrottleSettings(base_delay=0.01, max_delay=0.01, failures_per_connection=3),
+        throttle=ThrottleSettings(reply_delay=0.01, failures_per_connection=3),
         require_tls_for_auth=False,
         users=(alice(password_hash),),
     )
