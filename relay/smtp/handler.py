@@ -18,7 +18,14 @@ from relay.core.store import Store
 from relay.policy import may_relay, sender_allowed
 from relay.smtp.backpressure import QUEUE_FULL, SpoolGuard, refuse
 from relay.smtp.followups import copy_specs, record_replies
-from relay.smtp.message import ParsedMessage, from_addresses, prepare_message, valid_address
+from relay.smtp.message import (
+    BAD_HEADER_BLOCK,
+    ParsedMessage,
+    author_addresses,
+    header_block_clean,
+    prepare_message,
+    valid_address,
+)
 
 log = logging.getLogger("relay.smtp")
 
@@ -118,11 +125,15 @@ class RelayHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or b""
+        if not header_block_clean(raw):
+            log.info("%s: bare CR, bare LF or NUL in the header block", peer_ip(session))
+            return refuse(self.metrics, "malformed_header", BAD_HEADER_BLOCK)
         user = self.user(auth_user(session))
         if user is not None and user.allowed_senders:
-            bad = [a for a in from_addresses(raw) if not sender_allowed(user, a)]
-            if bad:
-                log.info("%s: user %s may not use From %s", peer_ip(session), user.name, bad[0])
+            authors = author_addresses(raw)
+            if authors is None or not all(sender_allowed(user, a) for a in authors):
+                shown = "none or unreadable" if authors is None else ", ".join(authors)
+                log.info("%s: user %s may not use From %r", peer_ip(session), user.name, shown)
                 reply = "550 5.7.1 From: address not allowed for this user"
                 return refuse(self.metrics, "sender_not_allowed", reply)
         if await self.spool_guard.queue_full():

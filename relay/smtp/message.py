@@ -10,7 +10,9 @@ import email.utils
 import re
 import secrets
 from dataclasses import dataclass
+from email.errors import InvalidHeaderDefect
 from email.header import decode_header, make_header
+from email.headerregistry import AddressHeader, HeaderRegistry
 
 from relay.core.config import Config
 from relay.core.models import TrackingDecision
@@ -32,6 +34,14 @@ _MSG_ID = re.compile(r"<[^<>\s]{1,998}>")
 _HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.\-:_\[\]]")
 _ADDRESS_UNSAFE = re.compile(r"[\x00-\x20\x7f<>()\\,;]")
 _DOMAIN_LABEL = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:@\"]+")
+# RFC 5321 4.1.2: no control character anywhere in a path, quoted local parts included
+# (qtextSMTP and quoted-pairSMTP are %d32-126).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")  # RFC 5322 ftext, then the colon
+MAX_FROM = 16 * 1024  # characters of a From value worth parsing for allowed_senders
+_HEADERS = HeaderRegistry()
+
+BAD_HEADER_BLOCK = "550 5.6.0 Bare CR, bare LF or NUL in the header block"
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ class ParsedMessage:
 
 def valid_address(address: str) -> bool:
     """Syntax check of an envelope address: local@domain, domain a host or [literal]."""
-    if not address or len(address) > MAX_ADDRESS:
+    if not address or len(address) > MAX_ADDRESS or _CONTROL.search(address):
         return False
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
@@ -59,6 +69,53 @@ def valid_address(address: str) -> bool:
         return _ADDRESS_UNSAFE.search(domain[1:-1]) is None
     labels = domain.split(".")
     return all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+
+
+def header_block_clean(raw: bytes) -> bool:
+    """False when the header block holds a bare CR, a bare LF or a NUL.
+
+    The block runs to the first CRLF CRLF (the whole message without one). With
+    every line ending CRLF, every reader agrees on it: the relay's own
+    (relay.rewrite.headers, which splits on LF), the email package (CR, LF or
+    CRLF) and the upstream copy, which aiosmtplib sends with each bare CR and
+    bare LF turned into CRLF. So a field can hide from none of them.
+    """
+    end = 2 if raw.startswith(b"\r\n") else raw.find(b"\r\n\r\n")
+    head = raw if end < 0 else raw[:end]
+    crlf = head.count(b"\r\n")
+    return head.count(b"\r") == crlf and head.count(b"\n") == crlf and b"\0" not in head
+
+
+def author_addresses(raw: bytes) -> tuple[str, ...] | None:
+    """The addresses of the message's one From field, for an allowed_senders check.
+
+    None (refuse) for no From field, several From fields, or a value that does
+    not read as a list of addresses, or reads differently to email.utils (what
+    the relay records as sender) and to the email package's RFC 5322 parser.
+    None too when a line of the header block is neither a field ("Name:") nor
+    a folded continuation ("From : x", junk, leading blanks): readers differ on
+    those (Postfix and RFC 5322's obsolete syntax take "From : x" as a From,
+    the email package ends the header block there), so the From is ambiguous.
+    """
+    head = raw[: head_end(raw)]
+    if any(not _FIELD_NAME.match(head, item.start) for item in iter_fields(head)):
+        return None
+    values = header_values(raw, "from")
+    if len(values) != 1 or len(values[0]) > MAX_FROM:
+        return None
+    try:
+        loose = [addr for _name, addr in email.utils.getaddresses(values) if addr]
+        parsed = _HEADERS("from", values[0])
+        if not isinstance(parsed, AddressHeader):
+            return None
+        strict = [address.addr_spec for address in parsed.addresses]
+    except Exception:
+        return None
+    if any(isinstance(defect, InvalidHeaderDefect) for defect in parsed.defects):
+        return None
+    if not strict or strict != loose or not all("@" in addr for addr in strict):
+        return None
+    return tuple(strict)
 
 
 def from_addresses(raw: bytes) -> list[str]:

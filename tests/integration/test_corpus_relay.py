@@ -41,6 +41,8 @@ from support.processes import (
     wait_for_port,
 )
 
+from relay.smtp.message import header_block_clean
+
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 CONNECTIONS = 4
 
@@ -80,7 +82,10 @@ def corpus_inputs() -> dict[str, bytes]:
     return inputs
 
 
-INPUTS = corpus_inputs()
+ALL_INPUTS = corpus_inputs()
+# A bare CR, bare LF or NUL in the header block is refused (550 5.6.0), not relayed.
+REFUSED = {name: raw for name, raw in ALL_INPUTS.items() if not header_block_clean(raw)}
+INPUTS = {name: raw for name, raw in ALL_INPUTS.items() if name not in REFUSED}
 NAMES = sorted(INPUTS)
 RECIPIENT = {name: f"m{i}@corpus.test" for i, name in enumerate(NAMES)}
 
@@ -184,6 +189,16 @@ def relayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relayed]:
 def test_the_corpus_is_there() -> None:
     assert sum(1 for name in NAMES if name.startswith("mime/")) > 100
     assert sum(1 for name in NAMES if name.startswith("html/")) > 60
+
+
+def test_header_blocks_with_nul_are_refused(relayed: Relayed) -> None:
+    assert REFUSED  # the corpus has one: MimeKit's unexpected-null-bytes-in-headers.eml
+    with smtplib.SMTP("127.0.0.1", relayed.relay.smtp_port, timeout=60) as client:
+        for raw in REFUSED.values():
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail("corpus@example.com", ["refused@corpus.test"], raw)
+            assert refused.value.smtp_code == 550
+            assert refused.value.smtp_error.startswith(b"5.6.0 ")
 
 
 def test_each_message_is_delivered_exactly_once(relayed: Relayed) -> None:
