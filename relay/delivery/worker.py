@@ -2,7 +2,9 @@
 
 The store is the queue: the worker keeps nothing but the copies in flight, so
 a crash or a restart loses nothing (a copy whose outcome was not recorded is
-simply due again). It polls once a second as well as on wake(), so copies
+simply due again). So a crash sends again only the copies in flight then:
+at most max_connections being sent and max_connections whose outcome was
+still being committed. It polls once a second as well as on wake(), so copies
 spooled by another process sharing the store are picked up too.
 """
 
@@ -121,7 +123,10 @@ class DeliveryWorker:
 
     async def _take_due(self) -> None:
         """Start a task for each due copy, up to max_connections in flight."""
-        free = self._slots - len(self._inflight) + len(self._recording)
+        # A copy whose outcome is being written holds no connection, so it frees its slot;
+        # but until that outcome is committed a crash would send it again. At most
+        # max_connections such copies: a crash re-sends at most 2 x max_connections.
+        free = self._slots - len(self._inflight) + min(len(self._recording), self._slots)
         if free <= 0:
             self._backlog = True
             return

@@ -115,3 +115,32 @@ async def test_a_copy_whose_outcome_is_being_written_frees_its_slot(
     await asyncio.sleep(0.3)  # room for a second delivery of either, were one started
     await worker.stop()
     assert sorted(m.rcpt_tos[0] for m in handler.messages) == ["b@example.net", "c@example.net"]
+
+
+async def test_copies_sent_but_not_recorded_are_at_most_twice_the_connections(
+    store: Store, make_sink: SinkFactory
+) -> None:
+    """What a crash could send again is bounded, however slow the commits are."""
+    handler, port = make_sink()
+    rcpts = [f"r{i}@example.net" for i in range(6)]
+    copies = await spool(store, rcpts)
+    held = HeldOutcomes(store)
+    config = relay_config(f"smtp://127.0.0.1:{port}", max_connections=2)
+    upstream = open_upstream(config.upstream, helo_name="relay.test")
+    worker = DeliveryWorker(config, held, CODEC, upstream)  # type: ignore[arg-type]
+    await worker.start()
+    async with asyncio.timeout(10):
+        while True:
+            if len(handler.messages) >= 4:
+                break
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(1.5)  # a poll and more: nothing else goes out while none is recorded
+    assert len(handler.messages) == 4
+    held.release.set()
+    async with asyncio.timeout(10):
+        while True:
+            if set(await states(store, copies)) == {"delivered"}:
+                break
+            await asyncio.sleep(0.02)
+    await worker.stop()
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == rcpts
