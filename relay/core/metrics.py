@@ -27,6 +27,7 @@ REFUSAL_REASONS = (
     "too_many_recipients",
     "queue_full",
     "storage_error",
+    "malformed_header",
 )
 DELIVERY_OUTCOMES = ("delivered", "deferred", "bounced")
 # bad_credentials: 535; address_limit, user_limit: 454, the failure budget used up.
