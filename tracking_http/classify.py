@@ -323,14 +323,17 @@ class Classifier:
         data = self.networks
         version, value = address.version, int(address)
         scanner = data.scanners.find(version, value)
-        if scanner is None and self._configured_scanners.find(version, value) is not None:
+        configured = self._configured_scanners
+        if scanner is None and configured and configured.find(version, value) is not None:
             scanner = ""
+        ignore = self._ignore
+        own, relay = data.apple
         return NetworkSignals(
             address,
-            ignore=self._ignore.find(version, value) is not None,
+            ignore=bool(ignore) and ignore.find(version, value) is not None,
             scanner=scanner,
             crawler=data.crawlers.find(version, value),
-            apple=any(table.find(version, value) is not None for table in data.apple),
+            apple=relay.find(version, value) is not None or own.find(version, value) is not None,
         )
 
     def _self_signals(self, facts: RequestFacts, where: NetworkSignals) -> tuple[str, ...]:

@@ -29,10 +29,17 @@ from typing import NamedTuple
 from relay.core.config import TrackingConfig
 from relay.core.models import Copy, EventClass
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenData
-from tracking_http.classify import IP_CACHE_SIZE, UA_CACHE_SIZE, Classifier, RequestFacts
+from tracking_http.classify import (
+    MAX_IP_CHARS,
+    UA_CACHE_SIZE,
+    Classification,
+    Classifier,
+    NetworkSignals,
+    RequestFacts,
+)
 from tracking_http.clients import ClientKey, ua_family
 from tracking_http.networks import parse_address
-from tracking_http.privacy import anonymize_ip
+from tracking_http.privacy import network_of
 
 log = logging.getLogger("tracking_http.labelling")
 
@@ -46,10 +53,11 @@ HONEYPOT_CLIENTS = 10_000
 OPENS_REMEMBERED = 4096  # open labels by client and circumstances (classify costs ~20 us)
 BURST_V4_PREFIX = 24
 BURST_V6_PREFIX = 64
-# ip, user agent, method, admin cookie, client hit the honeypot, the sender's IP while
-# within the window after submission (else ""), within bot_open_window of delivery:
-# all an open's label depends on.
-OpenKey = tuple[str, str, str, bool, bool, str, bool]
+# What an open's class depends on: the address's signals (not the address: a new
+# client from a known kind of network costs one lookup), user agent, method, admin
+# cookie, the client hit the honeypot, it is the sender's own address within the
+# window, within bot_open_window of delivery.
+OpenKey = tuple[bool, str | None, str | None, bool, str, str, bool, bool, bool, bool]
 BurstClient = tuple[str, str]  # network, agent family
 
 
@@ -160,9 +168,8 @@ class HitLabeller:
         self._clicks = RecentClicks()
         self._honeypot = HoneypotClients()
         self._family = functools.lru_cache(maxsize=UA_CACHE_SIZE)(ua_family)
-        self._network = functools.lru_cache(maxsize=IP_CACHE_SIZE)(anonymize_ip)
         self._unlabelled = Label("human", (), honeypot=False)
-        self._opens: OrderedDict[OpenKey, Label] = OrderedDict()
+        self._opens: OrderedDict[OpenKey, Classification] = OrderedDict()
 
     def label(
         self,
@@ -183,13 +190,25 @@ class HitLabeller:
         client = (copy.message_id, ip, user_agent)
         key: OpenKey | None = None
         delivered = copy.delivered_at
-        if not is_click:  # an open's label depends on these alone: remembered (bounded)
-            own = sender.ip if sender and 0 <= at - sender.at <= SENDER_WINDOW else ""
+        if not is_click:  # an open's class depends on these alone: remembered (bounded)
+            where = self._classifier.network_signals(ip[:MAX_IP_CHARS])
             fast = delivered is not None and at - delivered < self._config.bot_open_window
-            key = (ip, user_agent, method, admin_cookie, client in self._honeypot, own, fast)
+            key = (
+                where.ignore,
+                where.scanner,
+                where.crawler,
+                where.apple,
+                user_agent,
+                method,
+                admin_cookie,
+                client in self._honeypot,
+                self._is_sender(where, sender, at),
+                fast,
+            )
             known = self._opens.get(key)
             if known is not None:
-                return known
+                self._opens.move_to_end(key)
+                return self._open_label(known, where, user_agent)
         who_clicks = burst_client(ip, user_agent) if is_click else ("", "")
         facts = RequestFacts(
             kind="click" if is_click else "open",
@@ -214,12 +233,23 @@ class HitLabeller:
         result = self._classifier.classify(facts)
         if key is None:
             return Label(result.klass, result.reasons, honeypot=honeypot)
-        who = ClientKey(self._family(user_agent), self._network(ip))
-        label = Label(result.klass, result.reasons, honeypot=False, client=who)
         if len(self._opens) >= OPENS_REMEMBERED:
             self._opens.popitem(last=False)  # O(1); a dict's first key is not, after churn
-        self._opens[key] = label
-        return label
+        self._opens[key] = result
+        return self._open_label(result, where, user_agent)
+
+    def _is_sender(self, where: NetworkSignals, sender: Sender | None, at: float) -> bool:
+        """The open comes from the sender's own submission address, within the window."""
+        if sender is None or where.address is None or not 0 <= at - sender.at <= SENDER_WINDOW:
+            return False
+        assert self._classifier is not None
+        return self._classifier.network_signals(sender.ip[:MAX_IP_CHARS]).address == where.address
+
+    def _open_label(self, result: Classification, where: NetworkSignals, user_agent: str) -> Label:
+        """The class is shared by every client with the same signals; who opened is not."""
+        network = "" if where.address is None else network_of(where.address)
+        who = ClientKey(self._family(user_agent), network)
+        return Label(result.klass, result.reasons, honeypot=False, client=who)
 
     async def reload(self, *, force: bool = False) -> bool:
         """Read the network data again if a file changed (or always, with force); True if

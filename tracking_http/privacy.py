@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from tracking_http.networks import parse_address
+from tracking_http.networks import IPAddress, parse_address
 
 IPV4_KEEP = 24  # the network of a home or office line, not the host
 IPV6_KEEP = 48  # a site's allocation; /64 would still single out one household
@@ -23,6 +23,11 @@ def anonymize_ip(ip: str) -> str:
         return ""
     if address.version == 4 and ip.count(".") == 3 and ":" not in ip:
         return ip.strip().rpartition(".")[0] + ".0"  # the text is the address: no formatting
+    return network_of(address)
+
+
+def network_of(address: IPAddress) -> str:
+    """anonymize_ip for an address already parsed."""
     if address.version == 4:
         return str(ipaddress.IPv4Address(int(address) & V4_MASK))
     return str(ipaddress.IPv6Address(int(address) & V6_MASK))

@@ -163,7 +163,7 @@ def event_row(event: Event) -> tuple[object, ...]:
         clean_text(event.url),
         event.link_index,
         int(event.inferred),
-        _extra_json(tuple(event.extra.items())) if event.extra else "{}",
+        _event_extra_json(event.extra) if event.extra else "{}",
     )
 
 
@@ -176,6 +176,17 @@ def _reasons_json(reasons: tuple[str, ...]) -> str:
 @functools.lru_cache(maxsize=4096)
 def _extra_json(items: tuple[tuple[str, str], ...]) -> str:
     return json.dumps(dict(items))
+
+
+def _event_extra_json(extra: dict[str, str]) -> str:
+    """An open's client key (tracking_http.events.client_extra) has a network per reader, so
+    the cache above misses for every new one: written out directly when both values need
+    no escaping (a family name, an address), else through json."""
+    if len(extra) == 2:
+        family, network = extra.get("ua_family"), extra.get("network")
+        if family and network and (family + network).replace(".", "").replace(":", "").isalnum():
+            return f'{{"ua_family": "{family}", "network": "{network}"}}'
+    return _extra_json(tuple(extra.items()))
 
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> int:
