@@ -180,6 +180,7 @@ def _upstream(t: TomlTable) -> UpstreamConfig:
         max_queue_age=t.convert("max_queue_age", d.max_queue_age, _positive_duration),
         timeout=t.convert("timeout", d.timeout, _positive_duration),
         tls_verify=t.get_bool("tls_verify", d.tls_verify),
+        opportunistic_tls=t.get_bool("opportunistic_tls", d.opportunistic_tls),
         delivery_process=t.get_bool("delivery_process", d.delivery_process),
         ca_file=t.convert("ca_file", d.ca_file, _file_or_empty),
     )

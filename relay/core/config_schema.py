@@ -71,7 +71,9 @@ class UpstreamConfig:
     retry_schedule: tuple[float, ...] = (60, 300, 900, 1800, 3600, 7200, 14400)
     max_queue_age: float = 4 * 86400
     timeout: float = 60.0
-    tls_verify: bool = True
+    tls_verify: bool = True  # whenever TLS is used: smtps, required and offered STARTTLS
+    # smtp:// only: STARTTLS when offered, encrypted but not verified (Postfix's "may").
+    opportunistic_tls: bool = False
     ca_file: str = ""
     # Rewrite and deliver in a process of its own (delivery/child.py), off the SMTP loop.
     delivery_process: bool = True

@@ -122,9 +122,10 @@ class SmtpUpstream:
         self.config = config
         self.target = target
         self.helo_name = helo_name
-        # Opportunistic STARTTLS (smtp://) encrypts without verifying, like Postfix's
-        # "may" level: a self-signed upstream must not stop the mail.
-        verify = config.tls_verify and target.mode != "smtp"
+        # tls_verify holds whenever TLS is used, the STARTTLS an smtp:// upstream offers
+        # included (a failed check defers the copy). opportunistic_tls is the explicit way
+        # to encrypt to such an upstream without checking it (Postfix's "may" level).
+        verify = config.tls_verify and not (target.mode == "smtp" and config.opportunistic_tls)
         self._tls = tls_context_for(config, verify)
         self._slots = asyncio.Semaphore(max(1, config.max_connections))
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []

@@ -82,9 +82,33 @@ async def test_wrong_hostname_is_temporary(make_sink: SinkFactory, tls: Tls) -> 
     assert "certificate" in reply.lower()
 
 
-async def test_opportunistic_starttls_encrypts(make_sink: SinkFactory, tls: Tls) -> None:
+async def test_offered_starttls_is_verified_on_smtp(make_sink: SinkFactory, tls: Tls) -> None:
+    """tls_verify = true means verified whenever TLS is used: a self-signed certificate on
+    the STARTTLS an smtp:// upstream offers defers the copy, as for smtp+starttls://."""
     # require_starttls: the sink refuses MAIL in the clear, so delivery proves TLS was used.
     handler, port = make_sink(tls_context=tls.server_context, require_starttls=True)
+    status, reply = await send_one(upstream_for(f"smtp://127.0.0.1:{port}"))  # system CAs
+    assert status == "temporary"
+    assert "certificate" in reply.lower()
+    assert handler.messages == []
+    trusted = upstream_for(f"smtp://localhost:{port}", ca_file=str(tls.ca_file))
+    assert (await send_one(trusted))[0] == "delivered"
+    assert len(handler.messages) == 1
+
+
+async def test_opportunistic_tls_encrypts_without_checking(
+    make_sink: SinkFactory, tls: Tls
+) -> None:
+    handler, port = make_sink(tls_context=tls.server_context, require_starttls=True)
+    upstream = upstream_for(f"smtp://127.0.0.1:{port}", opportunistic_tls=True)
+    assert (await send_one(upstream))[0] == "delivered"
+    assert len(handler.messages) == 1
+
+
+async def test_plain_smtp_upstream_without_starttls_still_delivers(
+    make_sink: SinkFactory,
+) -> None:
+    handler, port = make_sink()  # offers no STARTTLS: smtp:// sends in the clear
     assert (await send_one(upstream_for(f"smtp://127.0.0.1:{port}")))[0] == "delivered"
     assert len(handler.messages) == 1
 
