@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import getpass
 import logging
@@ -30,6 +31,7 @@ from relay.core.store import Store, StoreUnavailable, open_store
 from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import TokenCodec
 from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
+from relay.delivery.exclusive import delivery_running
 from relay.delivery.role import deliver
 from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
@@ -39,6 +41,7 @@ from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
 from tracking_http.app import RELOAD_NETWORKS, ReloadNetworks, create_admin_app, create_tracking_app
 from tracking_http.guard import GuardedSite, GuardSettings
+from tracking_http.health import RunState
 from tracking_http.netdata import DataError, run_update
 from tracking_http.notify import EventBroker, recorded_sink
 from tracking_http.webhooks import WebhookDispatcher
@@ -275,6 +278,7 @@ class _Running:
     webhooks: WebhookDispatcher | None = None
     hits: HitWriter | None = None
     reload_networks: ReloadNetworks | None = None
+    state: RunState = field(default_factory=RunState)
 
 
 async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) -> None:
@@ -313,6 +317,7 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
         keys = list(config.tracking.secrets) or await store.secrets()
         codec = TokenCodec(keys)
         metrics = Metrics()  # one per process: /metrics shows both roles' counters
+        metrics.delivery_state = functools.partial(delivery_running, config.store.path)
         if smtp:
             # Whoever delivers opens the upstream itself; a broken one must still stop us here.
             await open_upstream(config.upstream, helo_name=config.smtp.hostname).close()
@@ -337,7 +342,9 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             await running.hits.start()
             sink = recorded_sink(broker, metrics)
             try:
-                tracking = create_tracking_app(config, store, codec, sink, running.hits)
+                tracking = create_tracking_app(
+                    config, store, codec, sink, running.hits, state=running.state
+                )
             except (OSError, ValueError) as exc:
                 raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
             running.reload_networks = tracking[RELOAD_NETWORKS]
@@ -350,7 +357,7 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
                 exempt=t.trusted_proxies,  # every reader arrives through them
             )
             await _start_site(running, tracking, t.listen, "tracking.listen", limits)
-            admin = create_admin_app(config, store, metrics, broker)
+            admin = create_admin_app(config, store, metrics, broker, state=running.state)
             a = config.admin
             limits = GuardSettings(
                 a.max_connections, a.max_connections_per_address, a.header_timeout, a.idle_timeout
@@ -428,6 +435,7 @@ async def _start_site(
 
 
 async def _stop(running: _Running) -> None:
+    running.state.draining = True  # /readyz says 503 while the rest finishes
     if running.purger is not None:
         await running.purger.stop()
     if running.smtp is not None:

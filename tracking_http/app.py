@@ -23,6 +23,7 @@ from tracking_http.admin.privacy_views import PrivacyViews
 from tracking_http.admin.routes import add_dashboard
 from tracking_http.guard import guard_app
 from tracking_http.headers import SECURITY_HEADERS, add_security_headers
+from tracking_http.health import RunState, add_health
 from tracking_http.notify import EventBroker, EventSink
 from tracking_http.public import PublicViews
 
@@ -51,6 +52,7 @@ def create_tracking_app(
     on_recorded: EventSink | None = None,
     hits: HitWriter | None = None,
     clock: Callable[[], float] = time.time,
+    state: RunState | None = None,
 ) -> web.Application:
     """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed).
 
@@ -63,7 +65,7 @@ def create_tracking_app(
     views.recorder.on_recorded = on_recorded
     app.router.add_get("/o/{token}.gif", views.pixel)
     app.router.add_get("/c/{token}", views.click)
-    app.router.add_get("/healthz", views.healthz)
+    add_health(app, store, state or RunState())
     app.on_response_prepare.append(add_security_headers)
     guard_app(app)
     app[RELOAD_NETWORKS] = views.recorder.reload_networks
@@ -99,6 +101,7 @@ def create_admin_app(
     store: Store,
     metrics: Metrics | None = None,
     broker: EventBroker | None = None,
+    state: RunState | None = None,
 ) -> web.Application:
     """The admin app: the dashboard, the bearer-token JSON API and /metrics."""
     app = web.Application(
@@ -113,6 +116,7 @@ def create_admin_app(
     app.router.add_get("/api/messages/{id}/raw", privacy.raw_message)
     app.router.add_delete("/api/contacts/{address}", privacy.erase_contact)
     app.router.add_get("/metrics", metrics_handler(metrics or Metrics(), store))
+    add_health(app, store, state or RunState())
     add_event_api(app, store, broker or EventBroker())
     app.on_response_prepare.append(add_security_headers)
     guard_app(app)

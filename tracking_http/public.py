@@ -7,7 +7,6 @@ always gets the GIF, whatever the store does (see tracking_http.events).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ TRANSPARENT_GIF = (
     b"!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
-HEALTH_TIMEOUT = 2.0
 
 NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, private",
@@ -103,14 +101,6 @@ class PublicViews:
         response = web.Response(status=302, headers=REDIRECT_HEADERS)  # a copy of them
         response.headers[hdrs.LOCATION] = location_header(data.url)
         return response
-
-    async def healthz(self, request: web.Request) -> web.Response:
-        try:
-            await asyncio.wait_for(self._store.ping(), HEALTH_TIMEOUT)
-        except Exception as exc:
-            log.warning("healthz: store unreachable: %r", exc)
-            return web.Response(status=503, text="store unreachable\n", headers=NO_CACHE)
-        return web.Response(text="ok", headers=NO_CACHE)
 
     def _verified(self, token: str, kind: str) -> TokenData | None:
         """The token's data if genuine and of the expected kind; None otherwise.

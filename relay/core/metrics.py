@@ -10,6 +10,7 @@ To add metrics, add attributes in __init__ registered with ``registry=self.regis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -107,6 +108,13 @@ class Metrics:
             ["final"],
             registry=self.registry,
         )
+        self.delivery_running = Gauge(
+            "relay_delivery_running",
+            "1 while a process delivers from this store (holds its delivery lock), else 0",
+            registry=self.registry,
+        )
+        # Set by the CLI: is a deliverer running (None: cannot tell)? Read at each scrape.
+        self.delivery_state: Callable[[], bool | None] | None = None
         for kind in ("open", "click"):
             for klass in ("human", "bot", "proxy", "prefetch", "self"):
                 self.tracking_events.labels(kind, klass)
@@ -144,4 +152,8 @@ class Metrics:
                 depth = {}
             for state, count in depth.items():
                 self.queue_depth.labels(state=state).set(count)
+        if self.delivery_state is not None:
+            running = self.delivery_state()
+            if running is not None:
+                self.delivery_running.set(1 if running else 0)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

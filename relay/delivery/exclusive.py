@@ -47,3 +47,26 @@ class DeliveryLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor drops the flock
             self._fd = None
+
+
+def delivery_running(store_path: str) -> bool | None:
+    """Whether some process holds the store's delivery lock, read from the kernel's lock
+    table (/proc/locks) without touching the lock: taking it even for a moment could make
+    a deliverer starting at that instant give up. None where that table cannot be read."""
+    path = Path(f"{store_path}.deliver.lock")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            return any(
+                fields[1] == "FLOCK" and fields[5] == wanted
+                for fields in (line.split() for line in table)
+                if len(fields) > 5
+            )
+    except OSError:
+        return None

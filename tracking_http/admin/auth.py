@@ -60,9 +60,13 @@ def unauthorized() -> web.Response:
     )
 
 
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz"})
+
+
 def is_public(path: str) -> bool:
-    """The login page and the dashboard's CSS and JS need no credentials."""
-    return path == "/login" or path.startswith("/static/")
+    """The login page, the dashboard's CSS and JS, and the health checks need no
+    credentials (the checks say "ok" or what is wrong, nothing more)."""
+    return path in PUBLIC_PATHS or path.startswith("/static/")
 
 
 def to_login(request: web.Request) -> web.Response:

@@ -133,6 +133,20 @@ ROUTES: tuple[Operation, ...] = (
     ),
     Operation("get", "/api/openapi.json", "This document", "api"),
     Operation("get", "/metrics", "Prometheus metrics", "ops", body="text/plain"),
+    Operation(
+        "get",
+        "/healthz",
+        "ok while this process serves and its store answers (503 if not)",
+        "ops",
+        body="text/plain",
+    ),
+    Operation(
+        "get",
+        "/readyz",
+        "ready for traffic: healthy and not draining (503 if not)",
+        "ops",
+        body="text/plain",
+    ),
 )
 
 EVENT_SCHEMA: JsonObject = {
