@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from relay.core import config_checks as checks
-from relay.core.config_reader import ConfigError, TomlTable, read_toml_file
+from relay.core.config_reader import (
+    ConfigError,
+    TomlTable,
+    dotted_keys,
+    expects,
+    read_toml_file,
+)
 from relay.core.config_schema import (
     AdminConfig,
     Config,
@@ -64,7 +70,8 @@ def load_config(path: Path | None) -> Config:
         if not DEFAULT_PATH.exists():
             return Config()
         path = DEFAULT_PATH
-    root = TomlTable(read_toml_file(path), "", _keys(Config, skip=("source",)))
+    everywhere = dotted_keys(Config, skip=("source",))  # for "did you mean ...?"
+    root = TomlTable(read_toml_file(path), "", _keys(Config, skip=("source",)), everywhere)
     return Config(
         smtp=_smtp(root.table("smtp", _keys(SmtpConfig))),
         upstream=_upstream(root.table("upstream", _keys(UpstreamConfig))),
@@ -90,6 +97,7 @@ def _file_or_empty(path: str) -> str:
     return checks.check_readable(path) if path else ""
 
 
+@expects(checks.DURATION_EXPECTED)
 def _positive_duration(text: str) -> float:
     seconds = checks.parse_duration(text)
     if seconds <= 0:

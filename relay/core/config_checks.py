@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from relay.core.config_reader import expects
+
 T = TypeVar("T")
 Parser = Callable[[str], T]
 
@@ -27,6 +29,10 @@ WEBHOOK_EVENTS = ("open", "click", "bounce", "delivered", "deferred", "reply")
 PIXEL_POSITIONS = ("auto", "top", "bottom")
 
 
+DURATION_EXPECTED = 'a duration like "3s"'
+
+
+@expects(DURATION_EXPECTED)
 def parse_duration(value: str) -> float:
     """ "90s", "5m", "1h", "4d", "500ms", "0" -> seconds; a bare number other than 0 is refused
     because "5" could mean seconds or minutes."""

@@ -6,12 +6,18 @@ wrong type and a bad value all read "smtp.max_recipients: ..." on one line.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
 
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
     (bool, "boolean"),  # before int: bool is a subclass of int
@@ -25,6 +31,56 @@ _TOML_TYPES: tuple[tuple[type, str], ...] = (
 
 class ConfigError(Exception):
     """A config problem, with a message that names the key or file."""
+
+
+def expects(description: str) -> Callable[[F], F]:
+    """Mark a value parser with what its string looks like ('a duration like "3s"'), so a
+    value of the wrong TOML type is refused with that instead of "expected a string"."""
+
+    def mark(parse: F) -> F:
+        parse.expects = description  # type: ignore[attr-defined]
+        return parse
+
+    return mark
+
+
+def _expected(parse: Callable[[str], object]) -> str:
+    return str(getattr(parse, "expects", "a string"))
+
+
+def closest_key(name: str, path: str, local: Iterable[str], everywhere: Sequence[str]) -> str:
+    """The known key an unknown one was most likely meant to be, dotted, or "".
+
+    A near spelling in the same table first ("retension" -> "retention"); then the same
+    name in another table ("tracking.retention" -> "tracking.privacy.retention"); then
+    the nearest dotted key of the whole config."""
+    prefix = f"{path}." if path else ""
+    near = difflib.get_close_matches(name, list(local), n=1)
+    if near:
+        return prefix + near[0]
+    dotted = re.sub(r"\[\d+\]", "", prefix + name)  # smtp.users[1].x -> smtp.users.x
+    same_name = [key for key in everywhere if key.rpartition(".")[2] == name]
+    if same_name:
+        return max(same_name, key=lambda key: difflib.SequenceMatcher(None, dotted, key).ratio())
+    near = difflib.get_close_matches(dotted, everywhere, n=1, cutoff=0.8)
+    return near[0] if near else ""
+
+
+def dotted_keys(schema: type, prefix: str = "", skip: Iterable[str] = ()) -> list[str]:
+    """Every key of a config dataclass tree, dotted ("tracking.privacy.retention"), its
+    tables too. Arrays of tables ([[smtp.users]]) are left out: items go by position."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(schema)
+    for field in dataclasses.fields(schema):
+        if field.name in skip:
+            continue
+        keys.append(prefix + field.name)
+        kind = hints[field.name]
+        if isinstance(kind, types.UnionType):  # dkim: DkimConfig | None
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        if dataclasses.is_dataclass(kind):
+            keys += dotted_keys(typing.cast(type, kind), f"{prefix}{field.name}.")
+    return keys
 
 
 def toml_type_name(value: object) -> str:
@@ -53,15 +109,31 @@ def read_toml_file(path: Path) -> dict[str, object]:
 
 
 class TomlTable:
-    """One table of the config file; refuses keys it does not know up front."""
+    """One table of the config file; refuses keys it does not know up front.
 
-    def __init__(self, data: Mapping[str, object], path: str, keys: Iterable[str]) -> None:
+    everywhere: every dotted key of the config (tables it opens inherit it), so an
+    unknown key can be answered with the closest known one.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, object],
+        path: str,
+        keys: Iterable[str],
+        everywhere: Sequence[str] = (),
+    ) -> None:
         self.data = data
         self.path = path
-        known = set(keys)
+        self.everywhere = everywhere
+        known = list(keys)
         for key in data:
             if key not in known:
-                raise ConfigError(f"{self.key(key)}: unknown key")
+                raise ConfigError(self._unknown(key, known))
+
+    def _unknown(self, key: str, known: list[str]) -> str:
+        guess = closest_key(key, self.path, known, self.everywhere)
+        hint = f"; did you mean `{guess}`?" if guess else ""
+        return f"{self.key(key)}: unknown key{hint}"
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -72,9 +144,12 @@ class TomlTable:
     def error(self, name: str, message: str) -> ConfigError:
         return ConfigError(f"{self.key(name)}: {message}")
 
-    def _typed(self, name: str, kind: type[T], label: str, value: object) -> T:
+    def _typed(self, name: str, kind: type[T], label: str, value: object, expected: str = "") -> T:
         if toml_type_name(value) != label:
-            raise self.error(name, f"expected {a_type(label)}, got {toml_type_name(value)}")
+            got = toml_type_name(value)
+            if expected and got in ("integer", "float"):
+                got = f"{got} {value}"  # 'expected a duration like "3s", got integer 3'
+            raise self.error(name, f"expected {expected or a_type(label)}, got {got}")
         assert isinstance(value, kind)
         return value
 
@@ -96,7 +171,9 @@ class TomlTable:
             raise self.error(name, f"must be a positive integer, got {value}")
         return value
 
-    def get_str_list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def get_str_list(
+        self, name: str, default: tuple[str, ...], expected: str = "a string"
+    ) -> tuple[str, ...]:
         """An array of strings; a lone string is accepted where one value is the usual case."""
         if name not in self.data:
             return default
@@ -105,21 +182,25 @@ class TomlTable:
         for index, item in enumerate(items):
             if not isinstance(item, str):
                 kind = toml_type_name(item)
-                raise self.error(name, f"item {index + 1}: expected a string, got {kind}")
+                if expected != "a string" and kind in ("integer", "float"):
+                    kind = f"{kind} {item}"
+                raise self.error(name, f"item {index + 1}: expected {expected}, got {kind}")
         return tuple(items)
 
     def convert(self, name: str, default: T, parse: Callable[[str], T]) -> T:
         """A string value run through a parser from relay.core.config_checks."""
         if name not in self.data:
             return default
-        return self._parse(name, parse, self.get_str(name, ""))
+        text = self._typed(name, str, "string", self.data[name], _expected(parse))
+        return self._parse(name, parse, text)
 
     def convert_list(
         self, name: str, default: tuple[T, ...], parse: Callable[[str], T]
     ) -> tuple[T, ...]:
         if name not in self.data:
             return default
-        return tuple(self._parse(name, parse, item) for item in self.get_str_list(name, ()))
+        items = self.get_str_list(name, (), _expected(parse))
+        return tuple(self._parse(name, parse, item) for item in items)
 
     def _parse(self, name: str, parse: Callable[[str], T], text: str) -> T:
         try:
@@ -129,7 +210,8 @@ class TomlTable:
 
     def table(self, name: str, keys: Iterable[str]) -> TomlTable:
         value = self.data.get(name, {})
-        return TomlTable(self._typed(name, dict, "table", value), self.key(name), keys)
+        data = self._typed(name, dict, "table", value)
+        return TomlTable(data, self.key(name), keys, self.everywhere)
 
     def tables(self, name: str, keys: Iterable[str]) -> list[TomlTable]:
         """An array of tables ([[smtp.users]]), each item named by its 1-based position."""
@@ -141,5 +223,5 @@ class TomlTable:
             path = f"{self.key(name)}[{index + 1}]"
             if not isinstance(item, dict):
                 raise ConfigError(f"{path}: expected a table, got {toml_type_name(item)}")
-            tables.append(TomlTable(item, path, keys))
+            tables.append(TomlTable(item, path, keys, self.everywhere))
         return tables

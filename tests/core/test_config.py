@@ -211,7 +211,28 @@ BAD = [
     ("[smtp]\nusers = [1]\n", "smtp.users[1]: expected a table, got integer"),
     (
         "[tracking]\nsecrets = 'k'\nbot_click_window = 3\n",
-        "tracking.bot_click_window: expected a string, got integer",
+        'tracking.bot_click_window: expected a duration like "3s", got integer 3',
+    ),
+    ("[smtp]\ncommand_timeout = 30\n", 'smtp.command_timeout: expected a duration like "3s"'),
+    (
+        "[upstream]\nretry_schedule = [60]\n",
+        'upstream.retry_schedule: item 1: expected a duration like "3s", got integer 60',
+    ),
+    # unknown keys: the closest known key, in the same table or elsewhere
+    (
+        '[tracking.privacy]\nretension = "1d"\n',
+        "tracking.privacy.retension: unknown key; did you mean `tracking.privacy.retention`?",
+    ),
+    (
+        '[tracking]\nretention = "1d"\n',
+        "tracking.retention: unknown key; did you mean `tracking.privacy.retention`?",
+    ),
+    ("[smtp]\nmax_recipents = 5\n", "did you mean `smtp.max_recipients`?"),
+    ('[trackin]\nbase_url = "x"\n', "trackin: unknown key; did you mean `tracking`?"),
+    ('[smtp]\nbase_url = "x"\n', "smtp.base_url: unknown key; did you mean `tracking.base_url`?"),
+    (
+        '[[smtp.users]]\nnme = "a"\npassword_hash = "h"\n',
+        "smtp.users[1].nme: unknown key; did you mean `smtp.users[1].name`?",
     ),
     ("[store]\npath = 1979-05-27\n", "store.path: expected a string, got date/time"),
     # positive integers
@@ -530,3 +551,7 @@ def test_render_quotes_any_string(path: str, username: str) -> None:
     parsed = tomllib.loads(render_config(config, redact=False))
     assert parsed["store"]["path"] == path
     assert parsed["upstream"]["username"] == username
+
+
+def test_unknown_key_without_a_close_one_suggests_nothing(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "colour = 1\n").endswith("colour: unknown key")
