@@ -15,6 +15,7 @@ import gc
 import getpass
 import logging
 import signal
+import sqlite3
 import ssl
 import sys
 from collections.abc import Awaitable, Sequence
@@ -22,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from tqdm import tqdm
 
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
 from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
 from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
+from relay.core.store.backup import backup_store
 from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import TokenCodec
 from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
@@ -73,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "erase": _cmd_erase,
         "queue": run_queue_command,
         "update-data": _cmd_update_data,
+        "backup": _cmd_backup,
     }[args.command]
     try:
         return handler(args)
@@ -95,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "deliver": "the delivery worker only (smtp and serve start one themselves)",
         "check-config": "validate and print the effective config, secrets redacted",
         "erase": "delete a recipient's events and address from the store; prints what went",
+        "backup": "write a consistent copy of the store (while the relay runs) to FILE",
         "update-data": "fetch the published network lists (Apple Private Relay, crawlers, "
         "mail-security vendors) into tracking.data_dir",
     }
@@ -109,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     sub.choices["erase"].add_argument("address", help="the recipient address to erase")
+    sub.choices["backup"].add_argument("file", type=Path, help="where the copy goes")
     sub.choices["update-data"].add_argument(
         "--source",
         action="append",
@@ -140,6 +146,26 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         raise StartupError(f"store.path: {exc}") from exc
     print(f"erased {args.address}: {describe(counts)}")
+    return 0
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    target: Path = args.file
+    if target.resolve() == Path(config.store.path).resolve():
+        raise StartupError("backup: FILE is the store itself")
+    with tqdm(total=None, unit="page", desc="backup", disable=None, leave=False) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            size = backup_store(config.store.path, target, progress)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"backup: {exc}") from exc
+    print(f"backed up {config.store.path} to {target} ({size} bytes)")
     return 0
 
 
