@@ -21,11 +21,13 @@ import sys
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from tqdm import tqdm
 
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
+from relay.core.config_checks import is_loopback_host
 from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
 from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
@@ -326,6 +328,8 @@ async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
     loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         _print_banner(config, smtp=smtp, http=http)
+        if smtp and (warning := base_url_warning(config)):
+            log.warning("%s", warning)
         await stop.wait()
         log.info("stopping: no new connections; finishing what is in flight")
     finally:
@@ -480,6 +484,24 @@ async def _stop(running: _Running) -> None:
         await running.webhooks.stop()
     with contextlib.suppress(Exception):
         await running.store.close()
+
+
+def base_url_warning(config: Config) -> str:
+    """One line when mail from other hosts would carry links nobody else can follow."""
+    if all(is_loopback_host(address.host) for address in config.smtp.listen):
+        return ""
+    url = urlsplit(config.tracking.base_url)
+    if is_loopback_host(url.hostname or ""):
+        return (
+            f"tracking.base_url is {config.tracking.base_url}: recipients cannot reach it; "
+            "set it to the public https:// address of the tracking listener"
+        )
+    if url.scheme != "https":
+        return (
+            f"tracking.base_url is {config.tracking.base_url}: plain http links are flagged by "
+            "filters and browsers; use https:// (a reverse proxy or tracking TLS)"
+        )
+    return ""
 
 
 def _print_banner(config: Config, *, smtp: bool, http: bool) -> None:
