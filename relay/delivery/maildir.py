@@ -2,7 +2,9 @@
 
 Files are written the Maildir way (PATH/tmp, fsync, rename into PATH/new,
 fsync the directory), so a reader never sees a half-written message and a
-crash after "delivered" loses nothing. The bytes are written exactly as relayed.
+crash after "delivered" loses nothing. The bytes are written exactly as relayed,
+after the lines Postfix's local delivery prepends (Return-Path, X-Original-To,
+Delivered-To), one file per recipient, so the copies in the folder can be told apart.
 """
 
 from __future__ import annotations
@@ -31,15 +33,30 @@ class MaildirUpstream:
             raise ConfigError(f"upstream.url: cannot create maildir {path}: {exc}") from exc
 
     async def send(self, mail_from: str, rcpt_tos: Sequence[str], data: bytes) -> DeliveryOutcome:
-        """Write data as one file; a disk error is temporary (space may come back)."""
+        """Write one file per recipient; a disk error is temporary (space may come back)."""
         try:
-            name = await asyncio.to_thread(self._write, data)
+            names = await asyncio.to_thread(self._write_all, mail_from, rcpt_tos, data)
         except OSError as exc:
             return DeliveryOutcome("temporary", f"maildir {self.path}: {exc}")
-        return DeliveryOutcome("delivered", f"written to {self.path / 'new' / name}", name)
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        return DeliveryOutcome(
+            "delivered", f"written to {self.path / 'new' / names[0]}{more}", names[0]
+        )
 
     async def close(self) -> None:
         """Nothing is held open between messages."""
+
+    def _write_all(self, mail_from: str, rcpt_tos: Sequence[str], data: bytes) -> list[str]:
+        """All the recipients' files or none: a failure takes back those already written."""
+        names: list[str] = []
+        try:
+            for rcpt in rcpt_tos or [""]:
+                names.append(self._write(delivery_headers(mail_from, rcpt, data) + data))
+        except BaseException:
+            for name in names:
+                (self.path / "new" / name).unlink(missing_ok=True)
+            raise
+        return names
 
     def _write(self, data: bytes) -> str:
         _make_dirs(self.path)
@@ -65,6 +82,23 @@ class MaildirUpstream:
         micros = int((now - seconds) * 1_000_000)
         rand = secrets.token_hex(6)
         return f"{seconds}.M{micros}P{os.getpid()}R{rand}.{self._host}.eml"
+
+
+def delivery_headers(mail_from: str, rcpt: str, data: bytes) -> bytes:
+    """What Postfix's local(8) prepends to a delivered message: the envelope sender and
+    the recipient (X-Original-To and Delivered-To are the same here: no aliases), with
+    the message's own line ending."""
+    lines = [f"Return-Path: <{_one_line(mail_from)}>"]
+    if rcpt:
+        lines += [f"X-Original-To: {_one_line(rcpt)}", f"Delivered-To: {_one_line(rcpt)}"]
+    newline = data.find(b"\n")
+    end = "\n" if newline > 0 and data[newline - 1 : newline] != b"\r" else "\r\n"
+    return "".join(line + end for line in lines).encode("utf-8", "surrogateescape")
+
+
+def _one_line(address: str) -> str:
+    """Addresses were checked at MAIL and RCPT; a line break must still never get in."""
+    return "".join(ch for ch in address if ch >= " " and ch != "\x7f")
 
 
 def _make_dirs(path: Path) -> None:

@@ -33,11 +33,54 @@ async def test_each_copy_is_an_eml_file(tmp_path: Path) -> None:
     assert {o.status for o in outcomes} == {"delivered"}
     assert {o.queue_id for o in outcomes} == {f.name for f in files}
     assert list((outbox / "tmp").iterdir()) == []  # nothing half-written left behind
+    recipients = set()
     for path in files:
         assert path.suffix == ".eml"
-        assert path.read_bytes() == MESSAGE
+        _, _, rest = path.read_bytes().partition(b"\r\nFrom: ")
+        assert b"From: " + rest == MESSAGE  # the relayed bytes, after the delivery lines
         parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert parsed["Subject"] == "Hello"
+        assert parsed["Return-Path"] == "<a@example.com>"
+        assert parsed["Delivered-To"] == parsed["X-Original-To"]
+        recipients.add(parsed["Delivered-To"])
+    assert recipients == {f"r{i}@example.net" for i in range(5)}
+
+
+async def test_delivery_lines_as_postfix_writes_them(tmp_path: Path) -> None:
+    upstream = open_upstream(UpstreamConfig(url=f"maildir:{tmp_path}"))
+    outcome = await upstream.send("a@example.com", ["b@example.net"], MESSAGE)
+    assert (tmp_path / "new" / outcome.queue_id).read_bytes() == (
+        b"Return-Path: <a@example.com>\r\n"
+        b"X-Original-To: b@example.net\r\n"
+        b"Delivered-To: b@example.net\r\n" + MESSAGE
+    )
+    bare_lf = MESSAGE.replace(b"\r\n", b"\n")
+    outcome = await upstream.send("", ["c@example.net"], bare_lf)  # a bounce: empty sender
+    assert (tmp_path / "new" / outcome.queue_id).read_bytes() == (
+        b"Return-Path: <>\nX-Original-To: c@example.net\nDelivered-To: c@example.net\n" + bare_lf
+    )
+
+
+async def test_a_shared_copy_is_one_file_per_recipient(tmp_path: Path) -> None:
+    upstream = open_upstream(UpstreamConfig(url=f"maildir:{tmp_path}"))
+    outcome = await upstream.send("a@example.com", ["b@example.net", "c@example.net"], MESSAGE)
+    assert outcome.status == "delivered"
+    assert outcome.reply.endswith(" and 1 more")
+    files = list((tmp_path / "new").iterdir())
+    assert outcome.queue_id in {f.name for f in files}
+    delivered_to = {
+        email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Delivered-To"]
+        for f in files
+    }
+    assert delivered_to == {"b@example.net", "c@example.net"}
+
+
+async def test_a_line_break_never_gets_into_the_delivery_lines(tmp_path: Path) -> None:
+    upstream = open_upstream(UpstreamConfig(url=f"maildir:{tmp_path}"))
+    outcome = await upstream.send("a@example.com", ["b@x.net\r\nBcc: e@x.net"], MESSAGE)
+    data = (tmp_path / "new" / outcome.queue_id).read_bytes()
+    assert b"\r\nBcc:" not in data
+    assert b"Delivered-To: b@x.netBcc: e@x.net\r\n" in data
 
 
 async def test_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,3 +121,22 @@ async def test_outbox_folders_are_created_0700(tmp_path: Path) -> None:
     assert outcome.status == "delivered"
     for folder in (outbox, outbox / "tmp", outbox / "new", outbox / "cur"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+async def test_a_failed_recipient_file_takes_back_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = open_upstream(UpstreamConfig(url=f"maildir:{tmp_path}"))
+    write = upstream._write  # type: ignore[attr-defined]
+    calls = []
+
+    def second_fails(data: bytes) -> str:
+        calls.append(data)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return write(data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(upstream, "_write", second_fails)
+    outcome = await upstream.send("a@example.com", ["b@example.net", "c@example.net"], MESSAGE)
+    assert outcome.status == "temporary"
+    assert list((tmp_path / "new").iterdir()) == []  # a retry writes both again, once each
