@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from tqdm import tqdm
 
+from relay.banner import first_message_command
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
 from relay.core.config_checks import is_loopback_host
 from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
@@ -516,16 +517,10 @@ def _print_banner(config: Config, *, smtp: bool, http: bool) -> None:
     if http:
         lines.append(f"  tracking HTTP   {', '.join(str(a) for a in config.tracking.listen)}")
         lines.append(f"  admin HTTP      {', '.join(str(a) for a in config.admin.listen)}")
-    if smtp and config.smtp.listen:
-        first = config.smtp.listen[0]
-        host = "127.0.0.1" if first.host in ("0.0.0.0", "::", "") else first.host  # noqa: S104
+    command = first_message_command(config.smtp) if smtp else []
+    if command:
         lines.append("Send a first message:")
-        lines.append(
-            f"  swaks --server {host}:{first.port} --from you@example.com --to friend@example.net "
-            "--header 'Subject: hello' "
-            "--header 'Content-Type: text/html; charset=utf-8' "
-            "--body '<p>Hi, see <a href=\"https://example.com/\">our site</a></p>'"
-        )
+        lines += command
     print("\n".join(lines), flush=True)
 
 
