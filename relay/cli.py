@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from tqdm import tqdm
 
+from relay import __version__
 from relay.banner import first_message_command
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
 from relay.core.config_checks import is_loopback_host
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="Mail-tracking SMTP relay with open and click tracking."
     )
+    parser.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     helps = {
         "serve": "SMTP relay, delivery workers, tracking HTTP and admin HTTP in one process",

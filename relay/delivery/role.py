@@ -10,6 +10,7 @@ from relay.core.metrics import DeliveryMetrics
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.exclusive import DeliveryLock
+from relay.delivery.sweeper import StoreSweeper
 from relay.delivery.upstream import open_upstream
 from relay.delivery.worker import DeliveryWorker
 from relay.dkim import DkimSigner
@@ -47,13 +48,16 @@ async def deliver(
     try:
         upstream = open_upstream(config.upstream, helo_name=config.smtp.hostname)
         worker = DeliveryWorker(config, store, codec, upstream, signer, metrics)
+        sweeper = StoreSweeper(store)
         await worker.start()
+        sweeper.start()
         try:
             while True:
                 await wake.wait()
                 wake.clear()
                 worker.wake()
         finally:
+            await sweeper.stop()
             await worker.stop()
     finally:
         lock.release()

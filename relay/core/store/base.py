@@ -79,9 +79,21 @@ class Store(Protocol):
         part, each other part becomes a new copy with its outcome; all in one transaction.
         Returns the copies' ids, in the order of parts."""
 
+    async def release_bodies(self) -> int:
+        """Empty the raw body of every message no copy, bounce or log needs any more
+        (done anyway when the last copy or bounce becomes final: this sweep catches what
+        an older version or a crash left); returns how many were released."""
+
+    async def reclaim_space(self, keep_bytes: int) -> int:
+        """Give free space beyond keep_bytes back to the filesystem; returns bytes given."""
+
     # --- queue operations and bounces -------------------------------------------
     async def queue_depth(self) -> dict[str, int]:
         """Copies by state: queued, deferred, delivered, bounced."""
+
+    async def oldest_queued(self) -> float | None:
+        """When the message of the oldest copy waiting for delivery arrived (unix time),
+        or None with no copy waiting."""
 
     async def count_queued(self) -> int:
         """Copies waiting for delivery (queued or deferred)."""

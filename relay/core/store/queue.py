@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from relay.core.models import Copy, CopyPart, DeliveryOutcome, PendingBounce
+from relay.core.store.bodies import release_if_done, release_of_copy
 from relay.core.store.reads import COPY_COLUMNS, copy_from_row
 from relay.core.store.writes import apply_outcome, clean_text
 
@@ -28,23 +29,26 @@ def record_outcome(
     next_attempt_at: float | None,
     rewrite_note: str,
 ) -> None:
-    """apply_outcome, plus a bounces row when the copy is now bounced."""
+    """apply_outcome, plus a bounces row when the copy is now bounced; then the
+    message's body is released if this was the last copy it was kept for."""
     apply_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
     row = conn.execute(
         "SELECT c.state, c.message_id, m.mail_from FROM copies c"
         " JOIN messages m ON m.id = c.message_id WHERE c.id = ?",
         (copy_id,),
     ).fetchone()
-    if row is None or row[0] != "bounced":
+    if row is None or row[0] == "deferred":
         return
-    # Never a DSN for a message whose sender was empty (RFC 5321 6.1: no bounce loops).
-    state = "pending" if row[2] else "skipped"
-    now = time.time()
-    conn.execute(
-        "INSERT OR IGNORE INTO bounces (copy_id, message_id, state, reason, created_at,"
-        " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (copy_id, row[1], state, clean_text(outcome.reply), now, now),
-    )
+    if row[0] == "bounced":
+        # Never a DSN for a message whose sender was empty (RFC 5321 6.1: no bounce loops).
+        state = "pending" if row[2] else "skipped"
+        now = time.time()
+        conn.execute(
+            "INSERT OR IGNORE INTO bounces (copy_id, message_id, state, reason, created_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (copy_id, row[1], state, clean_text(outcome.reply), now, now),
+        )
+    release_if_done(conn, [str(row[1])])
 
 
 def record_parts(
@@ -100,6 +104,17 @@ def count_queued(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def oldest_queued(conn: sqlite3.Connection) -> float | None:
+    """The arrival of the message of the lowest-numbered waiting copy: copy ids grow with
+    time, and min(id) per state is one step of the index copies_by_state."""
+    row = conn.execute(
+        "SELECT min(m.received_at) FROM messages m JOIN copies c ON c.message_id = m.id"
+        " WHERE c.id IN (SELECT min(id) FROM copies WHERE state = 'queued'"
+        " UNION ALL SELECT min(id) FROM copies WHERE state = 'deferred')"
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def list_queue(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Copy]:
     """Queued and deferred copies by id, a page at a time."""
     rows = conn.execute(
@@ -144,6 +159,7 @@ def delete_queued(conn: sqlite3.Connection, copy_ids: Sequence[int]) -> int:
         " (SELECT 1 FROM copies WHERE message_id = messages.id)",
         [(mid,) for mid in messages],
     )
+    release_if_done(conn, messages)  # the copies left may all be final
     return max(0, cursor.rowcount)
 
 
@@ -174,6 +190,8 @@ def settle_bounce(
         " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE copy_id = ?",
         (state, clean_text(reply), next_attempt_at, state, now, copy_id),
     )
+    if state != "pending":
+        release_of_copy(conn, copy_id)
 
 
 def _check_ids(copy_ids: Sequence[int]) -> None:

@@ -97,8 +97,9 @@ def get_message(conn: sqlite3.Connection, message_id: str) -> Message | None:
 
 
 def load_raw(conn: sqlite3.Connection, message_id: str) -> bytes | None:
-    row = conn.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
-    return None if row is None else bytes(row[0])
+    """None for an unknown message, and for one whose body was released (store/bodies.py)."""
+    row = conn.execute("SELECT raw, body FROM messages WHERE id = ?", (message_id,)).fetchone()
+    return None if row is None or row[1] == "released" else bytes(row[0])
 
 
 def get_copy(conn: sqlite3.Connection, copy_id: int) -> Copy | None:

@@ -194,8 +194,11 @@ def own_copy(copy: Copy, address: str) -> Copy:
 def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, _Tally]) -> None:
     for copy_id, idx, url in conn.execute(
         "SELECT copy_id, idx, url FROM links"
-        " WHERE copy_id IN (SELECT id FROM copies WHERE message_id = ?) ORDER BY copy_id, idx",
-        (message_id,),
+        " WHERE copy_id IN (SELECT id FROM copies WHERE message_id = ?)"
+        " UNION ALL SELECT c.id, l.idx, l.url FROM copies c"
+        " JOIN message_links l ON l.message_id = c.message_id"
+        " WHERE c.message_id = ? AND c.links_shared ORDER BY 1, 2",
+        (message_id, message_id),
     ):
         tallies[copy_id].link(idx, url)
     for copy_id, klass, inferred, n, first, last in conn.execute(

@@ -219,6 +219,28 @@ _V6_RECIPIENT_OUTCOMES: tuple[str, ...] = (  # per-recipient outcomes of a share
     "ALTER TABLE copies ADD COLUMN rcpt_replies TEXT NOT NULL DEFAULT '{}'",
 )
 
+_V7_LEAN_STORE: tuple[str, ...] = (  # bodies only while needed, links once per message
+    # A message's raw body is kept while a copy waits for delivery or a bounce waits to
+    # be sent ('held'), until retention when the message is logged ('logged'); otherwise
+    # it is emptied ('released', store/bodies.py) and only size remains. Existing rows
+    # start 'held' and the first sweep releases what is done (no rewrite of every row
+    # here: an UPDATE rewrites a row's whole body).
+    "ALTER TABLE messages ADD COLUMN body TEXT NOT NULL DEFAULT 'held'",
+    "ALTER TABLE messages ADD COLUMN size INTEGER",  # NULL: length(raw), filled on release
+    "UPDATE messages SET body = 'logged' WHERE json_extract(decision, '$.log_copy')",
+    "CREATE INDEX messages_holding_body ON messages(id) WHERE body = 'held'",
+    # A copy's tracked links, when they are the message's (every copy rendered from one
+    # template has the same list), are stored once per message; links_shared says a copy
+    # reads them there. A copy whose list differs keeps its own rows in links.
+    """CREATE TABLE message_links (
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (message_id, idx)
+    ) WITHOUT ROWID""",
+    "ALTER TABLE copies ADD COLUMN links_shared INTEGER NOT NULL DEFAULT 0",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2_DELIVERY,
@@ -226,14 +248,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V4_WEB,
     _V5_QUIET,
     _V6_RECIPIENT_OUTCOMES,
+    _V7_LEAN_STORE,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 def configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    """Per-connection settings. FULL: a commit is fsync'd before it returns (SPEC 4)."""
+    """Per-connection settings. FULL: a commit is fsync'd before it returns (SPEC 4).
+
+    auto_vacuum must be chosen before the first table exists: a new store gets
+    INCREMENTAL, so the space of released bodies can go back to the filesystem
+    (store/bodies.py); an older file is converted once (ensure_incremental_vacuum).
+    """
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    # After a checkpoint the -wal file is cut back to this, not kept at its peak size.
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys=ON")
 

@@ -8,6 +8,8 @@ unreachable store raises StoreUnavailable, never a sqlite3 error.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import os
 import sqlite3
 import time
@@ -34,6 +36,7 @@ from relay.core.models import (
     WebhookTarget,
 )
 from relay.core.store import (
+    bodies,
     feed,
     history,
     labels,
@@ -47,6 +50,8 @@ from relay.core.store import (
 )
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.writer import Bulk, GroupWriter, run_in_thread
+
+log = logging.getLogger("relay.store")
 
 T = TypeVar("T")
 MAX_PAGE = 1000
@@ -81,6 +86,7 @@ class SQLiteStore:
             self._write_conn = await _connect(self.path)
             await run_in_thread(self._write_conn, schema.configure, BUSY_TIMEOUT_MS)
             await run_in_thread(self._write_conn, schema.migrate)
+            await self._ensure_incremental_vacuum(self._write_conn)
             self._read_conn = await _connect(self.path)
             await run_in_thread(self._read_conn, schema.configure, BUSY_TIMEOUT_MS)
             await run_in_thread(self._read_conn, lambda c: c.execute("PRAGMA query_only=ON"))
@@ -92,6 +98,24 @@ class SQLiteStore:
             raise
         self._writer = GroupWriter(self._write_conn)
         self._writer.start()
+
+    async def _ensure_incremental_vacuum(self, conn: aiosqlite.Connection) -> None:
+        """A store made before schema step 7 is rewritten once (store/bodies.py)."""
+        mode = await run_in_thread(conn, lambda c: c.execute("PRAGMA auto_vacuum").fetchone())
+        if int(mode[0]) == 2:
+            return
+        size = await run_in_thread(conn, bodies.file_bytes)
+        log.warning(
+            "%s: releasing delivered bodies and rewriting the file once for incremental"
+            " auto-vacuum (%.0f MB; needs as much free space in the temporary directory)",
+            self.path,
+            size / 1e6,
+        )
+        started = time.monotonic()
+        await run_in_thread(conn, bodies.ensure_incremental_vacuum)
+        after = await run_in_thread(conn, bodies.file_bytes)
+        took = time.monotonic() - started
+        log.warning("%s: converted in %.1fs, now %.0f MB", self.path, took, after / 1e6)
 
     async def close(self) -> None:
         """Flush queued writes, then close both connections; a second call does nothing."""
@@ -152,9 +176,31 @@ class SQLiteStore:
         wanted = list(parts)
         return await self._write(lambda c: queue.record_parts(c, copy_id, wanted, rewrite_note))
 
+    async def release_bodies(self) -> int:
+        """One sweep over held bodies, a batch per write op; returns how many were released."""
+        released, after = 0, ""
+        while True:
+            n, last = await self._write(functools.partial(bodies.release_step, after_id=after))
+            released += n
+            if last is None:
+                return released
+            after = last
+
+    async def reclaim_space(self, keep_bytes: int) -> int:
+        """Free pages beyond keep_bytes go back to the filesystem, a batch per write op;
+        returns the bytes given back."""
+        pages = 0
+        while step := await self._write(lambda c: bodies.reclaim_step(c, keep_bytes)):
+            pages += step
+        page_size = await self._read(lambda c: int(c.execute("PRAGMA page_size").fetchone()[0]))
+        return pages * page_size
+
     # --- queue operations and bounces -------------------------------------------
     async def queue_depth(self) -> dict[str, int]:
         return await self._read(queue.queue_depth)
+
+    async def oldest_queued(self) -> float | None:
+        return await self._read(queue.oldest_queued)
 
     async def count_queued(self) -> int:
         return await self._read(queue.count_queued)

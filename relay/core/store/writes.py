@@ -53,8 +53,8 @@ def insert_message(
         raise ValueError(f"at most {MAX_COPIES} copies per message")
     conn.execute(
         "INSERT INTO messages (id, mail_from, rcpt_tos, received_at, client_addr,"
-        " auth_user, sender, subject, message_id_header, decision, in_reply_to, raw)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " auth_user, sender, subject, message_id_header, decision, in_reply_to, raw, size, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             message_id,
             clean_text(msg.mail_from),
@@ -68,6 +68,8 @@ def insert_message(
             decision_json(msg.decision),
             json.dumps(list(msg.in_reply_to)),
             msg.raw,
+            len(msg.raw),
+            "logged" if msg.decision.log_copy else "held",  # store/bodies.py
         ),
     )
     now = time.time()
@@ -89,15 +91,39 @@ def insert_message(
 
 
 def replace_links(conn: sqlite3.Connection, copy_id: int, urls: Sequence[str]) -> None:
-    """Idempotent: a retried delivery rewrites again and records the same list."""
+    """Idempotent: a retried delivery rewrites again and records the same list.
+
+    The first copy of a message to record links stores them as the message's
+    (message_links); a copy with the same list only points there (links_shared),
+    so a message to many recipients stores its links once. A copy whose list
+    differs keeps its own rows.
+    """
     if len(urls) > MAX_LINKS:
         raise ValueError(f"at most {MAX_LINKS} links per copy")
-    _require_copy(conn, copy_id)
+    row = conn.execute("SELECT message_id FROM copies WHERE id = ?", (copy_id,)).fetchone()
+    if row is None:
+        raise ValueError(f"no copy {copy_id}")
+    message_id, cleaned = str(row[0]), [clean_text(url) for url in urls]
     conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
-    conn.executemany(
-        "INSERT INTO links (copy_id, idx, url) VALUES (?, ?, ?)",
-        [(copy_id, i, clean_text(url)) for i, url in enumerate(urls)],
-    )
+    shared = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT url FROM message_links WHERE message_id = ? ORDER BY idx", (message_id,)
+        )
+    ]
+    if cleaned and not shared:
+        conn.executemany(
+            "INSERT INTO message_links (message_id, idx, url) VALUES (?, ?, ?)",
+            [(message_id, i, url) for i, url in enumerate(cleaned)],
+        )
+        shared = cleaned
+    same = bool(cleaned) and shared == cleaned
+    conn.execute("UPDATE copies SET links_shared = ? WHERE id = ?", (int(same), copy_id))
+    if not same:
+        conn.executemany(
+            "INSERT INTO links (copy_id, idx, url) VALUES (?, ?, ?)",
+            [(copy_id, i, url) for i, url in enumerate(cleaned)],
+        )
 
 
 def apply_outcome(

@@ -1,0 +1,59 @@
+"""The store's housekeeping, done by the process that delivers (one per store).
+
+Bodies are released when a message's last copy or bounce becomes final, in that
+same transaction; this sweep finds any that were not (a store written by an
+older version, a path that did not ask) and gives free space beyond a reserve
+back to the filesystem. Only the delivery-lock holder runs it, so two processes
+never vacuum one file at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from relay.core.store import Store
+
+log = logging.getLogger("relay.delivery")
+
+SWEEP_SECONDS = 30.0
+# Free pages kept for the next messages' bodies (reused without growing the file): a few
+# seconds of a busy relay's spool; beyond it, space goes back to the filesystem.
+KEEP_BYTES = 16 * 1024 * 1024
+
+
+class StoreSweeper:
+    def __init__(
+        self, store: Store, interval: float = SWEEP_SECONDS, keep_bytes: int = KEEP_BYTES
+    ) -> None:
+        self._store = store
+        self._interval = interval
+        self._keep = keep_bytes
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="store-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def sweep_once(self) -> tuple[int, int]:
+        """(bodies released, bytes given back to the filesystem)."""
+        released = await self._store.release_bodies()
+        reclaimed = await self._store.reclaim_space(self._keep)
+        if released or reclaimed:
+            log.info("store: %d bodies released, %.1f MB given back", released, reclaimed / 1e6)
+        return released, reclaimed
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:  # the store may be briefly down: next time
+                log.exception("store sweep failed")
+            await asyncio.sleep(self._interval)
