@@ -31,6 +31,7 @@ from relay.banner import first_message_command
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
 from relay.core.config_checks import is_loopback_host
 from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
+from relay.core.logs import setup_logging
 from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
@@ -57,6 +58,8 @@ log = logging.getLogger("relay")
 
 EXIT_USAGE = 2
 GC_THRESHOLDS = (10_000, 20, 100)  # see quiet_collector
+# The peer (a reverse proxy's address behind one), request line, status, size, seconds, agent.
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
 CHILD_STOP_GRACE = 45.0  # the delivery process drains for up to 30 s (worker.STOP_GRACE_SECONDS)
 
 
@@ -117,7 +120,13 @@ def _parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
         )
-        cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+        cmd.add_argument(
+            "--log-level",
+            default=None,
+            choices=["debug", "info", "warning", "error", "DEBUG", "INFO", "WARNING", "ERROR"],
+            metavar="LEVEL",
+            help="debug, info, warning or error (default: [log] level in the config, info)",
+        )
     sub.choices["erase"].add_argument("address", help="the recipient address to erase")
     sub.choices["backup"].add_argument("file", type=Path, help="where the copy goes")
     sub.choices["update-data"].add_argument(
@@ -237,27 +246,27 @@ def _cmd_http(args: argparse.Namespace) -> int:
 
 def _cmd_deliver(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    _setup_logging(args)
+    _setup_logging(args, config)
     asyncio.run(_deliver_role(config, child=args.child))
     return 0
 
 
 def _run(args: argparse.Namespace, *, smtp: bool, http: bool) -> int:
     config = load_config(args.config)
-    _setup_logging(args)
+    _setup_logging(args, config)
     # The delivery process reads the same config the same way (same cwd).
-    child = [sys.executable, "-m", "relay", "deliver", "--child", "--log-level", args.log_level]
+    child = [sys.executable, "-m", "relay", "deliver", "--child"]
+    if args.log_level:
+        child += ["--log-level", args.log_level]
     if args.config is not None:
         child += ["--config", str(args.config)]
     asyncio.run(_serve(config, smtp=smtp, http=http, child=child))
     return 0
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _setup_logging(args: argparse.Namespace, config: Config) -> None:
+    """[log] level and format; --log-level wins when given."""
+    setup_logging(args.log_level or config.log.level, config.log.format)
 
 
 async def _deliver_role(config: Config, *, child: bool) -> None:
@@ -389,13 +398,14 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
                 t.idle_timeout,
                 exempt=t.trusted_proxies,  # every reader arrives through them
             )
-            await _start_site(running, tracking, t.listen, "tracking.listen", limits)
+            access = t.access_log
+            await _start_site(running, tracking, t.listen, "tracking.listen", limits, access)
             admin = create_admin_app(config, store, metrics, broker, state=running.state)
             a = config.admin
             limits = GuardSettings(
                 a.max_connections, a.max_connections_per_address, a.header_timeout, a.idle_timeout
             )
-            await _start_site(running, admin, a.listen, "admin.listen", limits)
+            await _start_site(running, admin, a.listen, "admin.listen", limits, a.access_log)
             # The HTTP role sends every webhook, the SMTP role's delivery outcomes included.
             running.webhooks = WebhookDispatcher(config.webhooks, store, metrics)
             await running.webhooks.start()
@@ -449,10 +459,12 @@ async def _start_site(
     addresses: Sequence[HostPort],
     key: str,
     limits: GuardSettings,
+    access: bool,
 ) -> None:
     runner = web.AppRunner(
         app,
-        access_log=None,
+        access_log=logging.getLogger(f"{key.split('.')[0]}.access") if access else None,
+        access_log_format=ACCESS_LOG_FORMAT,
         handle_signals=False,
         shutdown_timeout=5,
         keepalive_timeout=limits.idle_timeout,

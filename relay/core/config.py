@@ -27,6 +27,7 @@ from relay.core.config_schema import (
     Config,
     DkimConfig,
     HostPort,
+    LogConfig,
     Network,
     PrivacyConfig,
     SmtpConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigError",
     "DkimConfig",
     "HostPort",
+    "LogConfig",
     "Network",
     "PrivacyConfig",
     "SmtpConfig",
@@ -59,6 +61,8 @@ __all__ = [
 ]
 
 DEFAULT_PATH = Path("relay.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 def load_config(path: Path | None) -> Config:
@@ -80,7 +84,16 @@ def load_config(path: Path | None) -> Config:
         store=StoreConfig(path=_required_str(root.table("store", ["path"]), "path", "./relay.db")),
         dkim=_dkim(root.table("dkim", _keys(DkimConfig))) if root.has("dkim") else None,
         webhooks=tuple(_webhook(t) for t in root.tables("webhooks", _keys(WebhookConfig))),
+        log=_log(root.table("log", _keys(LogConfig))),
         source=str(path),
+    )
+
+
+def _log(t: TomlTable) -> LogConfig:
+    d = LogConfig()
+    return LogConfig(
+        level=t.convert("level", d.level, _choice(LOG_LEVELS)),
+        format=t.convert("format", d.format, _choice(LOG_FORMATS)),
     )
 
 
@@ -220,6 +233,7 @@ def _tracking(t: TomlTable) -> TrackingConfig:
         ),
         classify=t.get_bool("classify", d.classify),
         data_dir=t.get_str("data_dir", d.data_dir),
+        access_log=t.get_bool("access_log", d.access_log),
         **_http_limits(t, d),
         trusted_proxies=t.convert_list("trusted_proxies", d.trusted_proxies, checks.parse_network),
         policy=tuple(_policy(p) for p in t.tables("policy", _keys(TrackingPolicy))),
@@ -270,7 +284,12 @@ def _admin(t: TomlTable) -> AdminConfig:
     token = t.get_str("token", d.token)
     if not token and any(not checks.is_loopback_host(a.host) for a in listen):
         raise t.error("token", "required when admin.listen is not loopback")
-    return AdminConfig(listen=listen, token=token, **_http_limits(t, d))
+    return AdminConfig(
+        listen=listen,
+        token=token,
+        access_log=t.get_bool("access_log", d.access_log),
+        **_http_limits(t, d),
+    )
 
 
 def _http_limits(t: TomlTable, d: TrackingConfig | AdminConfig) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class TrackingConfig:
     scanner_networks: tuple[Network, ...] = ()  # requests from these are bots (mail scanners)
     classify: bool = True  # false: every event is recorded "human" (benchmark baseline)
     data_dir: str = "./relay-data"  # refreshed network data (relay update-data); else shipped
+    access_log: bool = False  # one line per pixel and click request is a lot of log
     # Connections of the tracking listener in all and from one address (beyond: 503), a
     # request's header block, and an idle keep-alive connection.
     max_connections: int = 4096
@@ -131,6 +132,7 @@ class TrackingConfig:
 class AdminConfig:
     listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8081),)
     token: str = ""
+    access_log: bool = True
     max_connections: int = 256
     max_connections_per_address: int = 64
     header_timeout: float = 10.0
@@ -158,6 +160,12 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"  # debug, info, warning, error (--log-level overrides)
+    format: str = "text"  # "text" or "json" (one object per line)
+
+
+@dataclass(frozen=True)
 class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -166,4 +174,5 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     dkim: DkimConfig | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
+    log: LogConfig = field(default_factory=LogConfig)
     source: str = "<embedded defaults>"  # the file it was read from

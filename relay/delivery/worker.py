@@ -199,7 +199,7 @@ class DeliveryWorker:
             return
         outcome, next_at = self._schedule(copy, received_at, outcome)
         await self.store.record_outcome(copy.id, outcome, next_at, note)
-        self._recorded(copy.id, copy.rcpt_tos, outcome, next_at)
+        self._recorded(copy.id, copy.rcpt_tos, outcome, next_at, received_at)
 
     async def _record_parts(
         self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
@@ -220,7 +220,7 @@ class DeliveryWorker:
         else:
             ids = await self.store.record_parts(copy.id, parts, note)
         for copy_id, part in zip(ids, parts, strict=True):
-            self._recorded(copy_id, part.rcpt_tos, part.outcome, part.next_attempt_at)
+            self._recorded(copy_id, part.rcpt_tos, part.outcome, part.next_attempt_at, received_at)
 
     def _schedule(
         self, copy: Copy, received_at: float, outcome: DeliveryOutcome
@@ -238,9 +238,14 @@ class DeliveryWorker:
         return f"gave up after {age:.0f}s in the queue; last reply: {reply}"
 
     def _recorded(
-        self, copy_id: int, rcpts: tuple[str, ...], outcome: DeliveryOutcome, next_at: float | None
+        self,
+        copy_id: int,
+        rcpts: tuple[str, ...],
+        outcome: DeliveryOutcome,
+        next_at: float | None,
+        received_at: float,
     ) -> None:
-        _log_outcome(copy_id, rcpts, outcome, next_at)
+        _log_outcome(copy_id, rcpts, outcome, next_at, received_at)
         if outcome.status == "permanent":
             self.bounces.wake()
         if self.metrics is not None:
@@ -259,13 +264,23 @@ class DeliveryWorker:
 
 
 def _log_outcome(
-    copy_id: int, rcpts: tuple[str, ...], outcome: DeliveryOutcome, next_at: float | None
+    copy_id: int,
+    rcpts: tuple[str, ...],
+    outcome: DeliveryOutcome,
+    next_at: float | None,
+    received_at: float,
 ) -> None:
-    who = ", ".join(rcpts)
+    """One line per attempt, as Postfix's smtp(8) writes one: the copy, its recipients, the
+    delay since the message was received, what became of it, the upstream's queue id and
+    reply."""
+    now = time.time()
+    to = ",".join(f"<{r}>" for r in rcpts)
+    upstream_id = f" upstream_id={outcome.queue_id}" if outcome.queue_id else ""
+    line = f"copy={copy_id} to={to} delay={now - received_at:.2f}s{upstream_id}"
     if outcome.status == "delivered":
-        log.info("copy %s to %s delivered: %s", copy_id, who, outcome.reply)
+        log.info("%s status=delivered reply=%r", line, outcome.reply)
     elif outcome.status == "permanent":
-        log.warning("copy %s to %s bounced: %s", copy_id, who, outcome.reply)
+        log.warning("%s status=bounced reply=%r", line, outcome.reply)
     else:
-        wait = (next_at or time.time()) - time.time()
-        log.info("copy %s to %s deferred %.0fs: %s", copy_id, who, wait, outcome.reply)
+        wait = (next_at or now) - now
+        log.info("%s status=deferred retry_in=%.0fs reply=%r", line, wait, outcome.reply)

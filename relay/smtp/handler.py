@@ -176,7 +176,7 @@ class RelayHandler:
         self.spool_guard.spooled(len(copies))
         if self.metrics is not None:
             self.metrics.messages_accepted.inc()
-        log.info(
+        log.debug(  # server.py logs the transaction's one line, with this reply
             "%s: queued %s from=<%s> rcpts=%d size=%d",
             peer_ip(session),
             message_id,

@@ -232,9 +232,27 @@ class RelaySMTP(SMTP):
                 status = await self._call_handler_hook("DATA")
             finally:
                 self.spooling = False
-            return "250 2.0.0 Ok" if status is MISSING else str(status)
+            reply = "250 2.0.0 Ok" if status is MISSING else str(status)
+            self._log_transaction(len(result.content), reply)
+            return reply
         finally:
             self.envelope = self._create_envelope()
+
+    def _log_transaction(self, size: int, reply: str) -> None:
+        """One line per transaction, accepted or not (Postfix writes several; one is enough
+        to follow a message: the queue id is in the reply)."""
+        envelope, session = self.envelope, self.session
+        assert envelope is not None
+        user = f" user={session.auth_data}" if session is not None and session.auth_data else ""
+        log.info(
+            "client=%s%s from=<%s> to=%s size=%d reply=%r",
+            peer_ip(session),
+            user,
+            envelope.mail_from or "",
+            ",".join(f"<{r}>" for r in envelope.rcpt_tos),
+            size,
+            reply,
+        )
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         blob = await self._auth_argument(args, "")
