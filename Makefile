@@ -2,17 +2,23 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make run` installs the runtime dependencies only; `make test` adds the test tools.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint sysdeps bench fuzz clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/relay serve
 
 # System packages the tests drive for real (installed only when missing).
@@ -27,6 +33,11 @@ sysdeps:
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    postfix libsasl2-modules >/dev/null; }
+	@# systemd-analyze checks the units in packaging/ (tests/test_packaging.py).
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "installing systemd (systemd-analyze)"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    systemd >/dev/null; }
 	@# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
 	@test -x /usr/bin/chromium || { \
 	  echo "installing chromium"; \

@@ -30,7 +30,8 @@ class QueueError(Exception):
 
 
 def add_queue_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    queue = sub.add_parser("queue", help="list, show, retry or delete queued copies")
+    text = "list, show, retry or delete queued copies"
+    queue = sub.add_parser("queue", help=text, description=text)
     actions = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
     helps = {
         "list": "the queued and deferred copies",
@@ -40,9 +41,20 @@ def add_queue_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     }
     for name, text in helps.items():
         cmd = actions.add_parser(name, help=text, description=text)
-        cmd.add_argument("--config", type=Path, default=None, metavar="FILE")
+        cmd.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
+        )
         if name != "list":
-            cmd.add_argument("id", nargs="?" if name == "retry" else None, metavar="ID")
+            cmd.add_argument(
+                "id",
+                nargs="?" if name == "retry" else None,
+                metavar="ID",
+                help="a copy id (a number, as list shows) or a message id (all its copies)",
+            )
 
 
 def run_queue_command(args: argparse.Namespace) -> int:
@@ -150,6 +162,9 @@ async def show(store: Store, ident: str, out: TextIO) -> int:
 async def retry_all(store: Store, bar: TextIO) -> int:
     """Every queued copy due now, in batches, with a progress bar on stderr."""
     ids = [c.id for page in await queued_pages(store) for c in page]
+    if not ids:
+        print("nothing to retry: no copy is queued or deferred")
+        return 0
     done = retried = 0
     draw(bar, 0, len(ids))
     for start in range(0, len(ids), BATCH):
