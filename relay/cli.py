@@ -48,7 +48,14 @@ from relay.dkim import DkimKeyError, DkimSigner
 from relay.queue_cli import add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
-from tracking_http.app import RELOAD_NETWORKS, ReloadNetworks, create_admin_app, create_tracking_app
+from tracking_http.app import (
+    RECONFIGURE,
+    RELOAD_NETWORKS,
+    Reconfigure,
+    ReloadNetworks,
+    create_admin_app,
+    create_tracking_app,
+)
 from tracking_http.guard import GuardedSite, GuardSettings
 from tracking_http.health import RunState
 from tracking_http.netdata import DataError, run_update
@@ -262,7 +269,9 @@ def _run(args: argparse.Namespace, *, smtp: bool, http: bool) -> int:
         child += ["--log-level", args.log_level]
     if args.config is not None:
         child += ["--config", str(args.config)]
-    asyncio.run(_serve(config, smtp=smtp, http=http, child=child))
+    asyncio.run(
+        _serve(config, smtp=smtp, http=http, child=child, path=args.config, level=args.log_level)
+    )
     return 0
 
 
@@ -320,10 +329,22 @@ class _Running:
     webhooks: WebhookDispatcher | None = None
     hits: HitWriter | None = None
     reload_networks: ReloadNetworks | None = None
+    reconfigure_tracking: Reconfigure | None = None
     state: RunState = field(default_factory=RunState)
+    config: Config = field(default_factory=Config)
+    config_path: Path | None = None  # what SIGHUP reads again
+    log_level: str | None = None  # --log-level, which SIGHUP keeps
 
 
-async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) -> None:
+async def _serve(
+    config: Config,
+    *,
+    smtp: bool,
+    http: bool,
+    child: list[str],
+    path: Path | None = None,
+    level: str | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -331,6 +352,7 @@ async def _serve(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
     quiet_loop_errors(loop, RateLimitedLog(log))
     raise_file_limit()
     running = await _start(config, smtp=smtp, http=http, child=child)
+    running.config, running.config_path, running.log_level = config, path, level
     quiet_collector()
     reloads: set[asyncio.Task[None]] = set()
 
@@ -392,6 +414,7 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             except (OSError, ValueError) as exc:
                 raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
             running.reload_networks = tracking[RELOAD_NETWORKS]
+            running.reconfigure_tracking = tracking[RECONFIGURE]
             t = config.tracking
             limits = GuardSettings(
                 t.max_connections,
@@ -427,14 +450,76 @@ def quiet_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# Keys that only a restart applies: sockets are bound, the store is open, the delivery
+# process is started with them. SIGHUP says which of these changed.
+RESTART_KEYS = (
+    "smtp.listen",
+    "smtp.implicit_tls_listen",
+    "smtp.max_sessions",
+    "smtp.max_sessions_per_address",
+    "smtp.command_timeout",
+    "smtp.session_timeout",
+    "tracking.listen",
+    "tracking.trusted_proxies",
+    "tracking.max_connections",
+    "tracking.max_connections_per_address",
+    "tracking.header_timeout",
+    "tracking.idle_timeout",
+    "tracking.access_log",
+    "tracking.secrets",
+    "admin.listen",
+    "admin.token",
+    "admin.max_connections",
+    "admin.max_connections_per_address",
+    "admin.header_timeout",
+    "admin.idle_timeout",
+    "admin.access_log",
+    "store.path",
+    "upstream.delivery_process",
+)
+
+
 async def _reload(running: _Running) -> None:
-    """SIGHUP: what can change without a restart is read again (today: network data)."""
-    if running.reload_networks is None:
-        log.info("SIGHUP: nothing to reload in this role")
+    """SIGHUP: the config file read again and what can change without a restart applied:
+    SMTP policy (users, networks, limits, tracking policy) and its certificate, the
+    classifier's settings and network data, webhooks, log level and format, and the
+    delivery process (restarted after draining, so it reads the new file). A config that
+    does not load changes nothing: one line names the key."""
+    try:
+        config = load_config(running.config_path)
+    except ConfigError as exc:
+        log.error("SIGHUP: the new config is refused, the old one stays: %s", exc)
         return
-    if await running.reload_networks(force=True):
+    old = running.config
+    try:
+        if running.smtp is not None:
+            running.smtp.reload(config)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("SIGHUP: smtp.tls_cert unusable, the old config stays: %s", exc)
         return
-    log.info("SIGHUP: network data unchanged")
+    running.config = config
+    setup_logging(running.log_level or config.log.level, config.log.format)
+    if running.reconfigure_tracking is not None:
+        await running.reconfigure_tracking(config.tracking)
+    if running.webhooks is not None:
+        await running.webhooks.reconfigure(config.webhooks)
+    if running.delivery is not None and _delivery_changed(old, config):
+        await running.delivery.restart(grace=CHILD_STOP_GRACE)
+        log.info("SIGHUP: delivery process restarted with the new config")
+    changed = [key for key in RESTART_KEYS if _value(old, key) != _value(config, key)]
+    if changed:
+        log.warning("SIGHUP: %s changed; a restart applies it", ", ".join(changed))
+    log.info("SIGHUP: config %s reloaded", config.source)
+
+
+def _value(config: Config, key: str) -> object:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def _delivery_changed(old: Config, new: Config) -> bool:
+    """What the delivery process reads: upstream, DKIM, and the tracking policy it applies."""
+    return (old.upstream, old.dkim, old.tracking) != (new.upstream, new.dkim, new.tracking)
 
 
 def _dkim_signer(config: Config) -> DkimSigner | None:

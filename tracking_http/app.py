@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from relay.core.config import Config
+from relay.core.config import Config, TrackingConfig
 from relay.core.metrics import Metrics
 from relay.core.store import Store
 from relay.core.store.hitclient import HitWriter
@@ -39,6 +39,8 @@ DATA_CHECK_INTERVAL = 30.0  # seconds between looks at the network data files' s
 ReloadNetworks = Callable[..., Awaitable[bool]]
 # The tracking app's "read the network data again" (SIGHUP in relay.cli).
 RELOAD_NETWORKS: web.AppKey[ReloadNetworks] = web.AppKey("reload_networks")
+Reconfigure = Callable[[TrackingConfig], Awaitable[bool]]
+RECONFIGURE: web.AppKey[Reconfigure] = web.AppKey("reconfigure")
 log = logging.getLogger("tracking_http.app")
 ADMIN_MAX_BODY = 64 * 1024
 # SECURITY_HEADERS (tracking_http.headers) is on every answer of both apps.
@@ -69,6 +71,7 @@ def create_tracking_app(
     app.on_response_prepare.append(add_security_headers)
     guard_app(app)
     app[RELOAD_NETWORKS] = views.recorder.reload_networks
+    app[RECONFIGURE] = views.recorder.reconfigure
 
     async def drain(_app: web.Application) -> None:
         await views.recorder.drain()

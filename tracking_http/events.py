@@ -118,6 +118,10 @@ class EventRecorder:
         except TimeoutError:
             _slow(token)
 
+    async def reconfigure(self, config: TrackingConfig) -> bool:
+        """SIGHUP: the classifier's settings and data from the new config (labelling)."""
+        return await self._labeller.reconfigure(config)
+
     async def reload_networks(self, *, force: bool = False) -> bool:
         """New network data in use if a file changed (always, with force); see labelling."""
         return await self._labeller.reload(force=force)

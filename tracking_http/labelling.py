@@ -251,6 +251,18 @@ class HitLabeller:
         who = ClientKey(self._family(user_agent), network)
         return Label(result.klass, result.reasons, honeypot=False, client=who)
 
+    async def reconfigure(self, config: TrackingConfig) -> bool:
+        """SIGHUP: windows, ignore and scanner networks, data_dir from the new config, and the
+        network data read again. The old classifier stays if the new one cannot be built."""
+        if self._classifier is None or not config.classify:
+            return False
+        old = self._config
+        self._config = config
+        if await self.reload(force=True):
+            return True
+        self._config = old
+        return False
+
     async def reload(self, *, force: bool = False) -> bool:
         """Read the network data again if a file changed (or always, with force); True if
         the new data is in use. A file that fails to load leaves the old data in use and

@@ -117,6 +117,12 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
+    async def reconfigure(self, webhooks: Sequence[WebhookConfig]) -> None:
+        """SIGHUP: the endpoints, their events and secrets from the new config."""
+        self._targets = [WebhookTarget(w.url, w.events) for w in webhooks]
+        self._keys = {w.url: signing_key(w.secret) for w in reversed(webhooks)}
+        await self._store.want_webhooks(bool(self._targets))
+
     async def start(self, background: bool = True) -> None:
         """Open the HTTP client and, unless told not to, run rounds every poll_interval.
 

@@ -94,17 +94,31 @@ class DeliveryProcess:
             raise DeliveryProcessError(f"the delivery process did not start (exit code {code})")
         self._proc = proc
 
+    async def restart(self, grace: float) -> None:
+        """SIGHUP: drain and stop the child, start a new one (it reads the config file
+        again). One that does not start is retried as after a crash."""
+        await self.stop(grace)
+        self._stopping = False
+        self._proc = None
+        try:
+            await self._spawn()
+        except (DeliveryProcessError, OSError) as exc:
+            log.error("%s; retrying", exc)
+        self._task = asyncio.create_task(self._supervise(), name="delivery-process")
+
     async def _supervise(self) -> None:
         failures = 0
         while True:
             proc = self._proc
-            assert proc is not None and proc.stdout is not None
-            await self._relay_metrics(proc.stdout)
-            code = await proc.wait()
-            if self._stopping:
-                return
+            if proc is not None:
+                assert proc.stdout is not None
+                await self._relay_metrics(proc.stdout)
+                code = await proc.wait()
+                if self._stopping:
+                    return
+                log.error("delivery process exited (code %s)", code)
             delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
-            log.error("delivery process exited (code %s); restarting in %.0fs", code, delay)
+            log.error("delivery process: starting again in %.0fs", delay)
             await asyncio.sleep(delay)
             try:
                 await self._spawn()

@@ -314,9 +314,26 @@ class RelaySMTP(SMTP):
 class SmtpServers:
     """The listening sockets of the SMTP front."""
 
-    def __init__(self, servers: list[tuple[asyncio.Server, bool]], sessions: Sessions) -> None:
+    def __init__(
+        self,
+        servers: list[tuple[asyncio.Server, bool]],
+        sessions: Sessions,
+        handler: RelayHandler | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self._servers = servers
         self._sessions = sessions
+        self._handler = handler
+        self._context = context
+
+    def reload(self, config: Config) -> None:
+        """SIGHUP: new sessions get the new policy (users, networks, limits, tracking policy);
+        the certificate is read again into the same context, so new handshakes use it.
+        Raises OSError or ssl.SSLError for an unusable certificate (nothing changed then)."""
+        if self._context is not None and config.smtp.tls_cert:
+            self._context.load_cert_chain(config.smtp.tls_cert, config.smtp.tls_key or None)
+        if self._handler is not None:
+            self._handler.config = config
 
     def addresses(self, implicit_tls: bool = False) -> list[tuple[str, int]]:
         """Where the plain (or implicit-TLS) listeners are bound: (host, port)."""
@@ -397,4 +414,4 @@ async def start_smtp(
         for server, _tls in servers:
             server.close()
         raise
-    return SmtpServers(servers, sessions)
+    return SmtpServers(servers, sessions, handler, context)

@@ -23,7 +23,8 @@ from support.processes import (
 MESSAGE = (
     b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: backup\r\n"
     b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
-    b"<html><body><p>Hello Bob, the quarterly numbers are in.</p></body></html>\r\n"
+    b'<html><body><img src="https://example.com/logo.png" alt="Example">'
+    b"<p>Hello Bob, the quarterly numbers are in.</p></body></html>\r\n"
 )
 READER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Thunderbird/128.0"}
 

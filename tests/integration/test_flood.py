@@ -23,7 +23,8 @@ HALF_SENT = b"GET /o/abc.gif HTTP/1.1\r\nHost: t.example\r\nUser-Agent: slow"
 MESSAGE = (
     b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: flood\r\n"
     b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
-    b'<html><body><a href="https://example.com/offer">offer</a></body></html>\r\n'
+    b'<html><body><img src="https://example.com/logo.png" alt="Example">'
+    b'<a href="https://example.com/offer">offer</a></body></html>\r\n'
 )
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

@@ -14,7 +14,8 @@ from support.processes import SinkHandler, free_port, start_role, stop_role
 MESSAGE = (
     b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: reload\r\n"
     b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
-    b"<html><body><p>Hello Bob, here is the offer.</p></body></html>\r\n"
+    b'<html><body><img src="https://example.com/logo.png" alt="Example">'
+    b"<p>Hello Bob, here is the offer.</p></body></html>\r\n"
 )
 NEW_RELAY_NETWORK = "192.0.2.0/24"  # stands for Private Relay space newer than the snapshot
 
