@@ -27,7 +27,6 @@ from aiohttp import web
 from tqdm import tqdm
 
 from relay import __version__
-from relay import __version__
 from relay.banner import first_message_command
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
 from relay.core.config_checks import is_loopback_host
@@ -106,7 +105,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="Mail-tracking SMTP relay with open and click tracking."
     )
-    parser.add_argument("--version", action="version", version=f"relay {__version__}")
     parser.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     helps = {
