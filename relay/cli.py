@@ -407,7 +407,7 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             sink = recorded_sink(broker, metrics)
             try:
                 tracking = create_tracking_app(
-                    config, store, codec, sink, running.hits, state=running.state
+                    config, store, codec, sink, running.hits, state=running.state, metrics=metrics
                 )
             except (OSError, ValueError) as exc:
                 raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc

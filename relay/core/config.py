@@ -210,6 +210,11 @@ def _upstream(t: TomlTable) -> UpstreamConfig:
 def _tracking(t: TomlTable) -> TrackingConfig:
     d = TrackingConfig()
     secrets = t.get_str_list("secrets", d.secrets)
+    tls_cert = t.convert("tls_cert", d.tls_cert, _file_or_empty)
+    tls_key = t.convert("tls_key", d.tls_key, _file_or_empty)
+    if bool(tls_cert) != bool(tls_key):
+        missing = "tls_key" if tls_cert else "tls_cert"
+        raise t.error(missing, "tracking.tls_cert and tracking.tls_key go together")
     if not all(secret.strip() for secret in secrets):
         raise t.error("secrets", "a secret may not be empty")
     position = t.convert("pixel_position", d.pixel_position, _choice(checks.PIXEL_POSITIONS))
@@ -236,6 +241,8 @@ def _tracking(t: TomlTable) -> TrackingConfig:
         access_log=t.get_bool("access_log", d.access_log),
         **_http_limits(t, d),
         trusted_proxies=t.convert_list("trusted_proxies", d.trusted_proxies, checks.parse_network),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         policy=tuple(_policy(p) for p in t.tables("policy", _keys(TrackingPolicy))),
         privacy=_privacy(t.table("privacy", _keys(PrivacyConfig))),
     )

@@ -123,6 +123,9 @@ class TrackingConfig:
     max_connections_per_address: int = 256
     header_timeout: float = 10.0
     idle_timeout: float = 15.0
+    # HTTPS on the tracking listener itself (else a reverse proxy terminates TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
     trusted_proxies: tuple[Network, ...] = ()
     policy: tuple[TrackingPolicy, ...] = ()
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
