@@ -329,6 +329,7 @@ class _Running:
     reload_networks: ReloadNetworks | None = None
     reconfigure_tracking: Reconfigure | None = None
     state: RunState = field(default_factory=RunState)
+    tracking_tls: ssl.SSLContext | None = None  # tracking.tls_cert: reloaded on SIGHUP
     config: Config = field(default_factory=Config)
     config_path: Path | None = None  # what SIGHUP reads again
     log_level: str | None = None  # --log-level, which SIGHUP keeps
@@ -422,7 +423,10 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
                 exempt=t.trusted_proxies,  # every reader arrives through them
             )
             access = t.access_log
-            await _start_site(running, tracking, t.listen, "tracking.listen", limits, access)
+            running.tracking_tls = _server_context(t.tls_cert, t.tls_key, "tracking.tls_cert")
+            await _start_site(
+                running, tracking, t.listen, "tracking.listen", limits, access, running.tracking_tls
+            )
             admin = create_admin_app(config, store, metrics, broker, state=running.state)
             a = config.admin
             limits = GuardSettings(
@@ -495,6 +499,12 @@ async def _reload(running: _Running) -> None:
     except (OSError, ssl.SSLError) as exc:
         log.error("SIGHUP: smtp.tls_cert unusable, the old config stays: %s", exc)
         return
+    tracking = config.tracking
+    if running.tracking_tls is not None and tracking.tls_cert:
+        try:  # the same context: the next handshakes present the new certificate
+            running.tracking_tls.load_cert_chain(tracking.tls_cert, tracking.tls_key or None)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: tracking.tls_cert unusable, the old one stays: %s", exc)
     running.config = config
     setup_logging(running.log_level or config.log.level, config.log.format)
     if running.reconfigure_tracking is not None:
@@ -518,6 +528,18 @@ def _value(config: Config, key: str) -> object:
 def _delivery_changed(old: Config, new: Config) -> bool:
     """What the delivery process reads: upstream, DKIM, and the tracking policy it applies."""
     return (old.upstream, old.dkim, old.tracking) != (new.upstream, new.dkim, new.tracking)
+
+
+def _server_context(cert: str, key: str, name: str) -> ssl.SSLContext | None:
+    """A TLS server context for an HTTP listener, or None without a certificate."""
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"{name}: certificate or key unusable: {exc}") from exc
+    return context
 
 
 def _dkim_signer(config: Config) -> DkimSigner | None:
@@ -545,6 +567,7 @@ async def _start_site(
     key: str,
     limits: GuardSettings,
     access: bool,
+    context: ssl.SSLContext | None = None,
 ) -> None:
     runner = web.AppRunner(
         app,
@@ -557,7 +580,7 @@ async def _start_site(
     await runner.setup()
     running.runners.append(runner)
     for address in addresses:
-        site = GuardedSite(runner, address.host, address.port, limits)
+        site = GuardedSite(runner, address.host, address.port, limits, ssl_context=context)
         try:
             await site.start()
         except OSError as exc:
