@@ -24,6 +24,7 @@ from tracking_http.admin.routes import add_dashboard
 from tracking_http.guard import guard_app
 from tracking_http.headers import SECURITY_HEADERS, add_security_headers
 from tracking_http.health import RunState, add_health
+from tracking_http.latency import add_request_timing
 from tracking_http.notify import EventBroker, EventSink
 from tracking_http.public import PublicViews
 
@@ -55,6 +56,7 @@ def create_tracking_app(
     hits: HitWriter | None = None,
     clock: Callable[[], float] = time.time,
     state: RunState | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed).
 
@@ -70,6 +72,8 @@ def create_tracking_app(
     add_health(app, store, state or RunState())
     app.on_response_prepare.append(add_security_headers)
     guard_app(app)
+    if metrics is not None:  # relay_http_request_duration_seconds{listener="tracking"}
+        add_request_timing(app, metrics.http_latency, "tracking")
     app[RELOAD_NETWORKS] = views.recorder.reload_networks
     app[RECONFIGURE] = views.recorder.reconfigure
 
@@ -118,9 +122,11 @@ def create_admin_app(
     privacy = PrivacyViews(store)
     app.router.add_get("/api/messages/{id}/raw", privacy.raw_message)
     app.router.add_delete("/api/contacts/{address}", privacy.erase_contact)
-    app.router.add_get("/metrics", metrics_handler(metrics or Metrics(), store))
+    metrics = metrics or Metrics()
+    app.router.add_get("/metrics", metrics_handler(metrics, store))
     add_health(app, store, state or RunState())
     add_event_api(app, store, broker or EventBroker())
     app.on_response_prepare.append(add_security_headers)
     guard_app(app)
+    add_request_timing(app, metrics.http_latency, "admin")
     return app

@@ -13,11 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.core.store import Store, StoreUnavailable
 
+# An HTTP answer: a pixel takes well under a millisecond, a dashboard page some more.
+HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Upstream replies take from a few milliseconds (loopback) to the upstream timeout.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REFUSAL_REASONS = (
@@ -51,6 +61,18 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # This process's own figures, as prometheus_client's default registry has them:
+        # process_* (CPU, memory, open files, start time), python_gc_*, python_info.
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.http_latency = Histogram(
+            "relay_http_request_duration_seconds",
+            "Time to answer an HTTP request, by listener (tracking, admin) and route template",
+            ["listener", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
         self.messages_accepted = Counter(
             "relay_messages_accepted",
             "Messages accepted over SMTP (answered 250)",
