@@ -172,6 +172,7 @@ def _smtp(t: TomlTable) -> SmtpConfig:
         session_timeout=t.convert("session_timeout", d.session_timeout, _positive_duration),
         max_recipients=t.get_positive_int("max_recipients", d.max_recipients),
         max_queued_copies=t.get_positive_int("max_queued_copies", d.max_queued_copies),
+        flow_delay=t.convert("flow_delay", d.flow_delay, checks.parse_duration),
         users=users,
         pass_through_tracking_headers=t.get_bool(
             "pass_through_tracking_headers", d.pass_through_tracking_headers

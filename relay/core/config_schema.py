@@ -51,6 +51,9 @@ class SmtpConfig:
     max_recipients: int = 500
     # Back-pressure: with more copies than this waiting in the queue, new mail gets 452.
     max_queued_copies: int = 100_000
+    # Flow control: while arrivals outrun deliveries, the reply to DATA waits up to this
+    # long (seconds; 0: never), so senders slow down before 452 (smtp/backpressure.py).
+    flow_delay: float = 1.0
     users: tuple[SmtpUser, ...] = ()
     # Option (SPEC 4): keep X-Mailgun-*/X-PM-*/X-MC-* headers for a tracking upstream.
     pass_through_tracking_headers: bool = False

@@ -10,6 +10,7 @@ To add metrics, add attributes in __init__ registered with ``registry=self.regis
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -113,6 +114,16 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.queue_oldest = Gauge(
+            "relay_queue_oldest_seconds",
+            "Age of the message of the oldest copy waiting for delivery, read at scrape time",
+            registry=self.registry,
+        )
+        self.flow_delay = Gauge(
+            "relay_smtp_flow_delay_seconds",
+            "How long the reply to DATA is held while arrivals outrun deliveries",
+            registry=self.registry,
+        )
         self.tracking_events = Counter(
             "relay_tracking_events",
             "Opens, clicks and replies recorded by this process, by class",
@@ -174,6 +185,11 @@ class Metrics:
                 depth = {}
             for state, count in depth.items():
                 self.queue_depth.labels(state=state).set(count)
+            try:
+                oldest = await store.oldest_queued()
+            except StoreUnavailable:
+                oldest = None
+            self.queue_oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
         if self.delivery_state is not None:
             running = self.delivery_state()
             if running is not None:

@@ -62,7 +62,7 @@ class RelayHandler:
         self.store = store
         self.on_spooled = on_spooled
         self.metrics = metrics
-        self.spool_guard = SpoolGuard(config.smtp, store)
+        self.spool_guard = SpoolGuard(config.smtp, store, metrics)
         self._users = {user.name: user for user in config.smtp.users}
 
     def user(self, name: str | None) -> SmtpUser | None:
@@ -138,6 +138,7 @@ class RelayHandler:
                 return refuse(self.metrics, "sender_not_allowed", reply)
         if await self.spool_guard.queue_full():
             return refuse(self.metrics, "queue_full", QUEUE_FULL)
+        await self.spool_guard.pace()  # flow control: slower while deliveries fall behind
         parsed = prepare_message(
             self.config,
             raw,
