@@ -43,6 +43,11 @@ sysdeps:
 	  echo "installing chromium"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    chromium >/dev/null; }
+	@# SpamAssassin and its shipped rules for the deliverability test (tests/integration).
+	@test -x /usr/bin/spamassassin || { \
+	  echo "installing spamassassin"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    spamassassin >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -233,6 +233,7 @@ def _tracking(t: TomlTable) -> TrackingConfig:
         skip_bare_url_links=t.get_bool("skip_bare_url_links", d.skip_bare_url_links),
         exclude_links=t.convert_list("exclude_links", d.exclude_links, checks.parse_regex),
         max_links_per_part=t.get_positive_int("max_links_per_part", d.max_links_per_part),
+        avoid_image_only=t.get_bool("avoid_image_only", d.avoid_image_only),
         ignore_networks=t.convert_list("ignore_networks", d.ignore_networks, checks.parse_network),
         scanner_networks=t.convert_list(
             "scanner_networks", d.scanner_networks, checks.parse_network

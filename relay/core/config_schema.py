@@ -115,6 +115,9 @@ class TrackingConfig:
     skip_bare_url_links: bool = True
     exclude_links: tuple[re.Pattern[str], ...] = ()
     max_links_per_part: int = 1000  # links tracked per HTML part; later ones are left alone
+    # No pixel where it would be the only image in a short HTML part (filters would
+    # read the mail as image-only); the copy's rewrite_note says so. false: always a pixel.
+    avoid_image_only: bool = True
     ignore_networks: tuple[Network, ...] = ()
     scanner_networks: tuple[Network, ...] = ()  # requests from these are bots (mail scanners)
     classify: bool = True  # false: every event is recorded "human" (benchmark baseline)

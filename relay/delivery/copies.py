@@ -77,6 +77,7 @@ def build_plan(config: Config, codec: TokenCodec, copy: Copy, message: Message) 
         skip_bare_url_links=tracking.skip_bare_url_links,
         exclude_links=tracking.exclude_links,
         max_links_per_part=tracking.max_links_per_part,
+        guard_image_only=tracking.avoid_image_only,
         own_base_urls=own_base_urls(config),
         honeypot_url=honeypot_url(codec, base, copy_id) if tracking.honeypot else None,
     )

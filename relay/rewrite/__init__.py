@@ -17,6 +17,11 @@ from relay.rewrite.markup import apply_edits, escape_attribute, tracking_snippet
 
 AUTO_TOP_THRESHOLD = 102400  # Gmail clips HTML near 100 KB: a bottom pixel would never load
 MAX_LINKS_PER_PART = 1000  # tracking.max_links_per_part's default
+# Spam filters read an HTML part with an <img> in at most this much HTML source as
+# "image-only" (SpamAssassin's HTML_IMAGE_ONLY_04 .. _32 count 0-3,200 characters of it,
+# the tags included; which image, where, and how big does not matter).
+IMAGE_ONLY_CHARS = 3200
+IMAGE_ONLY_NOTE = "open tracking skipped: would read as image-only"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class RewritePlan:
     honeypot_url: str | None = None  # an invisible link added when set
     # Links tracked in one HTML part, in document order; later ones keep their href.
     max_links_per_part: int = MAX_LINKS_PER_PART
+    # No pixel in a part where it would be the only image in at most IMAGE_ONLY_CHARS
+    # of HTML (filters would read the mail as image-only); the copy's notes say so.
+    guard_image_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ def plan_shape(plan: RewritePlan) -> Shape:
         plan.own_base_urls,
         plan.honeypot_url is not None,
         plan.max_links_per_part,
+        plan.guard_image_only,
     )
 
 
@@ -108,7 +117,7 @@ class _PartTemplate:
     calls are the URLs the scanner asked to track, in its order; links are
     (edit number, call number, quote) and snippet the edit number of the pixel
     and honeypot markup, if any; untracked counts the links over the plan's
-    max_links_per_part, left as they were.
+    max_links_per_part, left as they were; images the part's own <img> tags.
     """
 
     part: mime.DecodedHtml
@@ -117,6 +126,7 @@ class _PartTemplate:
     links: tuple[tuple[int, int, str], ...]
     snippet: int | None
     untracked: int = 0
+    images: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ def _changes(text: str, spans: list[tuple[int, int, str]]) -> bool:
 
 def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
     # Imported here: html.py imports RewritePlan from this package.
-    from relay.rewrite.html import scan_html
+    from relay.rewrite.html import scan_part
 
     if not (plan.opens or plan.clicks):
         return _left_alone(raw, shape, "tracking off")
@@ -206,7 +216,8 @@ def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
             calls.append(url)
             return _CALL.format(len(calls) - 1)
 
-        edits, untracked = scan_html(part.text, stand_in, pixel_at(plan, part.size), call)
+        scanned = scan_part(part.text, stand_in, pixel_at(plan, part.size), call)
+        edits = scanned.edits
         links: list[tuple[int, int, str]] = []
         at: int | None = None
         for number, (_start, _end, new) in enumerate(edits):
@@ -214,8 +225,28 @@ def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
                 links.append((number, int(new[2:-2]), new[0]))
             elif snippet and new == snippet:
                 at = number
-        parts.append(_PartTemplate(part, tuple(edits), tuple(calls), tuple(links), at, untracked))
+        parts.append(
+            _PartTemplate(
+                part,
+                tuple(edits),
+                tuple(calls),
+                tuple(links),
+                at,
+                scanned.untracked,
+                scanned.images,
+            )
+        )
     return MessageTemplate(raw, shape, tuple(parts))
+
+
+def filter_length(text: str, spans: list[tuple[int, int, str]]) -> int:
+    """The length of text with spans applied as a filter counts it, at the least.
+
+    SpamAssassin counts the part's decoded HTML source with CRLF line ends as LF,
+    in characters or (for 8-bit text) in octets: never fewer than this.
+    """
+    grown = sum(len(new) - (end - start) for start, end, new in spans)
+    return len(text) + grown - text.count("\r\n")
 
 
 def _no_link_url(index: int, url: str) -> str:  # pragma: no cover - never called
@@ -244,6 +275,14 @@ def _render(template: MessageTemplate, plan: RewritePlan) -> Rewritten:
             if scanned.snippet is not None:
                 start, end, _ = spans[scanned.snippet]
                 spans[scanned.snippet] = (start, end, tracking_snippet(plan))
+                if plan.guard_image_only and plan.opens and not scanned.images:
+                    length = filter_length(part.text, spans)
+                    if length <= IMAGE_ONLY_CHARS:
+                        spans[scanned.snippet] = (start, end, tracking_snippet(plan, pixel=False))
+                        notes.append(
+                            f"{IMAGE_ONLY_NOTE} (HTML part at offset {part.entity.start}:"
+                            f" {length} characters with the pixel, no image of its own)"
+                        )
             if _changes(part.text, spans):
                 edits.extend(mime.encode_html(raw, part, spans))
                 rewritten += 1

@@ -76,6 +76,7 @@ class _Scanner:
     tail_start: int | None = None  # where an unterminated comment/tag/raw text began
     tracked: int = 0  # links tracked so far
     untracked: int = 0  # links past plan.max_links_per_part, left as they were
+    images: int = 0  # <img> tags outside comments, as a filter's HTML parser counts them
 
     def run(self) -> None:
         """Walk the source once; each branch returns the position after its token."""
@@ -196,7 +197,9 @@ class _Scanner:
             self.end_tag(name, lt)
             return match.end()
         self.seen_tag = True
-        if name in _LINK_TAGS or (name.startswith("v:") and self.in_conditional):
+        if name == "img":
+            self.images += not self.in_conditional  # a conditional comment is a comment to filters
+        elif name in _LINK_TAGS or (name.startswith("v:") and self.in_conditional):
             self.link_tag(name, match.start(3), match.end(3))
         elif name == "body" and self.body_open_end is None and not self.in_conditional:
             self.body_open_end = match.end()
@@ -354,6 +357,26 @@ def scan_html(
     track_link: Callable[[str], str],
 ) -> tuple[list[tuple[int, int, str]], int]:
     """html_edits, and how many links were left untracked by plan.max_links_per_part."""
+    scanned = scan_part(html, plan, pixel_at, track_link)
+    return scanned.edits, scanned.untracked
+
+
+@dataclass(frozen=True)
+class ScannedPart:
+    """What one scan found: the edits (pixel included), links left untracked, own images."""
+
+    edits: list[tuple[int, int, str]]
+    untracked: int
+    images: int
+
+
+def scan_part(
+    html: str,
+    plan: RewritePlan,
+    pixel_at: Literal["top", "bottom"],
+    track_link: Callable[[str], str],
+) -> ScannedPart:
+    """scan_html, with the number of <img> tags the part has of its own."""
     scanner = _Scanner(html, plan, track_link)
     scanner.run()
     snippet = tracking_snippet(plan)
@@ -361,4 +384,4 @@ def scan_html(
         position = scanner.pixel_position(pixel_at)
         scanner.edits.append((position, position, snippet))
     scanner.edits.sort(key=_SPAN)
-    return scanner.edits, scanner.untracked
+    return ScannedPart(scanner.edits, scanner.untracked, scanner.images)

@@ -28,9 +28,11 @@ def escape_attribute(value: str, quote: str = '"') -> str:
     return escaped.replace("'", "&#39;") if quote == "'" else escaped
 
 
-def tracking_snippet(plan: RewritePlan) -> str:
-    """The markup inserted at the pixel position: pixel (opens) and honeypot link."""
-    snippet = PIXEL_TEMPLATE.format(url=escape_attribute(plan.pixel_url)) if plan.opens else ""
+def tracking_snippet(plan: RewritePlan, pixel: bool = True) -> str:
+    """The markup inserted at the pixel position: pixel (opens, unless not pixel) and honeypot."""
+    snippet = (
+        PIXEL_TEMPLATE.format(url=escape_attribute(plan.pixel_url)) if plan.opens and pixel else ""
+    )
     if plan.honeypot_url:
         snippet += HONEYPOT_TEMPLATE.format(url=escape_attribute(plan.honeypot_url))
     return snippet

@@ -20,9 +20,10 @@ ATTR = re.compile(rf"({_NAME})(?:{_WS}*+={_WS}*+({_VALUE}))?+")
 # One tag: name, then attributes; group 4 is None when the input ends inside the tag.
 TAG = re.compile(rf"<(/?)([A-Za-z][^\t\n\f\r />]*+)({_ATTRS})(>)?")
 
-# Tags the scanner acts on: links, body/html (pixel places), raw-text elements, VML.
+# Tags the scanner acts on: links, body/html (pixel places), raw-text elements, VML,
+# and img (a part with no image of its own may get no pixel: RewritePlan.guard_image_only).
 _INTERESTING = (
-    r"(?:a(?:rea)?|body|html|s(?:cript|tyle)|t(?:extarea|itle)|xmp|iframe|no(?:embed|frames)"
+    r"(?:a(?:rea)?|body|html|img|s(?:cript|tyle)|t(?:extarea|itle)|xmp|iframe|no(?:embed|frames)"
     r"|plaintext)[\t\n\f\r />]|v:"
 )
 # Text and whole tags the scanner has no business with, consumed in one C call. ASCII

@@ -8,7 +8,7 @@ from relay.core.config import Config, TrackingConfig, TrackingPolicy
 from relay.core.models import Copy, Message, TrackingDecision
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
 from relay.delivery.copies import RewriteTemplates, build_copy, build_plan, own_base_urls
-from relay.rewrite import prepare_message
+from relay.rewrite import IMAGE_ONLY_NOTE, prepare_message
 
 HTML_MESSAGE = (
     b"From: a@example.com\r\nTo: b@example.net\r\nSubject: offer\r\n"
@@ -38,7 +38,7 @@ def tokens(raw: bytes, kind: str) -> list[bytes]:
 async def test_tokens_name_the_copy_and_the_original_url() -> None:
     msg = message(TrackingDecision(opens=True, clicks=True))
     copy = Copy(7, "m1", "b@example.net", ("b@example.net",), "queued")
-    built = await build_copy(config(), CODEC, copy, msg, HTML_MESSAGE)
+    built = await build_copy(config(avoid_image_only=False), CODEC, copy, msg, HTML_MESSAGE)
     assert built.links == ("https://shop.example.com/a?x=1&y=2",)  # our own link is left alone
     assert b"https://track.example.org/c/already" in built.raw
     [click] = tokens(built.raw, "c")[:1]
@@ -47,6 +47,17 @@ async def test_tokens_name_the_copy_and_the_original_url() -> None:
     assert data.url == "https://shop.example.com/a?x=1&y=2"
     [pixel] = re.findall(rb"https://track\.example\.org/o/([A-Za-z0-9_-]+)\.gif", built.raw)
     assert CODEC.verify(pixel.decode()).copy_id == 7
+
+
+async def test_no_pixel_where_it_would_be_the_only_image_of_a_short_part() -> None:
+    """avoid_image_only (the default): links tracked, no pixel, the reason in the notes."""
+    msg = message(TrackingDecision(opens=True, clicks=True))
+    copy = Copy(7, "m1", "b@example.net", ("b@example.net",), "queued")
+    built = await build_copy(config(), CODEC, copy, msg, HTML_MESSAGE)
+    assert b"/o/" not in built.raw
+    assert built.links == ("https://shop.example.com/a?x=1&y=2",)
+    [note] = built.notes
+    assert note.startswith(IMAGE_ONLY_NOTE + " (HTML part at offset ")
 
 
 async def test_policy_base_url_and_honeypot() -> None:

@@ -34,7 +34,7 @@ def relay_config(url: str, **upstream: object) -> Config:
     settings = {"url": url, "timeout": 5.0, **upstream}
     return Config(
         upstream=UpstreamConfig(**settings),  # type: ignore[arg-type]
-        tracking=TrackingConfig(base_url=BASE),
+        tracking=TrackingConfig(base_url=BASE, avoid_image_only=False),  # short test HTML
     )
 
 

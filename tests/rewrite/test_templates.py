@@ -22,6 +22,7 @@ def copy_plan(
     honeypot: bool = False,
     long_every: int = 0,
     max_links: int = 1000,
+    guard: bool = False,
 ) -> RewritePlan:
     """A copy's plan: its own URLs, some of different lengths, some left as they were
     (what build_plan does when a URL is too long for a token)."""
@@ -39,6 +40,7 @@ def copy_plan(
         pixel_position=position,
         honeypot_url=f"https://t.test/h/{copy}" if honeypot else None,
         max_links_per_part=max_links,
+        guard_image_only=guard,
     )
 
 
@@ -50,6 +52,7 @@ shapes = st.fixed_dictionaries(
         "honeypot": st.booleans(),
         "long_every": st.integers(0, 3),
         "max_links": st.sampled_from([1000, 0, 1, 2]),
+        "guard": st.booleans(),
     }
 )
 

@@ -139,6 +139,8 @@ url = "{url}"
 [tracking]
 base_url = "http://127.0.0.1:{{tracking}}"
 listen = "127.0.0.1:{{tracking}}"
+# The tests' short HTML would get no pixel otherwise (test_deliverability.py covers that).
+avoid_image_only = false
 {tracking}
 [admin]
 listen = "127.0.0.1:{{admin}}"
