@@ -43,6 +43,16 @@ sysdeps:
 	  echo "installing chromium"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    chromium >/dev/null; }
+	@# Debian's nginx for the README's reverse-proxy recipe (tests/integration); a
+	@# policy-rc.d of our own keeps the package from starting the system's nginx on port 80.
+	@test -x /usr/sbin/nginx || { \
+	  echo "installing nginx"; \
+	  had_policy=0; test -e /usr/sbin/policy-rc.d && had_policy=1; \
+	  test $$had_policy = 1 || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	  chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    nginx-light >/dev/null; status=$$?; \
+	  test $$had_policy = 1 || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 	@# SpamAssassin and its shipped rules for the deliverability test (tests/integration).
 	@test -x /usr/bin/spamassassin || { \
 	  echo "installing spamassassin"; \
