@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from support.processes import free_port, relay_command, relay_env, wait_for_port
+from support.processes import free_port, spawn_relay, wait_for_port
 
 from relay.cli import base_url_warning
 from relay.core.config import Config, HostPort, SmtpConfig, TrackingConfig
@@ -45,13 +44,7 @@ def test_relay_serve_warns_once_at_start(tmp_path: Path) -> None:
         f'[admin]\nlisten = "127.0.0.1:{admin}"\n',
         encoding="utf-8",
     )
-    proc = subprocess.Popen(
-        relay_command("serve", "--config", str(path)),
-        cwd=tmp_path,
-        env=relay_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = spawn_relay(path)
     wait_for_port(admin, proc)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
+from relay.core.files import replace_durably, temporary_beside
 from tracking_http.classify import APPLE_RELAY_FILE, CRAWLER_FILE, SCANNER_FILE, data_file
 from tracking_http.networks import Labelled, Network, read_labelled_networks
 
@@ -273,20 +273,12 @@ def check_shrink(name: str, before_counts: Mapping[str, int], fresh: Iterable[La
 def install(path: Path, text: str) -> None:
     """Written beside the final name, flushed, then renamed over it: all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(path)
     try:
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+        temporary.write_text(text, encoding="utf-8")
+        replace_durably(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 async def update(

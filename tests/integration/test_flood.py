@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.processes import SinkHandler, free_port, relay_command, relay_env, wait_for_port
+from support.processes import SinkHandler, free_port, spawn_relay, wait_for_port
 
 FILES = 420  # the relay's open-file limit: fewer than the flood's connections
 HALF_SENT = b"GET /o/abc.gif HTTP/1.1\r\nHost: t.example\r\nUser-Agent: slow"
@@ -57,15 +57,7 @@ def relay(
         encoding="utf-8",
     )
     log = tmp_path / "relay.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            relay_command("serve", "--config", str(config)),
-            cwd=tmp_path,
-            env=relay_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            preexec_fn=small_limits,
-        )
+    proc = spawn_relay(config, log=log, preexec_fn=small_limits)
     wait_for_port(ports["tracking"], proc)
     wait_for_port(ports["admin"], proc)
     yield proc, log

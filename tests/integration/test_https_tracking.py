@@ -17,8 +17,7 @@ from support.processes import (
     REPO,
     SinkHandler,
     free_port,
-    relay_command,
-    relay_env,
+    spawn_relay,
     wait_for_port,
 )
 
@@ -56,13 +55,7 @@ def start_relay(tmp_path: Path, tracking: str, ports: dict[str, int]) -> subproc
         f'[admin]\nlisten = "127.0.0.1:{ports["admin"]}"\ntoken = "t0ken"\n',
         encoding="utf-8",
     )
-    proc = subprocess.Popen(
-        relay_command("serve", "--config", str(config)),
-        cwd=tmp_path,
-        env=relay_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = spawn_relay(config)
     wait_for_port(ports["admin"], proc)
     return proc
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import signal
 import smtplib
-import subprocess
 import urllib.request
 from pathlib import Path
 
-from support.processes import SinkHandler, relay_command, relay_env, wait_for_port, write_config
+from support.processes import SinkHandler, spawn_relay, wait_for_port, write_config
 
 MESSAGE = (
     b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: logs\r\n"
@@ -28,14 +27,7 @@ def test_json_log_lines_an_operator_can_follow(
         config.read_text(encoding="utf-8") + '[log]\nformat = "json"\n', encoding="utf-8"
     )
     log = tmp_path / "relay.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            relay_command("serve", "--config", str(config)),
-            cwd=tmp_path,
-            env=relay_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    proc = spawn_relay(config, log=log)
     try:
         wait_for_port(ports["admin"], proc)
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:

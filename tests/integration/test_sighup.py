@@ -17,8 +17,7 @@ from aiohttp import web
 from support.processes import (
     SinkHandler,
     free_port,
-    relay_command,
-    relay_env,
+    spawn_relay,
     wait_for_port,
 )
 
@@ -62,17 +61,6 @@ def read_from(log: Path, offset: int) -> str:
     return log.read_bytes()[offset:].decode(errors="replace")
 
 
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as err:
-        return subprocess.Popen(
-            relay_command("serve", "--config", str(config)),
-            cwd=config.parent,
-            env=relay_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-
-
 async def hangup(proc: subprocess.Popen[bytes], log: Path, marker: str) -> str:
     """SIGHUP, then the log lines it caused (up to the line containing marker)."""
     before = len(read_from(log, 0).encode())
@@ -109,7 +97,7 @@ async def test_sighup_applies_the_new_config_and_refuses_a_broken_one(
     config = tmp_path / "relay.toml"
     config.write_text(config_text(ports, sink_port, first_pem, first_key, ""), encoding="utf-8")
     log = tmp_path / "relay.log"
-    proc = start(config, log)
+    proc = spawn_relay(config, log=log)
     try:
         wait_for_port(ports["admin"], proc)
         two = ["bob@example.net", "carol@example.org"]

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -220,3 +221,29 @@ def write_config(tmp_path: Path, sink_port: int) -> tuple[Path, dict[str, int]]:
         encoding="utf-8",
     )
     return config, ports
+
+
+def spawn_relay(
+    config: Path,
+    *,
+    role: str = "serve",
+    log: Path | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`python -m relay ROLE --config CONFIG` in the config's folder; stderr into `log` when
+    given (for tests that read the log as it grows), else a pipe."""
+    stderr: Any = subprocess.PIPE
+    if log is not None:
+        stderr = log.open("wb")
+    try:
+        return subprocess.Popen(
+            relay_command(role, "--config", str(config)),
+            cwd=config.parent,
+            env=relay_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=preexec_fn,
+        )
+    finally:
+        if log is not None:
+            stderr.close()

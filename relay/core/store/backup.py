@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from relay.core.files import replace_durably, temporary_beside
+
 PAGES_PER_STEP = 1024  # ~4 MB at a time; writers get the lock between steps
 
 
@@ -27,7 +29,7 @@ def backup_store(
     """
     if not Path(source).is_file():
         raise FileNotFoundError(f"{source}: no store there")
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = temporary_beside(target)
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     try:
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
@@ -48,14 +50,7 @@ def backup_store(
                 dst.close()
         finally:
             src.close()
-        with open(temporary, "rb+") as copy:
-            os.fsync(copy.fileno())
-        os.replace(temporary, target)
+        replace_durably(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
     return target.stat().st_size
