@@ -19,6 +19,7 @@ from tracking_http.admin.api import AdminViews
 from tracking_http.admin.auth import bearer_auth
 from tracking_http.admin.event_routes import add_event_api
 from tracking_http.admin.metrics_view import metrics_handler
+from tracking_http.admin.openapi import tracking_openapi_handler
 from tracking_http.admin.privacy_views import PrivacyViews
 from tracking_http.admin.routes import add_dashboard
 from tracking_http.guard import guard_app
@@ -126,6 +127,8 @@ def create_admin_app(
     app.router.add_get("/metrics", metrics_handler(metrics, store))
     add_health(app, store, state or RunState())
     add_event_api(app, store, broker or EventBroker())
+    tracking_doc = tracking_openapi_handler(config.tracking.base_url)
+    app.router.add_get("/api/tracking-openapi.json", tracking_doc)
     app.on_response_prepare.append(add_security_headers)
     guard_app(app)
     add_request_timing(app, metrics.http_latency, "admin")

@@ -17,13 +17,13 @@ from aiohttp import web
 
 from relay.core.models import Copy, LinkReport, MessageSummary, RecipientReport
 from relay.core.store import Store
+from relay.core.store.reports import decode_cursor, encode_cursor
+from tracking_http.admin.params import is_digits, is_message_id
 
 log = logging.getLogger("tracking_http.admin")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-MAX_CURSOR = 256
-MAX_MESSAGE_ID = 128
 
 OPEN_CLASSES = ("human", "inferred", "proxy", "bot", "prefetch", "self")
 CLICK_CLASSES = ("human", "bot", "prefetch", "self")
@@ -138,11 +138,16 @@ def json_response(body: JsonObject, status: int = 200) -> web.Response:
     )
 
 
+def page_after(cursor: str | None) -> str | None:
+    """The store's cursor as the API spells it: the id of the page's last message."""
+    return None if cursor is None else decode_cursor(cursor)
+
+
 def parse_limit(raw: str | None) -> int | None:
     """The page size, 1..MAX_LIMIT; None when it is not a number in range."""
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or len(raw) > 6:
+    if not is_digits(raw) or len(raw) > 6:
         return None
     value = int(raw)
     return value if 1 <= value <= MAX_LIMIT else None
@@ -167,18 +172,18 @@ class AdminViews:
         limit = parse_limit(request.query.get("limit"))
         if limit is None:
             return json_error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
-        cursor = request.query.get("cursor") or None
-        if cursor is not None and len(cursor) > MAX_CURSOR:
-            return json_error(400, "cursor is not valid")
-        try:
-            page, next_cursor = await self._store.list_messages(limit=limit, cursor=cursor)
-        except ValueError:
-            return json_error(400, "cursor is not valid")
-        return json_response({"messages": [summary_json(s) for s in page], "next": next_cursor})
+        after = request.query.get("cursor")
+        if after is not None and not is_message_id(after):
+            return json_error(400, "cursor must be the next of a previous page (a message id)")
+        cursor = None if after is None else encode_cursor(after)
+        page, next_cursor = await self._store.list_messages(limit=limit, cursor=cursor)
+        return json_response(
+            {"messages": [summary_json(s) for s in page], "next": page_after(next_cursor)}
+        )
 
     async def message_detail(self, request: web.Request) -> web.Response:
         message_id = request.match_info["id"]
-        if len(message_id) > MAX_MESSAGE_ID:
+        if not is_message_id(message_id):
             return json_error(404, "no such message")
         report = await self._store.message_report(message_id)
         if report is None:

@@ -15,14 +15,13 @@ from yarl import URL
 
 from relay.core.models import Event, MessageFilter
 from relay.core.store import Store
-from tracking_http.admin.api import overall_state
+from relay.core.store.reports import encode_cursor
+from tracking_http.admin.api import overall_state, page_after
 from tracking_http.admin.charts import Chart, build_chart, window
 from tracking_http.admin.pages import Pages
+from tracking_http.admin.params import MAX_ADDRESS, is_address, is_date, is_digits, is_message_id
 
 PAGE_SIZE = 50
-MAX_ADDRESS = 320
-MAX_CURSOR = 256
-MAX_MESSAGE_ID = 128
 MAX_TIMELINE = 500
 MAX_CHART_DAYS = 90
 RAW_ROUTE = "/api/messages/{id}/raw"
@@ -38,18 +37,21 @@ def parse_day(raw: str, name: str) -> float | None:
     if not raw:
         return None
     try:
-        day = datetime.strptime(raw[:10], "%Y-%m-%d").replace(tzinfo=UTC)
+        if not is_date(raw):
+            raise ValueError(raw)
+        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise BadQuery(f"{name}: use a date like 2026-11-27") from None
     return day.timestamp()
 
 
 def message_filter(query: dict[str, str]) -> MessageFilter:
-    sender = query.get("sender", "").strip()
+    sender = query.get("sender", "")
     if len(sender) > MAX_ADDRESS:
         raise BadQuery("sender: too long for an address")
-    since = parse_day(query.get("from", "").strip(), "from")
-    until = parse_day(query.get("to", "").strip(), "to")
+    sender = sender.strip()
+    since = parse_day(query.get("from", ""), "from")
+    until = parse_day(query.get("to", ""), "to")
     return MessageFilter(sender or None, since, None if until is None else until + 86400)
 
 
@@ -64,11 +66,12 @@ class DashboardViews:
 
     async def messages(self, request: web.Request) -> web.Response:
         query = {k: request.query.get(k, "") for k in ("sender", "from", "to")}
-        cursor = request.query.get("cursor") or None
+        after = request.query.get("cursor")
         try:
             where = message_filter(query)
-            if cursor is not None and len(cursor) > MAX_CURSOR:
+            if after is not None and not is_message_id(after):
                 raise BadQuery("that page link is not valid")
+            cursor = None if after is None else encode_cursor(after)
             page, next_cursor = await self._store.find_messages(where, PAGE_SIZE, cursor)
         except ValueError as exc:
             error = str(exc) if isinstance(exc, BadQuery) else "that page link is not valid"
@@ -83,7 +86,8 @@ class DashboardViews:
                 stream=STREAM,
             )
         kept = {k: v for k, v in query.items() if v}
-        next_url = str(URL("/").with_query({**kept, "cursor": next_cursor})) if next_cursor else ""
+        after = page_after(next_cursor)
+        next_url = str(URL("/").with_query({**kept, "cursor": after})) if after else ""
         rows = [(s, overall_state(s.states)) for s in page]
         return self._pages.render(
             request,
@@ -98,7 +102,7 @@ class DashboardViews:
     async def message(self, request: web.Request) -> web.Response:
         message_id = request.match_info["id"]
         report = None
-        if len(message_id) <= MAX_MESSAGE_ID:
+        if is_message_id(message_id):
             report = await self._store.message_report(message_id)
         if report is None:
             return self._not_found(request, "No such message.")
@@ -124,7 +128,7 @@ class DashboardViews:
     async def contact(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
         report = None
-        if len(address) <= MAX_ADDRESS:
+        if is_address(address):
             report = await self._store.contact_report(address)
         if report is None:
             return self._not_found(request, "Nothing was sent to that address.")
@@ -132,7 +136,7 @@ class DashboardViews:
 
     async def charts(self, request: web.Request) -> web.Response:
         raw = request.query.get("days", "14")
-        days = int(raw) if raw.isdigit() and len(raw) <= 3 else 0
+        days = int(raw) if is_digits(raw) and len(raw) <= 3 else 0
         if not 1 <= days <= MAX_CHART_DAYS:
             return self._not_found(request, f"days: from 1 to {MAX_CHART_DAYS}", status=400)
         now = time.time()

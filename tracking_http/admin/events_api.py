@@ -17,13 +17,12 @@ from aiohttp import web
 from relay.core.models import ContactReport, Event
 from relay.core.store import Store
 from tracking_http.admin.api import JsonObject, iso_time, json_error, json_response
+from tracking_http.admin.params import MAX_ADDRESS, MAX_ID_DIGITS, is_address, is_digits
 
 EVENT_TYPES = ("open", "click", "reply")
 MACHINE_CLASSES = ("bot", "proxy", "prefetch")
 DEFAULT_EVENTS = 100
 MAX_EVENTS = 1000
-MAX_ID_DIGITS = 18
-MAX_ADDRESS = 320
 EXPORT_PAGE = 1000
 CONTACT_TIMELINE = 200
 CSV_COLUMNS = (
@@ -74,24 +73,28 @@ def event_json(event: Event) -> JsonObject:
 
 
 def parse_id(raw: str | None, name: str) -> int:
-    """An event id cursor: digits only, 0 when absent."""
-    if raw is None or raw == "":
+    """An event id cursor: ASCII digits only, 0 when absent."""
+    if raw is None:
         return 0
-    if not raw.isdigit() or len(raw) > MAX_ID_DIGITS:
+    if not is_digits(raw) or len(raw) > MAX_ID_DIGITS:
         raise BadParameter(f"{name} must be an event id (a non-negative integer)")
     return int(raw)
 
 
 def parse_event_query(query: dict[str, str], default_limit: int = DEFAULT_EVENTS) -> EventQuery:
-    """since, type, recipient and limit, each checked; BadParameter names the culprit."""
-    kind = query.get("type") or None
+    """since, type, recipient and limit, each checked; BadParameter names the culprit.
+
+    A parameter that is given must be valid (an empty ``type`` or ``since`` is
+    refused, not read as absent); an empty ``recipient`` means any recipient.
+    """
+    kind = query.get("type")
     if kind is not None and kind not in EVENT_TYPES:
         raise BadParameter("type must be one of " + ", ".join(EVENT_TYPES))
     recipient = query.get("recipient") or None
     if recipient is not None and len(recipient) > MAX_ADDRESS:
         raise BadParameter(f"recipient is longer than {MAX_ADDRESS} characters")
-    raw_limit = query.get("limit") or str(default_limit)
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit[:7]) <= MAX_EVENTS:
+    raw_limit = query.get("limit", str(default_limit))
+    if not is_digits(raw_limit) or not 1 <= int(raw_limit[:7]) <= MAX_EVENTS:
         raise BadParameter(f"limit must be an integer from 1 to {MAX_EVENTS}")
     return EventQuery(parse_id(query.get("since"), "since"), kind, recipient, int(raw_limit))
 
@@ -150,8 +153,8 @@ class EventViews:
         return json_response({"events": [event_json(e) for e in events], "next": next_id})
 
     async def contact(self, request: web.Request) -> web.Response:
-        address = request.match_info["address"].strip()
-        if not address or len(address) > MAX_ADDRESS or "@" not in address:
+        address = request.match_info["address"]
+        if not is_address(address):
             return json_error(400, "not an address")
         report = await self._store.contact_report(address, CONTACT_TIMELINE)
         if report is None:

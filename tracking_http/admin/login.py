@@ -12,9 +12,11 @@ import asyncio
 import logging
 
 from aiohttp import hdrs, web
+from multidict import MultiDictProxy
 
 from relay.core.config import AdminConfig
 from tracking_http.admin import session
+from tracking_http.admin.api import json_error
 from tracking_http.admin.auth import open_without_token
 from tracking_http.admin.pages import Pages
 
@@ -39,6 +41,21 @@ def see_other(location: str) -> web.Response:
     )
 
 
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField] | None:
+    """The posted form; None when the body cannot be one (a multipart type without
+    its boundary, a broken multipart body, an unknown charset): a 400, not a 500."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def bad_form() -> web.Response:
+    return json_error(400, "the body is not a form (application/x-www-form-urlencoded)")
+
+
 class LoginViews:
     def __init__(self, config: AdminConfig, pages: Pages) -> None:
         self._token = config.token
@@ -52,7 +69,9 @@ class LoginViews:
         return self._pages.render(request, "login.html", next=target, error="")
 
     async def login(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await read_form(request)
+        if form is None:
+            return bad_form()
         given, target = form.get("token"), safe_next(str(form.get("next", "/")))
         if not isinstance(given, str) or not session.token_equals(given.strip(), self._token):
             log.info("dashboard login refused from %s", request.remote)
@@ -74,7 +93,9 @@ class LoginViews:
 
     async def logout(self, request: web.Request) -> web.Response:
         """POST with the form's CSRF value; clears the cookie."""
-        form = await request.post()
+        form = await read_form(request)
+        if form is None:
+            return bad_form()
         cookie = request.cookies.get(session.COOKIE, "")
         given = form.get("csrf")
         if not isinstance(given, str) or not session.csrf_matches(given, cookie, self._token):

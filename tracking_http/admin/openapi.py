@@ -1,225 +1,723 @@
-"""GET /api/openapi.json: an OpenAPI 3.1 document of every route on the admin listener.
+"""OpenAPI 3.1 documents of both HTTP listeners, served on the admin listener.
 
-ROUTES lists each operation; tests/tracking_http/test_openapi.py walks the
-app's router and fails when a route is missing here or a listed one is not
-served, so a new route must be described in the same change.
+``GET /api/openapi.json`` describes every route of the admin listener;
+``GET /api/tracking-openapi.json`` describes the public tracking listener
+(its ``servers`` entry is ``tracking.base_url``), so the tracking listener
+itself serves nothing but pixels, clicks and health checks.
+
+Each operation lists every status it can answer with the body's media type
+and schema, the formats of its parameters (the patterns of
+tracking_http.admin.params, which the handlers check), and whether it needs
+the admin token (``security: []`` marks the public ones). Schemathesis runs
+against both documents in tests/contract/test_schemathesis.py: a route whose
+answers the document does not describe fails ``make test``.
+
+ADMIN_ROUTES and TRACKING_ROUTES list the operations;
+tests/tracking_http/test_openapi.py walks each app's router and fails when a
+route is missing here or a listed one is not served, so a new route must be
+described in the same change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from tracking_http.admin import session
-from tracking_http.admin.api import json_response
+from relay.core.tokens import MAX_TOKEN_CHARS
+from tracking_http.admin import params, session
+from tracking_http.admin.api import MAX_LIMIT, json_response
+from tracking_http.admin.dashboard import MAX_CHART_DAYS
+from tracking_http.admin.events_api import EVENT_TYPES, MAX_EVENTS
+from tracking_http.admin.routes import STATIC_TYPES, static_files
 
 JsonObject = dict[str, Any]
+EVENT_CLASSES = ("human", "bot", "proxy", "prefetch", "self")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # path, query or header; path ones are required
+    description: str
+    schema: JsonObject
 
 
 @dataclass(frozen=True)
 class Operation:
     method: str
     path: str
+    operation_id: str
     summary: str
     tag: str
-    params: tuple[tuple[str, str, str], ...] = ()  # (name, in, description); path ones required
-    body: str = "application/json"  # the content type of the 200 answer
-    schema: str | None = None  # a components/schemas name for the 200 answer
+    responses: Mapping[str, JsonObject]
+    params: tuple[Param, ...] = ()
+    public: bool = False  # no token needed
+    body: JsonObject | None = None  # the requestBody
+    links: Mapping[str, Mapping[str, JsonObject]] = field(default_factory=dict)  # status -> links
 
 
-def _q(name: str, text: str) -> tuple[str, str, str]:
-    return (name, "query", text)
+# --- building blocks ---------------------------------------------------------------
 
 
-def _p(name: str, text: str) -> tuple[str, str, str]:
-    return (name, "path", text)
+def ref(name: str) -> JsonObject:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
+def nullable(kind: str, **more: Any) -> JsonObject:
+    return {"type": [kind, "null"], **more}
+
+
+def query(name: str, text: str, schema: JsonObject) -> Param:
+    return Param(name, "query", text, schema)
+
+
+def path(name: str, text: str, schema: JsonObject) -> Param:
+    return Param(name, "path", text, schema)
+
+
+def answer(text: str, media: str | None = None, schema: JsonObject | None = None) -> JsonObject:
+    out: JsonObject = {"description": text}
+    if media is not None:
+        out["content"] = {media: {} if schema is None else {"schema": schema}}
+    return out
+
+
+def error(text: str) -> JsonObject:
+    """An answer whose body is ``{"error": "..."}``."""
+    return answer(text, "application/json", ref("Error"))
+
+
+def html(text: str) -> JsonObject:
+    return answer(text, "text/html", {"type": "string"})
+
+
+def plain(text: str) -> JsonObject:
+    return answer(text, "text/plain", {"type": "string"})
+
+
+def redirect(text: str) -> JsonObject:
+    location = {"required": True, "schema": {"type": "string"}, "description": "where to go"}
+    return {"description": text, "headers": {"Location": location}}
+
+
+JSON_400 = {"400": error("A bad parameter: the error says which")}
+API_401 = {
+    "401": {
+        **error("No or wrong admin token"),
+        "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    }
+}
+PAGE_303 = {"303": redirect("No credentials: to the login form (with next=this page)")}
+FORM_400 = {"400": error("The body is not a form")}
+TOO_LARGE = {"413": plain("The body is over 64 KiB")}
+
+MESSAGE_ID = {
+    "type": "string",
+    "pattern": params.MESSAGE_ID,
+    "maxLength": params.MAX_MESSAGE_ID,
+    "description": "hex digits: 12 of milliseconds then 8 random, as the relay makes them",
+}
+ADDRESS = {"type": "string", "pattern": params.ADDRESS, "maxLength": params.MAX_ADDRESS}
+EVENT_ID = {"type": "integer", "minimum": 0, "maximum": params.MAX_EVENT_ID}
+DAY = {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}]}
 EVENT_FILTERS = (
-    _q("since", "event id cursor: only events with a larger id"),
-    _q("type", "open, click or reply"),
-    _q("recipient", "exact recipient address"),
-)
-ROUTES: tuple[Operation, ...] = (
-    Operation("get", "/", "Dashboard: the messages list", "dashboard", body="text/html"),
-    Operation("get", "/login", "The login form", "dashboard", body="text/html"),
-    Operation(
-        "post", "/login", "Log in with the token (sets a cookie)", "dashboard", body="text/html"
+    query("since", "event id cursor: only events with a larger id", EVENT_ID),
+    query("type", "only events of this type", {"enum": list(EVENT_TYPES)}),
+    query(
+        "recipient",
+        "exact recipient address; empty: every recipient",
+        {"type": "string", "maxLength": params.MAX_ADDRESS},
     ),
-    Operation("post", "/logout", "Log out (clears the cookie)", "dashboard", body="text/html"),
+)
+ID_PARAM = path("id", "a message id", MESSAGE_ID)
+ADDRESS_PARAM = path("address", "a recipient address", ADDRESS)
+
+
+def link(operation_id: str, **parameters: str) -> JsonObject:
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+MESSAGE_LINKS = {
+    "GetMessage": link("getMessage", id="$request.path.id"),
+    "GetRawMessage": link("getRawMessage", id="$request.path.id"),
+    "MessagePage": link("messagePage", id="$request.path.id"),
+    "GetRecipient": link("getContact", address="$response.body#/recipients/0/address"),
+}
+
+
+# --- the admin listener ----------------------------------------------------------------
+
+ADMIN_ROUTES: tuple[Operation, ...] = (
     Operation(
-        "get", "/messages/{id}", "Dashboard: one message", "dashboard", (_p("id", ""),), "text/html"
+        "get",
+        "/",
+        "messagesPage",
+        "Dashboard: the messages list",
+        "dashboard",
+        {
+            "200": html("The page"),
+            "400": html("A filter it cannot use (the page says which)"),
+            **PAGE_303,
+        },
+        (
+            query("sender", "sender address (part of it)", {"type": "string", "maxLength": 320}),
+            query("from", "first day (UTC)", DAY),
+            query("to", "last day (UTC)", DAY),
+            query("cursor", "the page after this message (the page's next link)", MESSAGE_ID),
+        ),
+    ),
+    Operation(
+        "get",
+        "/login",
+        "loginForm",
+        "The login form",
+        "dashboard",
+        {
+            "200": html("The form"),
+            "303": redirect("No token is configured (loopback only): straight to next"),
+        },
+        (query("next", "where to go after logging in (a local path)", {"type": "string"}),),
+        public=True,
+    ),
+    Operation(
+        "post",
+        "/login",
+        "login",
+        "Log in with the token (sets a cookie)",
+        "dashboard",
+        {
+            "303": {
+                **redirect("Logged in: to next; the relay_admin cookie is set"),
+            },
+            "401": html("Wrong token: the form again, after a pause"),
+            **FORM_400,
+            **TOO_LARGE,
+        },
+        public=True,
+        body={
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "token": {"type": "string", "description": "admin.token"},
+                            "next": {"type": "string", "description": "a local path"},
+                        },
+                        "required": ["token"],
+                    }
+                }
+            },
+        },
+    ),
+    Operation(
+        "post",
+        "/logout",
+        "logout",
+        "Log out (clears the cookie)",
+        "dashboard",
+        {
+            "303": redirect("Logged out (or not logged in): to the login form"),
+            "403": plain("Missing or stale csrf value: reload the page"),
+            **FORM_400,
+            **TOO_LARGE,
+        },
+        body={
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "csrf": {"type": "string", "description": "the logout form's value"}
+                        },
+                        "required": ["csrf"],
+                    }
+                }
+            },
+        },
+    ),
+    Operation(
+        "get",
+        "/messages/{id}",
+        "messagePage",
+        "Dashboard: one message",
+        "dashboard",
+        {"200": html("The page"), "404": html("No such message"), **PAGE_303},
+        (ID_PARAM,),
     ),
     Operation(
         "get",
         "/contacts/{address}",
+        "contactPage",
         "Dashboard: one contact",
         "dashboard",
-        (_p("address", "recipient address"),),
-        body="text/html",
+        {"200": html("The page"), "404": html("Nothing was sent to that address"), **PAGE_303},
+        (ADDRESS_PARAM,),
     ),
     Operation(
-        "get", "/charts", "Dashboard: opens and clicks over time", "dashboard", body="text/html"
+        "get",
+        "/charts",
+        "chartsPage",
+        "Dashboard: opens and clicks over time",
+        "dashboard",
+        {"200": html("The page"), "400": html("days out of range"), **PAGE_303},
+        (
+            query(
+                "days",
+                "how far back (default 14)",
+                {"type": "integer", "minimum": 1, "maximum": MAX_CHART_DAYS},
+            ),
+        ),
     ),
-    Operation("get", "/feed", "Dashboard: the live feed", "dashboard", body="text/html"),
+    Operation(
+        "get",
+        "/feed",
+        "feedPage",
+        "Dashboard: the live feed",
+        "dashboard",
+        {"200": html("The page"), **PAGE_303},
+    ),
     Operation(
         "get",
         "/static/{filename}",
+        "staticFile",
         "The dashboard's CSS and JavaScript",
         "dashboard",
-        (_p("filename", ""),),
-        body="text/plain",
+        {
+            "200": {
+                "description": "The file",
+                "content": {media: {} for media in sorted(set(STATIC_TYPES.values()))},
+            },
+            "304": answer("Not changed (If-None-Match had its ETag)"),
+            "404": plain("No such file"),
+        },
+        (path("filename", "one of the dashboard's files", {"enum": sorted(static_files())}),),
+        public=True,
     ),
     Operation(
         "get",
         "/api/messages",
+        "listMessages",
         "Messages, newest first",
         "api",
-        (_q("limit", "1 to 500"), _q("cursor", "the previous page's next")),
+        {"200": answer("A page", "application/json", ref("MessagePage")), **JSON_400, **API_401},
+        (
+            query(
+                "limit",
+                "page size (default 50)",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            ),
+            query("cursor", "the previous page's next (a message id)", MESSAGE_ID),
+        ),
+        links={
+            "200": {
+                "GetFirstMessage": link("getMessage", id="$response.body#/messages/0/id"),
+            }
+        },
     ),
-    Operation("get", "/api/messages/{id}", "One message, per recipient", "api", (_p("id", ""),)),
+    Operation(
+        "get",
+        "/api/messages/{id}",
+        "getMessage",
+        "One message, per recipient",
+        "api",
+        {
+            "200": answer("The message", "application/json", ref("MessageDetail")),
+            "404": error("No such message"),
+            **API_401,
+        },
+        (ID_PARAM,),
+        links={"200": MESSAGE_LINKS},
+    ),
     Operation(
         "get",
         "/api/messages/{id}/raw",
+        "getRawMessage",
         "The logged copy of a message",
         "api",
-        (_p("id", ""),),
-        body="message/rfc822",
+        {
+            "200": answer("The message as it arrived", "message/rfc822"),
+            "404": error("No such message, or it was not logged"),
+            **API_401,
+        },
+        (ID_PARAM,),
     ),
     Operation(
         "get",
         "/api/events",
+        "listEvents",
         "Events by id, with filters",
         "api",
-        (*EVENT_FILTERS, _q("limit", "1 to 1000, default 100")),
-        schema="EventPage",
+        {"200": answer("A page", "application/json", ref("EventPage")), **JSON_400, **API_401},
+        (
+            *EVENT_FILTERS,
+            query(
+                "limit",
+                "page size (default 100)",
+                {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS},
+            ),
+        ),
+        links={
+            "200": {
+                "GetEventMessage": link("getMessage", id="$response.body#/events/0/message_id"),
+            }
+        },
     ),
     Operation(
         "get",
         "/api/events/stream",
+        "eventStream",
         "Server-Sent Events of new events; resumes with Last-Event-ID",
         "api",
+        {
+            "200": answer("The stream (it never ends)", "text/event-stream", {"type": "string"}),
+            **JSON_400,
+            **API_401,
+            "503": error("Too many live feeds are open"),
+        },
         (
             *EVENT_FILTERS[1:],
-            ("Last-Event-ID", "header", "resume after this id"),
-            _q("last_event_id", "the same, for clients that cannot set headers"),
+            Param("Last-Event-ID", "header", "resume after this event id", EVENT_ID),
+            query("last_event_id", "the same, for clients that cannot set headers", EVENT_ID),
         ),
-        body="text/event-stream",
     ),
     Operation(
         "get",
         "/api/export.csv",
+        "exportEvents",
         "Every event as CSV, streamed",
         "api",
+        {
+            "200": answer("id,type,at,message_id,recipient,url,class,...", "text/csv"),
+            **JSON_400,
+            **API_401,
+        },
         EVENT_FILTERS,
-        body="text/csv",
     ),
     Operation(
         "get",
         "/api/contacts/{address}",
+        "getContact",
         "One recipient across messages (the CRM contact record)",
         "api",
-        (_p("address", "recipient address"),),
-        schema="Contact",
+        {
+            "200": answer("The contact", "application/json", ref("Contact")),
+            "400": error("Not an address"),
+            "404": error("Nothing was sent to this address"),
+            **API_401,
+        },
+        (ADDRESS_PARAM,),
+        links={
+            "200": {
+                "ContactPage": link("contactPage", address="$response.body#/address"),
+                "EraseContact": link("eraseContact", address="$response.body#/address"),
+            }
+        },
     ),
     Operation(
         "delete",
         "/api/contacts/{address}",
+        "eraseContact",
         "Erase what the store holds about an address",
         "api",
-        (_p("address", "recipient address"),),
+        {
+            "200": answer("What was erased", "application/json", ref("Erased")),
+            "400": error("Not an address"),
+            **API_401,
+        },
+        (ADDRESS_PARAM,),
     ),
-    Operation("get", "/api/openapi.json", "This document", "api"),
-    Operation("get", "/metrics", "Prometheus metrics", "ops", body="text/plain"),
+    Operation(
+        "get",
+        "/api/openapi.json",
+        "adminOpenapi",
+        "This document",
+        "api",
+        {"200": answer("OpenAPI 3.1", "application/json", {"type": "object"}), **API_401},
+    ),
+    Operation(
+        "get",
+        "/api/tracking-openapi.json",
+        "trackingOpenapi",
+        "The tracking listener's OpenAPI document",
+        "api",
+        {"200": answer("OpenAPI 3.1", "application/json", {"type": "object"}), **API_401},
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "metrics",
+        "Prometheus metrics",
+        "ops",
+        {"200": plain("The text exposition format"), **API_401},
+    ),
     Operation(
         "get",
         "/healthz",
-        "ok while this process serves and its store answers (503 if not)",
+        "adminHealthz",
+        "ok while this process serves and its store answers",
         "ops",
-        body="text/plain",
+        {"200": plain("ok"), "503": plain("What is wrong")},
+        public=True,
     ),
     Operation(
         "get",
         "/readyz",
-        "ready for traffic: healthy and not draining (503 if not)",
+        "adminReadyz",
+        "ready for traffic: healthy and not draining",
         "ops",
-        body="text/plain",
+        {"200": plain("ready"), "503": plain("draining, or what is wrong")},
+        public=True,
     ),
 )
 
+# --- the tracking listener -------------------------------------------------------------
+
+PIXEL_TOKEN = {
+    "type": "string",
+    "minLength": 1,
+    "description": "the token the relay wrote; any other answers the same GIF and records nothing",
+}
+CLICK_TOKEN = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]+$",
+    "maxLength": MAX_TOKEN_CHARS,
+    "description": "URL-safe base64 (no padding), HMAC-signed",
+}
+GIF = answer("A 43-byte transparent GIF, whatever the token", "image/gif")
+CLICK = {
+    "302": redirect("A genuine link: to its URL (counted for GET, never for HEAD)"),
+    "404": html("Not a link the relay made"),
+}
+HEALTHZ = {"200": plain("ok"), "503": plain("What is wrong")}
+READYZ = {"200": plain("ready"), "503": plain("draining, or what is wrong")}
+TOKEN = (path("token", "the token", PIXEL_TOKEN),)
+TRACKED = (  # (path, operationId stem, summary, answers, parameters); GET and HEAD each
+    ("/o/{token}.gif", "pixel", "The open pixel (HEAD: never counted)", {"200": GIF}, TOKEN),
+    (
+        "/c/{token}",
+        "click",
+        "A tracked link (HEAD: never counted)",
+        CLICK,
+        (path("token", "the token", CLICK_TOKEN),),
+    ),
+    ("/healthz", "healthz", "ok while this process serves and its store answers", HEALTHZ, ()),
+    ("/readyz", "readyz", "ready for traffic: healthy and not draining", READYZ, ()),
+)
+TRACKING_ROUTES: tuple[Operation, ...] = tuple(
+    Operation(method, route, name + method.title(), text, "tracking", answers, parameters)
+    for route, name, text, answers, parameters in TRACKED
+    for method in ("get", "head")
+)
+
+# --- schemas -----------------------------------------------------------------------------
+
+TIME = {"type": "string", "format": "date-time"}
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+LINK = {
+    "type": "object",
+    "properties": {"url": {"type": "string"}, "clicks": COUNTS},
+    "required": ["url", "clicks"],
+}
 EVENT_SCHEMA: JsonObject = {
     "type": "object",
     "properties": {
         "id": {"type": "integer"},
-        "type": {"enum": ["open", "click", "reply"]},
-        "at": {"type": "string", "format": "date-time"},
+        "type": {"enum": list(EVENT_TYPES)},
+        "at": TIME,
         "message_id": {"type": "string"},
-        "recipient": {"type": ["string", "null"], "description": "null: someone"},
-        "url": {"type": ["string", "null"]},
-        "class": {"enum": ["human", "bot", "proxy", "prefetch", "self"]},
+        "recipient": nullable("string", description="null: someone (a shared copy)"),
+        "url": nullable("string"),
+        "class": {"enum": list(EVENT_CLASSES)},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "inferred": {"type": "boolean"},
         "is_machine": {"type": "boolean"},
         "ip": {"type": "string"},
         "user_agent": {"type": "string"},
     },
+    "required": ["id", "type", "at", "message_id", "recipient", "class"],
+}
+RECIPIENT: JsonObject = {
+    "type": "object",
+    "properties": {
+        "address": nullable("string", description="null: someone"),
+        "state": nullable("string"),
+        "copy_id": nullable("integer"),
+        "shared": {"type": "boolean"},
+        "rewrite_note": {"type": "string"},
+        "attempts": {"type": "integer"},
+        "last_reply": {"type": "string"},
+        "queue_id": {"type": "string"},
+        "next_attempt_at": nullable("string", format="date-time"),
+        "delivered_at": nullable("string", format="date-time"),
+        "opens": COUNTS,
+        "clicks": COUNTS,
+        "opened": {"enum": ["yes", "maybe", "no"]},
+        "replies": {"type": "integer"},
+        "possibly_forwarded": {"type": "boolean"},
+        "first_open": nullable("string", format="date-time"),
+        "last_open": nullable("string", format="date-time"),
+        "links": {"type": "array", "items": LINK},
+    },
+    "required": ["address", "state", "opens", "clicks", "links"],
+}
+SUMMARY: JsonObject = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "sender": {"type": "string"},
+        "subject": {"type": "string"},
+        "created_at": TIME,
+        "recipients": {"type": "integer"},
+        "opens": COUNTS,
+        "clicks": COUNTS,
+        "state": {"type": "string"},
+        "states": COUNTS,
+    },
+    "required": ["id", "sender", "subject", "created_at", "recipients", "opens", "clicks"],
 }
 SCHEMAS: JsonObject = {
-    "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+    "Error": {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+    },
     "Event": EVENT_SCHEMA,
     "EventPage": {
         "type": "object",
         "properties": {
-            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-            "next": {"type": ["integer", "null"], "description": "pass as since"},
+            "events": {"type": "array", "items": ref("Event")},
+            "next": nullable("integer", description="pass as since"),
         },
+        "required": ["events", "next"],
+    },
+    "MessagePage": {
+        "type": "object",
+        "properties": {
+            "messages": {"type": "array", "items": ref("MessageSummary")},
+            "next": nullable("string", pattern=params.CURSOR, description="pass as cursor"),
+        },
+        "required": ["messages", "next"],
+    },
+    "MessageSummary": SUMMARY,
+    "Recipient": RECIPIENT,
+    "MessageDetail": {
+        "type": "object",
+        "properties": {
+            **{k: SUMMARY["properties"][k] for k in ("id", "sender", "subject", "created_at")},
+            "mail_from": {"type": "string"},
+            "message_id_header": {"type": "string"},
+            "tracking": {
+                "type": "object",
+                "properties": {
+                    "opens": {"type": "boolean"},
+                    "clicks": {"type": "boolean"},
+                    "per_recipient": {"type": "boolean"},
+                    "reasons": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "recipients": {"type": "array", "items": ref("Recipient")},
+            "someone": ref("Recipient"),
+            "links": {"type": "array", "items": LINK},
+        },
+        "required": ["id", "sender", "subject", "created_at", "tracking", "recipients", "someone"],
     },
     "Contact": {
         "type": "object",
         "properties": {
             "address": {"type": "string"},
-            "last_open": {"type": ["string", "null"], "format": "date-time"},
-            "last_click": {"type": ["string", "null"], "format": "date-time"},
-            "last_reply": {"type": ["string", "null"], "format": "date-time"},
-            "counts": {"type": "object", "description": "type -> class -> count"},
-            "messages": {"type": "array", "items": {"type": "object"}},
-            "timeline": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            "last_open": nullable("string", format="date-time"),
+            "last_click": nullable("string", format="date-time"),
+            "last_reply": nullable("string", format="date-time"),
+            "counts": {
+                "type": "object",
+                "description": "type -> class -> count",
+                "additionalProperties": COUNTS,
+            },
+            "messages": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "sender": {"type": "string"},
+                        "subject": {"type": "string"},
+                        "created_at": TIME,
+                        "state": {"type": "string"},
+                        "delivered_at": nullable("string", format="date-time"),
+                    },
+                    "required": ["id", "state"],
+                },
+            },
+            "timeline": {"type": "array", "items": ref("Event")},
         },
+        "required": ["address", "counts", "messages", "timeline"],
+    },
+    "Erased": {
+        "type": "object",
+        "properties": {
+            "address": {"type": "string"},
+            "erased": COUNTS,
+        },
+        "required": ["address", "erased"],
     },
 }
 
 
-def _operation(op: Operation) -> JsonObject:
-    content: JsonObject = {op.body: {}}
-    if op.schema is not None:
-        content[op.body] = {"schema": {"$ref": f"#/components/schemas/{op.schema}"}}
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# --- the documents -----------------------------------------------------------------------
+
+
+def _parameter(param: Param) -> JsonObject:
     return {
-        "summary": op.summary,
-        "tags": [op.tag],
-        "parameters": [
-            {"name": name, "in": where, "required": where == "path", "description": text}
-            | {"schema": {"type": "string"}}
-            for name, where, text in op.params
-        ],
-        "responses": {
-            "200": {"description": "OK", "content": content},
-            "400": {"description": "A bad parameter", "content": error},
-            "401": {"description": "No or wrong admin token"},
-        },
+        "name": param.name,
+        "in": param.where,
+        "required": param.where == "path",
+        "description": param.description,
+        "schema": param.schema,
     }
 
 
-def openapi_document() -> JsonObject:
+def _operation(op: Operation) -> JsonObject:
+    responses: JsonObject = {}
+    for status, response in op.responses.items():
+        links = op.links.get(status)
+        responses[status] = {**response, "links": dict(links)} if links else dict(response)
+    out: JsonObject = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": [_parameter(p) for p in op.params],
+        "responses": responses,
+    }
+    if op.body is not None:
+        out["requestBody"] = op.body
+    if op.public:
+        out["security"] = []
+    return out
+
+
+def _paths(routes: tuple[Operation, ...]) -> JsonObject:
     paths: JsonObject = {}
-    for op in ROUTES:
+    for op in routes:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return paths
+
+
+def openapi_document() -> JsonObject:
+    """The admin listener: every route; the token is needed unless ``security`` is empty."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "relay admin", "version": "1"},
-        "paths": paths,
+        "info": {
+            "title": "relay admin",
+            "version": "1",
+            "description": "Bearer token (admin.token) or the dashboard's login cookie.",
+        },
+        "paths": _paths(ADMIN_ROUTES),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
@@ -231,5 +729,24 @@ def openapi_document() -> JsonObject:
     }
 
 
+def tracking_document(base_url: str) -> JsonObject:
+    """The public tracking listener, at ``base_url``: nothing there needs a token."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "relay tracking", "version": "1"},
+        "servers": [{"url": base_url.rstrip("/") or "/"}],
+        "paths": _paths(TRACKING_ROUTES),
+    }
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(openapi_document())
+
+
+def tracking_openapi_handler(base_url: str) -> Handler:
+    document = tracking_document(base_url)
+
+    async def handle(request: web.Request) -> web.Response:
+        return json_response(document)
+
+    return handle

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 from aiohttp import web
 
 from relay.core.store import Store
+from tracking_http.admin.params import is_address, is_message_id
 
 log = logging.getLogger("tracking_http.admin")
-
-MAX_ADDRESS = 320
-MAX_MESSAGE_ID = 128
-_MESSAGE_ID = re.compile(r"[0-9a-f]{1,128}")
 
 
 def _json(body: dict[str, object], status: int = 200) -> web.Response:
@@ -40,8 +36,8 @@ class PrivacyViews:
         self._store = store
 
     async def erase_contact(self, request: web.Request) -> web.Response:
-        address = request.match_info["address"].strip()
-        if not address or len(address) > MAX_ADDRESS or "@" not in address:
+        address = request.match_info["address"]
+        if not is_address(address):
             return _json({"error": "not an address"}, status=400)
         counts = await self._store.erase_recipient(address)
         log.info("erased %s: %s", address, counts)
@@ -49,7 +45,7 @@ class PrivacyViews:
 
     async def raw_message(self, request: web.Request) -> web.StreamResponse:
         message_id = request.match_info["id"]
-        if not _MESSAGE_ID.fullmatch(message_id):
+        if not is_message_id(message_id):
             return _json({"error": "no such message"}, status=404)
         message = await self._store.get_message(message_id)
         if message is None or not message.decision.log_copy:
