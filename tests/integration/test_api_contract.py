@@ -38,10 +38,9 @@ import pytest
 from support.processes import (
     ADMIN_TOKEN,
     free_port,
-    relay_command,
-    relay_env,
     relay_toml,
     running_sink,
+    spawn_relay,
     wait_for_port,
 )
 
@@ -100,14 +99,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         config = workdir / "relay.toml"
         config.write_text(toml.format(**ports), encoding="utf-8")
         log = workdir / "relay.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                relay_command("serve", "--config", str(config)),
-                cwd=workdir,
-                env=relay_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = spawn_relay(config, log=log)
         try:
             for port in ports.values():
                 wait_for_port(port, proc)
