@@ -13,7 +13,12 @@ import shlex
 
 from relay.core.config import HostPort, SmtpConfig
 
-BODY = '<p>Hi, see <a href="https://example.com/">our site</a></p>'
+# With an image of its own: a short HTML part whose only image would be the pixel gets no
+# pixel (filters read such mail as image-only), and the first message should show both.
+BODY = (
+    '<p>Hi, see <a href="https://example.com/">our site</a></p>'
+    '<p><img src="https://example.com/logo.png" alt="Example" width="120" height="40"></p>'
+)
 ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 (listen addresses, not binds)
 
 

@@ -106,12 +106,24 @@ def delivered_to(outbox: Path) -> str:
     return str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["To"])
 
 
+def delivered_html(outbox: Path) -> str:
+    path = next((outbox / "new").glob("*.eml"))
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
 def test_the_printed_command_sends_as_printed(tmp_path: Path) -> None:
-    relay = start_relay(tmp_path, _toml(tmp_path, ""))
+    # The shipped default: no pixel where it would be a short part's only image.
+    toml = _toml(tmp_path, "").replace("avoid_image_only = false", "avoid_image_only = true")
+    relay = start_relay(tmp_path, toml)
     try:
         result = subprocess.run(banner_command(relay.proc), capture_output=True, timeout=60)
         assert result.returncode == 0, result.stdout.decode()
         assert delivered_to(tmp_path / "outbox") == "friend@example.net"
+        html = delivered_html(tmp_path / "outbox")
+        assert "/c/" in html and "/o/" in html  # the first message shows both: link and pixel
     finally:
         stop_relay(relay)
 
