@@ -37,6 +37,7 @@ from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
 from relay.core.store.backup import backup_store
 from relay.core.store.hitclient import HitWriter
+from relay.core.tls import server_context
 from relay.core.tokens import TokenCodec
 from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
 from relay.delivery.exclusive import delivery_running
@@ -531,15 +532,11 @@ def _delivery_changed(old: Config, new: Config) -> bool:
 
 
 def _server_context(cert: str, key: str, name: str) -> ssl.SSLContext | None:
-    """A TLS server context for an HTTP listener, or None without a certificate."""
-    if not cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    """server_context, its failure as one line naming the key."""
     try:
-        context.load_cert_chain(cert, key or None)
+        return server_context(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"{name}: certificate or key unusable: {exc}") from exc
-    return context
 
 
 def _dkim_signer(config: Config) -> DkimSigner | None:

@@ -23,6 +23,7 @@ from relay.core.config import Config, HostPort, SmtpConfig
 from relay.core.limits import ConnectionLimits, RateLimitedLog, peer_address
 from relay.core.metrics import Metrics
 from relay.core.store import Store
+from relay.core.tls import server_context
 from relay.smtp.addresses import plain_path
 from relay.smtp.auth import AuthThrottle, ThrottleSettings
 from relay.smtp.chunked import read_data
@@ -362,11 +363,7 @@ class SmtpServers:
 
 def tls_context(config: SmtpConfig) -> ssl.SSLContext | None:
     """The server TLS context, or None without a certificate (OSError/SSLError if unusable)."""
-    if not config.tls_cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls_cert, config.tls_key or None)
-    return context
+    return server_context(config.tls_cert, config.tls_key)
 
 
 async def start_smtp(
