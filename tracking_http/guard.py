@@ -26,6 +26,7 @@ from aiohttp.web_protocol import RequestHandler
 from relay.core.limits import ConnectionLimits, Network, RateLimitedLog, peer_address
 
 log = logging.getLogger("tracking_http.guard")
+HEADER_END = b"\r\n\r\n"
 BACKLOG = 1024  # a burst of connects waits in the kernel rather than being reset
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
@@ -89,7 +90,9 @@ class GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._address is None:
             return
-        if not self._busy and self._deadline is None:
+        # A request whose header block arrives whole (every pixel and click) needs no timer:
+        # only one still incomplete after its first chunk gets header_timeout.
+        if not self._busy and self._deadline is None and HEADER_END not in data:
             loop = asyncio.get_running_loop()
             self._deadline = loop.call_later(self._settings.header_timeout, self._too_slow)
         self._inner.data_received(data)
