@@ -88,17 +88,18 @@ IP_CACHE_SIZE = 4096
 MAX_RECENT_CLICKS = 64  # the caller's list; more proves nothing more
 BURST_LINKS = 2  # clicks (this one included) within burst_window that make a burst
 
+# Apple Mail and iOS Mail render with WebKit but, unlike Safari, name no browser; Apple's
+# Mail Privacy Protection sends the same agent (or a bare Mozilla/5.0).
+WEBKIT_NO_BROWSER = (
+    r"Mozilla/5\.0 \([^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?: Mobile/\w+)?"
+)
 MAIL_CLIENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (family, re.compile(pattern, re.IGNORECASE))
     for family, pattern in (
         ("Outlook", r"Microsoft Outlook|ms-office|MSOffice \d|Outlook-(?:iOS|Android)|Outlook/\d"),
         ("Outlook", r"MacOutlook/|Microsoft Office Outlook|Outlook-Express/"),
         ("Thunderbird", r"Thunderbird/"),
-        # Apple Mail and iOS Mail render with WebKit but, unlike Safari, name no browser.
-        (
-            "AppleMail",
-            r"^Mozilla/5\.0 \([^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?: Mobile/\w+)?$",
-        ),
+        ("AppleMail", rf"^{WEBKIT_NO_BROWSER}$"),
         ("AppleMail", r"^Mail/\d[\d.]* .*(?:CFNetwork|Darwin)"),
         ("Gmail", r"\bGmail\b|GmailExtension"),
         ("YahooMail", r"YahooMobile"),
@@ -106,10 +107,7 @@ MAIL_CLIENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("OtherMail", r"Airmail|Canary(?:%20| )Mail|Polymail/|Spark/\d|eM Client|Mailbird"),
     )
 )
-# What Apple's Mail Privacy Protection sends: the bare agent, or WebKit naming no browser.
-MPP_AGENT = re.compile(
-    r"Mozilla/5\.0|Mozilla/5\.0 \([^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?: Mobile/\w+)?"
-)
+MPP_AGENT = re.compile(rf"Mozilla/5\.0|{WEBKIT_NO_BROWSER}")  # fullmatch: what MPP sends
 # Browsers, most specific first (Edge and Opera say Chrome, Chrome says Safari).
 BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (family, re.compile(pattern))

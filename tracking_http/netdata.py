@@ -154,7 +154,8 @@ def aggregate(networks: Iterable[Network]) -> list[Network]:
 @dataclass
 class Fetched:
     source: Source
-    networks: list[Network]
+    networks: list[Network]  # aggregated once, here: Apple's list takes a second or two
+    published: int  # how many the source listed
 
 
 @dataclass
@@ -207,7 +208,7 @@ async def fetch_source(
         raise DataError(f"{source.url}: does not parse as {source.format}: {exc}") from None
     if not networks:
         raise DataError(f"{source.url}: no networks in it")
-    return Fetched(source, networks)
+    return Fetched(source, aggregate(networks), len(networks))
 
 
 def installed(path: Path) -> list[Labelled]:
@@ -241,7 +242,7 @@ def render_file(
     ]
     lines += [
         f"# {f.source.name} ({f.source.label}): {f.source.about} <{f.source.url}> "
-        f"({f.source.format}, {len(f.networks)} networks published)"
+        f"({f.source.format}, {f.published} networks published)"
         for f in fetched
     ]
     if kept:
@@ -249,10 +250,9 @@ def render_file(
         lines.append(f"# kept from the installed file (no published address to fetch): {labels}")
     count = len(kept)
     for item in fetched:
-        networks = aggregate(item.networks)
-        count += len(networks)
+        count += len(item.networks)
         lines.append("")
-        lines += [f"{item.source.label} {network}" for network in networks]
+        lines += [f"{item.source.label} {network}" for network in item.networks]
     if kept:
         lines.append("")
         lines += [f"{label} {network}" for label, network in kept]
@@ -304,7 +304,7 @@ async def update(
                 labels = {s.label for s in group}
                 kept = [(label, n) for label, n in old if label not in labels]
                 text, count = render_file(name, fetched, now(), kept)
-                fresh = [(f.source.label, n) for f in fetched for n in aggregate(f.networks)]
+                fresh = [(f.source.label, n) for f in fetched for n in f.networks]
                 if not force:
                     check_shrink(name, count_labels(n for n in old if n[0] in labels), fresh)
             except Unreachable as exc:

@@ -112,9 +112,6 @@ class NetworkTable:
         return len(self) > 0
 
 
-NetworkSet = NetworkTable  # membership only: the label is ""
-
-
 def parse_network_line(line: str, default_label: str = "") -> Labelled | None:
     """``label CIDR``, ``CIDR`` or Apple's CSV (``CIDR,country,region,city,``); None for a
     blank or ``#`` line. Raises ValueError naming what is wrong."""
@@ -147,11 +144,6 @@ def read_labelled_networks(path: Path, default_label: str = "") -> list[Labelled
         if item is not None:
             networks.append(item)
     return networks
-
-
-def load_networks(path: Path) -> list[Network]:
-    """The networks of a data file, labels dropped."""
-    return [network for _label, network in read_labelled_networks(path)]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from crawlerdetect import CrawlerDetect
 
 from tracking_http.classify import DATA_DIR, Classifier, RequestFacts, load_security_agents
-from tracking_http.networks import NetworkSet, load_networks, parse_address
+from tracking_http.networks import NetworkTable, parse_address, read_labelled_networks
 from tracking_http.privacy import anonymize_ip
 
 DELIVERED = 1_700_000_000.0
@@ -461,11 +461,12 @@ def test_shipped_data_files_load() -> None:
         "outlook" in needle
         for _vendor, needle in load_security_agents(DATA_DIR / "mail_security_agents.txt")
     )
-    assert ipaddress.ip_network("17.0.0.0/8") in load_networks(DATA_DIR / "apple_mpp_ranges.txt")
+    apple = read_labelled_networks(DATA_DIR / "apple_mpp_ranges.txt")
+    assert ("apple", ipaddress.ip_network("17.0.0.0/8")) in apple
 
 
 def test_network_set_membership() -> None:
-    nets = NetworkSet(
+    nets = NetworkTable(
         ipaddress.ip_network(n) for n in ("10.0.0.0/8", "192.0.2.128/25", "2001:db8::/32", "::/128")
     )
     inside = ("10.255.0.1", "192.0.2.200", "2001:db8:ffff::1", "::", "::ffff:10.1.2.3")
@@ -473,7 +474,7 @@ def test_network_set_membership() -> None:
     assert all(parse_address(a) in nets for a in inside)
     assert not any(parse_address(a) in nets for a in outside)
     assert None not in nets
-    assert parse_address("10.0.0.1") not in NetworkSet([])
+    assert parse_address("10.0.0.1") not in NetworkTable([])
 
 
 @pytest.mark.parametrize(
