@@ -53,6 +53,16 @@ sysdeps:
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    nginx-light >/dev/null; status=$$?; \
 	  test $$had_policy = 1 || rm -f /usr/sbin/policy-rc.d; exit $$status; }
+	@# Debian's PostgreSQL for the tests' private clusters (tests/support/postgres.py); a
+	@# policy-rc.d of our own keeps the package from starting the system's cluster on port 5432.
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql"; \
+	  had_policy=0; test -e /usr/sbin/policy-rc.d && had_policy=1; \
+	  test $$had_policy = 1 || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	  chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    postgresql >/dev/null; status=$$?; \
+	  test $$had_policy = 1 || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 	@# SpamAssassin and its shipped rules for the deliverability test (tests/integration).
 	@test -x /usr/bin/spamassassin || { \
 	  echo "installing spamassassin"; \
