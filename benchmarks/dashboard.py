@@ -1,6 +1,6 @@
 """Dashboard pages with 100,000 messages and 1,000,000 events, and the live feed's fan-out.
 
-1. Fills a store with the bulk loader (relay.core.store.bulk), or reuses --db.
+1. Fills a store with the bulk loader (relay.core.store.sqlite.bulk), or reuses --db.
 2. Starts `python -m relay http` on it and a bare aiohttp server (the baseline) that
    answers a static page of the same size as the messages list, each as its own process.
 3. Times N sequential GETs of the messages list, a message page (random messages) and
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from relay.core.config import StoreConfig  # noqa: E402
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision  # noqa: E402
 from relay.core.store import open_store  # noqa: E402
-from relay.core.store.bulk import BulkLoader  # noqa: E402
+from relay.core.store.sqlite.bulk import BulkLoader  # noqa: E402
 from relay.core.tokens import TokenCodec  # noqa: E402
 
 TOKEN = "bench-token"

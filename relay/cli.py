@@ -35,8 +35,7 @@ from relay.core.logs import setup_logging
 from relay.core.metrics import DeliveryMetrics, Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
-from relay.core.store.backup import backup_store
-from relay.core.store.hitclient import HitWriter
+from relay.core.store.sqlite.backup import backup_store
 from relay.core.tls import server_context
 from relay.core.tokens import TokenCodec
 from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
@@ -306,8 +305,8 @@ async def _deliver_role(config: Config, *, child: bool) -> None:
             await store.close()
 
 
-async def _open_store(config: Config) -> Store:
-    store = open_store(config.store)
+async def _open_store(config: Config, *, events_process: bool = False) -> Store:
+    store = open_store(config.store, events_process=events_process)
     try:
         await store.open()
     except Exception as exc:
@@ -326,7 +325,6 @@ class _Running:
     runners: list[web.AppRunner] = field(default_factory=list)
     purger: RetentionPurger | None = None
     webhooks: WebhookDispatcher | None = None
-    hits: HitWriter | None = None
     reload_networks: ReloadNetworks | None = None
     reconfigure_tracking: Reconfigure | None = None
     state: RunState = field(default_factory=RunState)
@@ -374,7 +372,8 @@ async def _serve(
 
 async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) -> _Running:
     signer = _dkim_signer(config) if smtp else None
-    store = await _open_store(config)
+    # relay http: tracking hits are committed by a writer of their own (the store's business).
+    store = await _open_store(config, events_process=http)
     running = _Running(store=store)
     try:
         if config.tracking.privacy.retention > 0:
@@ -403,13 +402,10 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             running.smtp = await _bind("smtp", starting)
         if http:
             broker = EventBroker()  # one live feed: recording -> streams
-            # Events are committed by a writer process of their own (store/hitproc.py).
-            running.hits = HitWriter(store, path=config.store.path)
-            await running.hits.start()
             sink = recorded_sink(broker, metrics)
             try:
                 tracking = create_tracking_app(
-                    config, store, codec, sink, running.hits, state=running.state, metrics=metrics
+                    config, store, codec, sink, state=running.state, metrics=metrics
                 )
             except (OSError, ValueError) as exc:
                 raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
@@ -598,8 +594,6 @@ async def _stop(running: _Running) -> None:
             await running.delivering
     for runner in reversed(running.runners):
         await runner.cleanup()
-    if running.hits is not None:
-        await running.hits.close()
     if running.webhooks is not None:
         await running.webhooks.stop()
     with contextlib.suppress(Exception):

@@ -13,7 +13,6 @@ from aiohttp import web
 from relay.core.config import Config, TrackingConfig
 from relay.core.metrics import Metrics
 from relay.core.store import Store
-from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import MAX_TOKEN_CHARS, TokenCodec
 from tracking_http.admin.api import AdminViews
 from tracking_http.admin.auth import bearer_auth
@@ -54,19 +53,17 @@ def create_tracking_app(
     store: Store,
     codec: TokenCodec,
     on_recorded: EventSink | None = None,
-    hits: HitWriter | None = None,
     clock: Callable[[], float] = time.time,
     state: RunState | None = None,
     metrics: Metrics | None = None,
 ) -> web.Application:
     """The public app: pixel, click, healthz; on_recorded gets each stored event (live feed).
 
-    hits: the event writer (``relay http`` runs it as a process); by default
-    events go through the store in this process. clock: when a hit happened
+    clock: when a hit happened
     (another one replays recorded traffic at its own pace).
     """
     app = web.Application(client_max_size=TRACKING_MAX_BODY, handler_args=TRACKING_HANDLER_LIMITS)
-    views = PublicViews(config.tracking, store, codec, hits, clock)
+    views = PublicViews(config.tracking, store, codec, clock)
     views.recorder.on_recorded = on_recorded
     app.router.add_get("/o/{token}.gif", views.pixel)
     app.router.add_get("/c/{token}", views.click)

@@ -17,7 +17,6 @@ from typing import NamedTuple
 from relay.core.config import TrackingConfig
 from relay.core.models import Copy, Event, event_from
 from relay.core.store import Store, StoreUnavailable
-from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import TokenData
 from tracking_http.classify import IP_CACHE_SIZE
 from tracking_http.clients import ClientKey
@@ -77,8 +76,7 @@ class CopyCache:
 class EventRecorder:
     """Turns hits into events and stores them within a time bound.
 
-    ``hits`` writes the events (the event writer process in ``relay http``);
-    by default they go through the store in this process.
+    The store bounds each write by its own hit timeout (Store.record_hit).
     """
 
     def __init__(
@@ -86,12 +84,10 @@ class EventRecorder:
         config: TrackingConfig,
         store: Store,
         timeout: float = RECORD_TIMEOUT,
-        hits: HitWriter | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._timeout = timeout
-        self._hits = HitWriter(store, timeout=timeout) if hits is None else hits
         self._copies = CopyCache(store)
         self._senders: OrderedDict[str, Sender | None] = OrderedDict()
         self._labeller = HitLabeller(config)
@@ -158,7 +154,7 @@ class EventRecorder:
                 admin_cookie=hit.admin_cookie,
             )
             event = self._event(token, hit, copy, label, user_agent)
-            recorded = await self._hits.record_hit(event, label.honeypot)
+            recorded = await self._store.record_hit(event, label.honeypot)
         except TimeoutError:
             _slow(token)
         except StoreUnavailable as exc:
@@ -219,7 +215,7 @@ def _slow(token: TokenData) -> None:
 
 
 def client_extra(client: ClientKey | None) -> dict[str, str]:
-    """Stored with an open so the report can tell clients apart (store/counting.py)."""
+    """Stored with an open so the report can tell clients apart (store/sql/counting.py)."""
     if client is None or not client.network:
         return {}
     return {"ua_family": client.family, "network": client.network}

@@ -16,7 +16,6 @@ from aiohttp import hdrs, web
 
 from relay.core.config import TrackingConfig
 from relay.core.store import Store
-from relay.core.store.hitclient import HitWriter
 from relay.core.tokens import MAX_TOKEN_CHARS, InvalidToken, TokenCodec, TokenData
 from tracking_http.client_ip import client_address, forwarded_hops
 from tracking_http.events import EventRecorder, Hit
@@ -77,14 +76,13 @@ class PublicViews:
         config: TrackingConfig,
         store: Store,
         codec: TokenCodec,
-        hits: HitWriter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._clock = clock  # another clock replays recorded traffic (benchmarks/labelled.py)
         self._store = store
         self._codec = codec
-        self.recorder = EventRecorder(config, store, hits=hits)
+        self.recorder = EventRecorder(config, store)
 
     async def pixel(self, request: web.Request) -> web.Response:
         data = self._verified(request.match_info["token"], "open")

@@ -1,7 +1,7 @@
 """Webhooks (SPEC 8): empty the store's durable outbox into signed POSTs.
 
 Every open, click, reply and delivery outcome is queued by the store in the
-write that records it (store/outbox.py), whichever process records it, so
+write that records it (store/sql/outbox.py), whichever process records it, so
 one dispatcher, run by the HTTP role, serves a split deployment too. Each
 round it fans new notices out to the endpoints whose ``events`` want them,
 claims due rows with a lease and POSTs them concurrently. A failure is

@@ -13,8 +13,8 @@ from support.stores import open_sqlite
 from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
 from relay.core.store import Store, StoreUnavailable, open_store
-from relay.core.store.schema import SCHEMA_VERSION
 from relay.core.store.sqlite import SQLiteStore
+from relay.core.store.sqlite.schema import SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
 

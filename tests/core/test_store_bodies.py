@@ -13,8 +13,8 @@ import pytest
 from support.stores import open_sqlite
 
 from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
-from relay.core.store.schema import MIGRATIONS
 from relay.core.store.sqlite import SQLiteStore
+from relay.core.store.sqlite.schema import MIGRATIONS
 
 T0 = 1_700_000_000.0
 DELIVERED = DeliveryOutcome("delivered", "250 2.0.0 Ok: queued as X")

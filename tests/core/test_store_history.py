@@ -10,8 +10,8 @@ import pytest
 from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, Event, MessageFilter, NewMessage, TrackingDecision
 from relay.core.store import Store, open_store
-from relay.core.store.bulk import BulkLoader
-from relay.core.store.history import id_bound
+from relay.core.store.sql.history import id_bound
+from relay.core.store.sqlite.bulk import BulkLoader
 
 BOB, CAROL = "bob@example.net", "carol@example.org"
 DAY = 86400.0
@@ -36,7 +36,7 @@ SPECS = [CopySpec(BOB, (BOB,)), CopySpec(CAROL, (CAROL,))]
 
 
 def test_id_bound_orders_like_message_ids() -> None:
-    from relay.core.store.writes import new_message_id
+    from relay.core.store.sql.writes import new_message_id
 
     now = time.time()
     assert id_bound(now - 1) <= new_message_id(now) < id_bound(now + 1)

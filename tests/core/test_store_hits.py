@@ -1,4 +1,5 @@
-"""The event writer process (store/hitproc.py) through its client (store/hitclient.py).
+"""The event writer process (store/sqlite/hitproc.py) through its client
+(store/sqlite/hitclient.py).
 
 A real child process on a real socketpair, writing the test's SQLite file:
 hits are acknowledged only once committed, a killed process costs no
@@ -20,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
-from relay.core.store.hitclient import HitWriter
-from relay.core.store.hitproc import acknowledgement, event_fields, event_from_fields
 from relay.core.store.sqlite import SQLiteStore
+from relay.core.store.sqlite.hitclient import HitWriter
+from relay.core.store.sqlite.hitproc import acknowledgement, event_fields, event_from_fields
 
 BOB = "bob@example.net"
 GUARD = 20.0

@@ -11,7 +11,7 @@ from support.stores import open_sqlite
 
 from relay.core.models import CopyPart, CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
 from relay.core.store import Store
-from relay.core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from relay.core.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 A, B, C = "a@example.net", "b@example.net", "c@example.net"
 

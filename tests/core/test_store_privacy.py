@@ -14,7 +14,7 @@ from relay.core.models import (
     WebhookTarget,
 )
 from relay.core.store import Store
-from relay.core.store.counting import OPEN_WINDOW
+from relay.core.store.sql.counting import OPEN_WINDOW
 from relay.retention import RetentionPurger, purge_interval
 
 BOB, CAROL = "bob@example.net", "carol@example.org"

@@ -11,10 +11,10 @@ import ipaddress
 import time
 from typing import Any
 
-from relay.core.config import Config, TrackingConfig
+from relay.core.config import Config, StoreConfig, TrackingConfig
 from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
-from relay.core.store import Store
-from relay.core.store.hitclient import HitWriter
+from relay.core.store import Store, open_store
+from relay.core.store.sqlite import SQLiteStore
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
 from tracking_http.app import create_admin_app, create_tracking_app
 
@@ -222,18 +222,19 @@ async def test_the_writer_process_hands_back_the_events_as_stored(
     store: Store, codec: TokenCodec, spooled: Any, serve: Any
 ) -> None:
     """Acks carry ids only when nothing changed: the live feed still gets whole events."""
-    hits = HitWriter(store, path=store.path)  # type: ignore[attr-defined]
-    await hits.start()
+    assert isinstance(store, SQLiteStore)
+    http_store = open_store(StoreConfig(path=store.path), events_process=True)
+    await http_store.open()
     recorded: list[Event] = []
-    client = await serve(create_tracking_app(tracking(), store, codec, recorded.extend, hits))
+    client = await serve(create_tracking_app(tracking(), http_store, codec, recorded.extend))
     try:
+        assert isinstance(http_store, SQLiteStore) and http_store.events_pid is not None
         bob = spooled.copies[BOB].id
         await opened(client, codec, bob, ua=THUNDERBIRD)  # stored as sent: its id comes back
         await clicked(client, codec, spooled.copies[CAROL].id, ua=FIREFOX)  # + an inferred open
         await opened(client, codec, bob, ua=GOOGLEBOT)
     finally:
-        await hits.close()
-    assert hits.frames >= 3
+        await http_store.close()
     assert [(e.kind, e.inferred) for e in recorded] == [
         ("open", False),
         ("click", False),

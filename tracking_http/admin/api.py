@@ -17,7 +17,7 @@ from aiohttp import web
 
 from relay.core.models import Copy, LinkReport, MessageSummary, RecipientReport
 from relay.core.store import Store
-from relay.core.store.reports import decode_cursor, encode_cursor
+from relay.core.store.sql.reports import decode_cursor, encode_cursor
 from tracking_http.admin.params import is_digits, is_message_id
 
 log = logging.getLogger("tracking_http.admin")

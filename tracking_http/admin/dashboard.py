@@ -15,7 +15,7 @@ from yarl import URL
 
 from relay.core.models import Event, MessageFilter
 from relay.core.store import Store
-from relay.core.store.reports import encode_cursor
+from relay.core.store.sql.reports import encode_cursor
 from tracking_http.admin.api import overall_state, page_after
 from tracking_http.admin.charts import Chart, build_chart, window
 from tracking_http.admin.pages import Pages

@@ -1,7 +1,7 @@
 """The store interface: everything the relay and the HTTP servers persist.
 
-Nothing outside relay.core.store speaks SQL; a PostgreSQL backend will
-implement this same Protocol.
+Nothing outside relay.core.store speaks SQL, nor names a writer, a
+connection or a process: each backend (sqlite/, postgres/) keeps its own.
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ class Store(Protocol):
     async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
         """A tracking event (recipient taken from its copy) and the events it caused:
         an inferred open after a human click; with relabel_client (a honeypot hit),
-        the client's other events of the message become bot. Returned with ids."""
+        the client's other events of the message become bot. Returned with ids once
+        durable. Bounded in time: TimeoutError when the store takes longer than its hit
+        timeout (the hit may still be committed later)."""
 
     async def record_replies(
         self, referenced: Sequence[str], rcpt_tos: Sequence[str], at: float

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget
-from relay.core.store.reads import EVENT_COLUMNS, event_from_row
+from relay.core.store.sql.reads import EVENT_COLUMNS, event_from_row
 
 MACHINE = "klass IN ('bot', 'proxy', 'prefetch') AND NOT inferred"
 MAX_ERROR = 500

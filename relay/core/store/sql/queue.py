@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 
 from relay.core.models import Copy, CopyPart, DeliveryOutcome, PendingBounce
-from relay.core.store.bodies import release_if_done, release_of_copy
-from relay.core.store.reads import COPY_COLUMNS, copy_from_row
-from relay.core.store.writes import apply_outcome, clean_text
+from relay.core.store.sql.bodies import release_if_done, release_of_copy
+from relay.core.store.sql.reads import COPY_COLUMNS, copy_from_row
+from relay.core.store.sql.writes import apply_outcome, clean_text
 
 QUEUED = "state IN ('queued', 'deferred')"
 MAX_IDS = 10_000  # ids per retry/delete call; the CLI sends larger sets in batches

@@ -97,7 +97,7 @@ def get_message(conn: sqlite3.Connection, message_id: str) -> Message | None:
 
 
 def load_raw(conn: sqlite3.Connection, message_id: str) -> bytes | None:
-    """None for an unknown message, and for one whose body was released (store/bodies.py)."""
+    """None for an unknown message, and for one whose body was released (store/sql/bodies.py)."""
     row = conn.execute("SELECT raw, body FROM messages WHERE id = ?", (message_id,)).fetchone()
     return None if row is None or row[1] == "released" else bytes(row[0])
 

@@ -1,4 +1,4 @@
-"""HitWriter: the HTTP side of the event writer process (store/hitproc.py), with a fallback.
+"""HitWriter: the HTTP side of the event writer process (store/sqlite/hitproc.py), with a fallback.
 
 ``record_hit`` returns the stored events once they are committed, like
 Store.record_hit, and never waits longer than ``timeout``: it raises
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from relay.core.models import Event, event_from
 from relay.core.store.base import StoreUnavailable
-from relay.core.store.hitproc import HEADER, MAX_FRAME, Request, encode_frame, event_fields
+from relay.core.store.sqlite.hitproc import HEADER, MAX_FRAME, Request, encode_frame, event_fields
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,11 @@ MAX_PENDING = 20_000  # hits in flight; beyond this the store is overwhelmed: re
 # committed them (measured: this process 74% busy). Sending every 16 hits, the
 # writer inserts the first ones while the rest are handled, and commits sooner.
 FRAME_HITS = 16
-PACKAGE_ROOT = Path(__file__).resolve().parents[3]
+PACKAGE_ROOT = Path(__file__).resolve().parents[4]
 # The child imports this same ``relay`` package, installed or run from a checkout.
 CHILD_MAIN = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from relay.core.store.hitproc import main; sys.exit(main(sys.argv[2:]))"
+    "from relay.core.store.sqlite.hitproc import main; sys.exit(main(sys.argv[2:]))"
 )
 
 

@@ -11,7 +11,7 @@ fsync'd before COMMIT returns) as soon as nothing more is waiting, and
 only then acknowledges each hit with the events stored. An acknowledged
 hit is therefore durable, as with the in-process writer; a hit not yet
 acknowledged when this process dies is sent again through the in-process
-writer (store/hitclient.py).
+writer (store/sqlite/hitclient.py).
 
 Frames on the socket: a 4-byte big-endian length, then a pickle. The
 socketpair is private to the relay and its own child, so pickle is safe.
@@ -38,9 +38,10 @@ import time
 from typing import Any
 
 from relay.core.models import Event, event_from
-from relay.core.store import labels, schema, writes
 from relay.core.store.base import StoreUnavailable
-from relay.core.store.writer import Bulk, WriteItem, run_items
+from relay.core.store.sql import labels, writes
+from relay.core.store.sqlite import schema
+from relay.core.store.sqlite.writer import Bulk, WriteItem, run_items
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024

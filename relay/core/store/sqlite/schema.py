@@ -113,7 +113,7 @@ _V4_WEB: tuple[str, ...] = (  # webhooks outbox, dashboard sessions
     "CREATE INDEX events_by_time ON events(at, kind, klass, inferred)",
     # Webhooks: triggers queue every event and delivery outcome in the statement that
     # records it (durable with it, whoever writes it); the HTTP role's dispatcher fans
-    # the queue out into one outbox row per matching endpoint (store/outbox.py).
+    # the queue out into one outbox row per matching endpoint (store/sql/outbox.py).
     """CREATE TABLE webhook_queue (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
@@ -149,7 +149,7 @@ _V4_WEB: tuple[str, ...] = (  # webhooks outbox, dashboard sessions
     # Charts: events per hour, kind and class (inferred counts as human), kept by triggers
     # in the statement that changes events (inserts, relabelling, erasure, retention), so
     # a 14-day chart reads a few hundred rows instead of counting every event
-    # (store/rollup.py). Hours are whole since the epoch (UTC).
+    # (store/sql/rollup.py). Hours are whole since the epoch (UTC).
     """CREATE TABLE event_hours (
         hour INTEGER NOT NULL,
         kind TEXT NOT NULL,
@@ -188,7 +188,7 @@ _WEBHOOKS_WANTED = "(SELECT value FROM settings WHERE name = 'webhooks') = 'on'"
 _V5_QUIET: tuple[str, ...] = (  # no work for webhooks when none is configured
     # Settings the processes sharing the store tell each other. ``webhooks``: whether
     # an HTTP role with endpoints runs; each one sets it when it starts
-    # (store/outbox.py want_webhooks), and the queue triggers fire only when it is
+    # (store/sql/outbox.py want_webhooks), and the queue triggers fire only when it is
     # 'on', so a relay without webhooks writes no queue row per event or outcome.
     # 'on' until then: an upgraded relay queues as before.
     "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -213,7 +213,7 @@ _V5_QUIET: tuple[str, ...] = (  # no work for webhooks when none is configured
 
 _V6_RECIPIENT_OUTCOMES: tuple[str, ...] = (  # per-recipient outcomes of a shared copy
     # A shared copy whose recipients the upstream answered differently is split into
-    # copies by outcome (store/queue.py record_parts); this keeps each recipient's own
+    # copies by outcome (store/sql/queue.py record_parts); this keeps each recipient's own
     # reply ({"address": "reply"}) where one copy's recipients were answered apart.
     # Existing copies get '{}': their last_reply is every recipient's.
     "ALTER TABLE copies ADD COLUMN rcpt_replies TEXT NOT NULL DEFAULT '{}'",
@@ -222,7 +222,7 @@ _V6_RECIPIENT_OUTCOMES: tuple[str, ...] = (  # per-recipient outcomes of a share
 _V7_LEAN_STORE: tuple[str, ...] = (  # bodies only while needed, links once per message
     # A message's raw body is kept while a copy waits for delivery or a bounce waits to
     # be sent ('held'), until retention when the message is logged ('logged'); otherwise
-    # it is emptied ('released', store/bodies.py) and only size remains. Existing rows
+    # it is emptied ('released', store/sql/bodies.py) and only size remains. Existing rows
     # start 'held' and the first sweep releases what is done (no rewrite of every row
     # here: an UPDATE rewrites a row's whole body).
     "ALTER TABLE messages ADD COLUMN body TEXT NOT NULL DEFAULT 'held'",
@@ -259,7 +259,7 @@ def configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 
     auto_vacuum must be chosen before the first table exists: a new store gets
     INCREMENTAL, so the space of released bodies can go back to the filesystem
-    (store/bodies.py); an older file is converted once (ensure_incremental_vacuum).
+    (store/sql/bodies.py); an older file is converted once (ensure_incremental_vacuum).
     """
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")

@@ -25,8 +25,13 @@ from relay.core.models import (
     MessageSummary,
     RecipientReport,
 )
-from relay.core.store.counting import counted_events, forwarded_copies, summary_counts
-from relay.core.store.reads import COPY_COLUMNS, MESSAGE_COLUMNS, copy_from_row, message_from_row
+from relay.core.store.sql.counting import counted_events, forwarded_copies, summary_counts
+from relay.core.store.sql.reads import (
+    COPY_COLUMNS,
+    MESSAGE_COLUMNS,
+    copy_from_row,
+    message_from_row,
+)
 
 OPEN_KEYS = ("human", "inferred", "proxy", "bot", "prefetch", "self")
 CLICK_KEYS = ("human", "bot", "prefetch", "self")

@@ -1,6 +1,6 @@
 """The SQLite backend: one file, WAL, one group-committing writer, a separate reader.
 
-Writes go through GroupWriter (relay.core.store.writer); reads run on their own
+Writes go through GroupWriter (relay.core.store.sqlite.writer); reads run on their own
 connection, so a report never waits behind a batch of events. A closed or
 unreachable store raises StoreUnavailable, never a sqlite3 error.
 """
@@ -35,7 +35,8 @@ from relay.core.models import (
     WebhookDelivery,
     WebhookTarget,
 )
-from relay.core.store import (
+from relay.core.store.base import StoreUnavailable
+from relay.core.store.sql import (
     bodies,
     feed,
     history,
@@ -45,11 +46,11 @@ from relay.core.store import (
     queue,
     reads,
     reports,
-    schema,
     writes,
 )
-from relay.core.store.base import StoreUnavailable
-from relay.core.store.writer import Bulk, GroupWriter, run_in_thread
+from relay.core.store.sqlite import schema
+from relay.core.store.sqlite.hitclient import HitWriter
+from relay.core.store.sqlite.writer import Bulk, GroupWriter, run_in_thread
 
 log = logging.getLogger("relay.store")
 
@@ -58,6 +59,7 @@ MAX_PAGE = 1000
 MAX_DUE = 10_000
 MAX_BUCKETS = 1000
 BUSY_TIMEOUT_MS = 5000
+HIT_TIMEOUT = 1.0  # seconds a tracking hit may wait for its commit (Store.record_hit)
 CONNECT_STOP_TIMEOUT = 5.0  # seconds to wait for the thread of a connection that failed
 
 
@@ -68,12 +70,23 @@ def _clamp(value: int, low: int, high: int) -> int:
 class SQLiteStore:
     """The Store protocol over one SQLite file (see relay.core.store.base)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self, path: str, events_process: bool = False, hit_timeout: float = HIT_TIMEOUT
+    ) -> None:
+        """events_process: tracking hits are committed by a process of their own
+        (sqlite/hitproc.py), as ``relay http`` wants; otherwise by this process's writer."""
         self.path = path
+        self._events_process = events_process
+        self._hits = HitWriter(_InProcess(self), timeout=hit_timeout)
         self._writer: GroupWriter | None = None
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._closed = False
+
+    @property
+    def events_pid(self) -> int | None:
+        """The event writer process's pid while it runs (tests, logs)."""
+        return self._hits.pid
 
     @property
     def transactions(self) -> int:
@@ -98,9 +111,12 @@ class SQLiteStore:
             raise
         self._writer = GroupWriter(self._write_conn)
         self._writer.start()
+        if self._events_process:
+            self._hits = HitWriter(_InProcess(self), self.path, self._hits.timeout)
+            await self._hits.start()
 
     async def _ensure_incremental_vacuum(self, conn: aiosqlite.Connection) -> None:
-        """A store made before schema step 7 is rewritten once (store/bodies.py)."""
+        """A store made before schema step 7 is rewritten once (store/sql/bodies.py)."""
         mode = await run_in_thread(conn, lambda c: c.execute("PRAGMA auto_vacuum").fetchone())
         if int(mode[0]) == 2:
             return
@@ -121,6 +137,7 @@ class SQLiteStore:
         """Flush queued writes, then close both connections; a second call does nothing."""
         if self._closed:
             return
+        await self._hits.close()  # its last hits may fall back to the writer below
         self._closed = True
         if self._writer is not None:
             await self._writer.close()
@@ -250,6 +267,10 @@ class SQLiteStore:
         return await self._read(reads.list_events, max(0, since_id), kind, recipient, limit)
 
     async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
+        """Through the event writer process when it runs; bounded by hit_timeout."""
+        return await self._hits.record_hit(event, relabel_client)
+
+    async def record_hit_here(self, event: Event, relabel_client: bool = False) -> list[Event]:
         """An open without relabelling is one insert: no SAVEPOINT (the pixel's fast path)."""
         single = event.kind == "open" and not relabel_client
         return await self._write(
@@ -362,6 +383,16 @@ class SQLiteStore:
         if self._closed or self._writer is None:
             raise StoreUnavailable("the store is closed")
         return await self._writer.submit(op, single_statement, bulk)
+
+
+class _InProcess:
+    """The store's own writer, where the event writer process sends what it cannot take."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
+        return await self._store.record_hit_here(event, relabel_client)
 
 
 def _snapshot(fn: Callable[..., T]) -> Callable[..., T]:

@@ -18,8 +18,8 @@ from relay.core.models import (
     MessageFilter,
     MessageSummary,
 )
-from relay.core.store import reports, rollup
-from relay.core.store.reads import (
+from relay.core.store.sql import reports, rollup
+from relay.core.store.sql.reads import (
     COPY_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 
 from relay.core.models import CopySpec, Event, NewMessage
-from relay.core.store import schema, writes
+from relay.core.store.sql import writes
+from relay.core.store.sqlite import schema
 
 CACHE_KIB = 256 * 1024
 

@@ -69,7 +69,7 @@ def insert_message(
             json.dumps(list(msg.in_reply_to)),
             msg.raw,
             len(msg.raw),
-            "logged" if msg.decision.log_copy else "held",  # store/bodies.py
+            "logged" if msg.decision.log_copy else "held",  # store/sql/bodies.py
         ),
     )
     now = time.time()

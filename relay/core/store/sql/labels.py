@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from relay.core.models import Event
-from relay.core.store.writes import clean_text, insert_event
+from relay.core.store.sql.writes import clean_text, insert_event
 
 MAX_REFERENCED = 50  # Message-IDs looked up per outgoing message
 MAX_REPLY_RECIPIENTS = 500  # the SMTP front's own max_recipients default
