@@ -241,6 +241,23 @@ _V7_LEAN_STORE: tuple[str, ...] = (  # bodies only while needed, links once per 
     "ALTER TABLE copies ADD COLUMN links_shared INTEGER NOT NULL DEFAULT 0",
 )
 
+_V8_LEASES: tuple[str, ...] = (  # work shared by leases: any number of delivering processes
+    # A copy or a pending bounce is taken by one worker until lease_until (store/sql/
+    # leases.py); the worker renews it while it sends, its outcome clears it, and a
+    # worker that died stops renewing, so another takes the copy when the lease ends.
+    "ALTER TABLE copies ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE copies ADD COLUMN lease_until REAL",
+    "ALTER TABLE bounces ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE bounces ADD COLUMN lease_until REAL",
+    # Named leases for work done by one process at a time (the retention purge, the
+    # store sweep): one row per name, taken when absent or expired.
+    """CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2_DELIVERY,
@@ -249,6 +266,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V5_QUIET,
     _V6_RECIPIENT_OUTCOMES,
     _V7_LEAN_STORE,
+    _V8_LEASES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
