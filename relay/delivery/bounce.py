@@ -33,6 +33,9 @@ log = logging.getLogger("relay.delivery.bounce")
 
 POLL_SECONDS = 5.0
 BATCH = 50
+# A bounce is taken with a lease for this long (one at a time: a DSN's send is bounded by
+# the upstream's timeouts); a sender that dies leaves it to another after that.
+BOUNCE_LEASE_SECONDS = 600.0
 RETRY_SECONDS = 300.0
 GIVE_UP_SECONDS = 4 * 86400.0
 MAX_ORIGINAL_HEADERS = 64 * 1024  # the returned header block is capped (the client sent it)
@@ -144,7 +147,9 @@ class BounceSender:
         store: Store,
         upstream: Upstream,
         metrics: DeliveryMetrics | None = None,
+        owner: str = "bounces",
     ) -> None:
+        self.owner = owner  # the lease holder's name (the delivery worker's)
         self.config = config
         self.store = store
         self.upstream = upstream
@@ -169,8 +174,14 @@ class BounceSender:
     async def _run(self) -> None:
         while True:
             try:
-                for pending in await self.store.due_bounces(time.time(), BATCH):
-                    await self.send_one(pending)
+                for _ in range(BATCH):
+                    now = time.time()
+                    taken = await self.store.claim_bounces(
+                        self.owner, now, BOUNCE_LEASE_SECONDS, 1
+                    )
+                    if not taken:
+                        break
+                    await self.send_one(taken[0])
             except Exception:  # the store may be briefly down; the to-do list stays
                 log.exception("could not send bounces")
             with contextlib.suppress(TimeoutError):

@@ -1,11 +1,12 @@
 """The delivery worker: due copies -> per-copy rewrite -> upstream -> outcome.
 
-The store is the queue: the worker keeps nothing but the copies in flight, so
-a crash or a restart loses nothing (a copy whose outcome was not recorded is
-simply due again). So a crash sends again only the copies in flight then:
-at most max_connections being sent and max_connections whose outcome was
-still being committed. It polls once a second as well as on wake(), so copies
-spooled by another process sharing the store are picked up too.
+The store is the queue, shared by any number of workers in any number of
+processes and hosts: a worker takes due copies with a lease in its own name
+(store/sql/leases.py), renews the leases of the copies it has in flight, and
+recording the outcome ends the lease. A crash or a restart loses nothing: a
+dead worker's leases end and its copies are due again, so a copy is sent
+twice only when its worker died while sending it. It polls once a second as
+well as on wake(), so copies spooled by another process are picked up too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 
 from relay.core.config import Config, UpstreamConfig
@@ -32,7 +36,15 @@ log = logging.getLogger("relay.delivery")
 
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 30.0  # longest stop() waits for copies in flight
-HOLD_SECONDS = 60.0  # a copy whose outcome could not be recorded rests this long
+# A copy's lease: renewed every LEASE_SECONDS / 3 while in flight, so only a worker
+# that died (or lost the store that long) loses its copies, LEASE_SECONDS later. A copy
+# whose outcome could not be recorded also rests until its lease ends.
+LEASE_SECONDS = 60.0
+
+
+def worker_name() -> str:
+    """A lease holder's name: the host and process, and a nonce for this worker."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
 def retry_at(config: UpstreamConfig, attempts: int, received_at: float, now: float) -> float | None:
@@ -65,7 +77,8 @@ class DeliveryWorker:
         self.upstream = upstream
         self.signer = signer
         self.metrics = metrics
-        self.bounces = BounceSender(config, store, upstream, metrics)
+        self.owner = worker_name()
+        self.bounces = BounceSender(config, store, upstream, metrics, self.owner)
         self.messages = RecentMessages(store)
         self.templates = RewriteTemplates()
         self._slots = max(1, config.upstream.max_connections)
@@ -75,16 +88,15 @@ class DeliveryWorker:
         # Copies in flight whose send is over and whose outcome is being written: they
         # hold no upstream connection, so they do not count against the slots.
         self._recording: set[int] = set()
-        self._held: dict[int, float] = {}  # copy id -> monotonic time it may be taken again
-        # Copies that finished while due_copies was being read: the read may predate
-        # their outcome, so they must not be taken again from it (a second delivery).
-        self._finished: set[int] = set()
+        self.lease = LEASE_SECONDS
+        self._renewing: asyncio.Task[None] | None = None
         self._backlog = False
         self._stopping = False
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="delivery-worker")
+            self._renewing = asyncio.create_task(self._renew(), name="delivery-leases")
             self.bounces.start()
 
     def wake(self) -> None:
@@ -103,10 +115,17 @@ class DeliveryWorker:
             # One step's timeout plus a little: a copy mid-reply usually finishes in it.
             grace = min(self.config.upstream.timeout + 5.0, STOP_GRACE_SECONDS)
             _done, pending = await asyncio.wait(tasks, timeout=grace)
+            cut = [cid for cid, task in self._inflight.items() if task in pending]
             for task in pending:
                 log.warning("stopping: copy still in flight, it will be retried")
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            with contextlib.suppress(Exception):  # else its lease ends in LEASE_SECONDS
+                await self.store.release_copies(self.owner, cut)
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
         await self.bounces.stop()
         await self.upstream.close()
 
@@ -122,26 +141,27 @@ class DeliveryWorker:
             self._wake.clear()
 
     async def _take_due(self) -> None:
-        """Start a task for each due copy, up to max_connections in flight."""
-        # A copy whose outcome is being written holds no connection, so it frees its slot;
-        # but until that outcome is committed a crash would send it again. At most
-        # max_connections such copies: a crash re-sends at most 2 x max_connections.
+        """Take due copies with a lease, up to max_connections in flight, a task for each."""
+        # A copy whose outcome is being written holds no connection, so it frees its slot
+        # (at most max_connections such copies); it keeps its lease until the outcome.
         free = self._slots - len(self._inflight) + min(len(self._recording), self._slots)
         if free <= 0:
             self._backlog = True
             return
-        # Copies in flight are still due in the store: ask for enough to see past them,
-        # and one more, so a backlog is seen and the next free slot takes it at once.
-        self._finished.clear()
-        due = await self.store.due_copies(time.time(), free + len(self._inflight) + 1)
-        now = time.monotonic()
-        self._held = {cid: until for cid, until in self._held.items() if until > now}
-        taken = self._inflight.keys() | self._held.keys() | self._finished
-        fresh = [c for c in due if c.id not in taken]
-        self._backlog = len(fresh) > free
-        for copy in fresh[:free]:
+        due = await self.store.claim_copies(self.owner, time.time(), self.lease, free)
+        self._backlog = len(due) >= free  # maybe more: the next free slot asks at once
+        for copy in due:
             task = asyncio.create_task(self._deliver_guarded(copy), name=f"copy-{copy.id}")
             self._inflight[copy.id] = task
+
+    async def _renew(self) -> None:
+        """Keep the leases of the copies in flight, however long their sends take."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.store.renew_copies(self.owner, list(self._inflight), self.lease)
+            except Exception:  # the store may be briefly down: next time, before they end
+                log.exception("could not renew the leases of copies in flight")
 
     async def _deliver_guarded(self, copy: Copy) -> None:
         """A bug in one copy must not stop the worker: log it and defer the copy."""
@@ -153,7 +173,6 @@ class DeliveryWorker:
         finally:
             self._inflight.pop(copy.id, None)
             self._recording.discard(copy.id)
-            self._finished.add(copy.id)
             if self._backlog:
                 self._wake.set()
 
@@ -259,8 +278,7 @@ class DeliveryWorker:
             received_at = message.received_at if message else time.time()
             await self._record(copy, received_at, outcome, "")
         except Exception:
-            log.exception("copy %s: could not record the failure; holding it", copy.id)
-            self._held[copy.id] = time.monotonic() + HOLD_SECONDS
+            log.exception("copy %s: could not record the failure; its lease holds it", copy.id)
 
 
 def _log_outcome(

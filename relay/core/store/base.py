@@ -111,6 +111,30 @@ class Store(Protocol):
 
     async def due_bounces(self, now: float, limit: int) -> list[PendingBounce]: ...
 
+    # --- leases (store/sql/leases.py): work shared by any number of processes -----
+    async def claim_copies(self, owner: str, now: float, lease: float, limit: int) -> list[Copy]:
+        """Due copies nobody holds, taken by owner for lease seconds; oldest due first.
+        Recording an outcome ends the lease; a holder that dies loses it when it ends."""
+
+    async def renew_copies(self, owner: str, copy_ids: Sequence[int], lease: float) -> int:
+        """Extend owner's leases on these copies by lease seconds from now; returns how
+        many it still held."""
+
+    async def release_copies(self, owner: str, copy_ids: Sequence[int]) -> int:
+        """Give copies back untried (a stopping worker): others may take them at once."""
+
+    async def claim_bounces(
+        self, owner: str, now: float, lease: float, limit: int
+    ) -> list[PendingBounce]:
+        """Due pending bounces nobody holds, taken by owner; settle_bounce ends the lease."""
+
+    async def take_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """The named lease (one holder at a time: "purge", "sweep") for seconds from
+        now, if free, expired or already owner's."""
+
+    async def drop_lease(self, name: str, owner: str) -> None:
+        """Give the named lease up, if owner holds it."""
+
     async def bounce_state(self, copy_id: int) -> str | None:
         """pending, sent, failed or skipped (null sender); None: the copy never bounced."""
 

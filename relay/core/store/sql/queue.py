@@ -186,6 +186,7 @@ def settle_bounce(
     now = time.time()
     conn.execute(
         "UPDATE bounces SET state = ?, attempts = attempts + 1, last_reply = ?,"
+        " lease_owner = NULL, lease_until = NULL,"
         " next_attempt_at = COALESCE(?, next_attempt_at),"
         " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE copy_id = ?",
         (state, clean_text(reply), next_attempt_at, state, now, copy_id),

@@ -148,7 +148,7 @@ def apply_outcome(
         state, delivered_at = "bounced", None
     conn.execute(
         "UPDATE copies SET state = ?, attempts = attempts + 1, last_reply = ?,"
-        " rcpt_replies = '{}',"
+        " rcpt_replies = '{}', lease_owner = NULL, lease_until = NULL,"
         " queue_id = CASE WHEN ? = '' THEN queue_id ELSE ? END,"
         " next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = ?,"
         " rewrite_note = CASE WHEN ? = '' THEN rewrite_note ELSE ? END"

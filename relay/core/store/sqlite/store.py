@@ -41,6 +41,7 @@ from relay.core.store.sql import (
     feed,
     history,
     labels,
+    leases,
     outbox,
     privacy,
     queue,
@@ -238,6 +239,32 @@ class SQLiteStore:
 
     async def due_bounces(self, now: float, limit: int) -> list[PendingBounce]:
         return await self._read(queue.due_bounces, now, _clamp(limit, 1, MAX_DUE))
+
+    # --- leases ---------------------------------------------------------------------
+    async def claim_copies(self, owner: str, now: float, lease: float, limit: int) -> list[Copy]:
+        limit = _clamp(limit, 1, MAX_DUE)
+        return await self._write(lambda c: leases.claim_copies(c, owner, now, now + lease, limit))
+
+    async def renew_copies(self, owner: str, copy_ids: Sequence[int], lease: float) -> int:
+        ids, until = list(copy_ids), time.time() + lease
+        return await self._write(lambda c: leases.renew_copies(c, owner, ids, until))
+
+    async def release_copies(self, owner: str, copy_ids: Sequence[int]) -> int:
+        ids = list(copy_ids)
+        return await self._write(lambda c: leases.release_copies(c, owner, ids))
+
+    async def claim_bounces(
+        self, owner: str, now: float, lease: float, limit: int
+    ) -> list[PendingBounce]:
+        limit = _clamp(limit, 1, MAX_DUE)
+        return await self._write(lambda c: leases.claim_bounces(c, owner, now, now + lease, limit))
+
+    async def take_lease(self, name: str, owner: str, seconds: float) -> bool:
+        now = time.time()
+        return await self._write(lambda c: leases.take_named(c, name, owner, now, now + seconds))
+
+    async def drop_lease(self, name: str, owner: str) -> None:
+        await self._write(lambda c: leases.drop_named(c, name, owner))
 
     async def bounce_state(self, copy_id: int) -> str | None:
         return await self._read(queue.bounce_state, copy_id)

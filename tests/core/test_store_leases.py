@@ -1,0 +1,76 @@
+"""Leases through the Store protocol: copies, bounces and named jobs (store/sql/leases.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
+from relay.core.store import Store
+
+A, B, C = "a@example.net", "b@example.net", "c@example.net"
+
+
+async def spool(store: Store, rcpts: tuple[str, ...], sender: str = "s@example.com") -> str:
+    msg = NewMessage(
+        sender, rcpts, b"Subject: s\r\n\r\nhi\r\n", time.time(), "127.0.0.1", None,
+        sender, "s", "<s@example.com>", TrackingDecision(opens=True, clicks=True),
+    )  # fmt: skip
+    return await store.spool(msg, [CopySpec(r, (r,)) for r in rcpts])
+
+
+async def test_a_claimed_copy_is_nobody_elses_until_its_lease_ends(store: Store) -> None:
+    await spool(store, (A, B, C))
+    now = time.time()
+    first = await store.claim_copies("w1", now, 30.0, 2)
+    second = await store.claim_copies("w2", now, 30.0, 10)
+    assert [c.recipient for c in first] == [A, B]  # oldest due first
+    assert [c.recipient for c in second] == [C]
+    assert await store.claim_copies("w3", now, 30.0, 10) == []
+    later = await store.claim_copies("w3", now + 31, 30.0, 10)  # w1 and w2 stopped renewing
+    assert sorted(c.recipient or "" for c in later) == [A, B, C]
+
+
+async def test_renewed_leases_hold_and_only_the_holder_renews(store: Store) -> None:
+    await spool(store, (A,))
+    [copy] = await store.claim_copies("w1", time.time(), 1.0, 10)
+    assert await store.renew_copies("w2", [copy.id], 60.0) == 0
+    assert await store.renew_copies("w1", [copy.id], 60.0) == 1
+    assert await store.claim_copies("w2", time.time() + 5, 30.0, 10) == []
+
+
+async def test_an_outcome_ends_the_lease_and_a_release_gives_the_copy_back(store: Store) -> None:
+    await spool(store, (A, B))
+    a, b = await store.claim_copies("w1", time.time(), 60.0, 10)
+    retry = time.time() + 0.5
+    await store.record_outcome(a.id, DeliveryOutcome("temporary", "451 later"), retry)
+    assert await store.release_copies("w2", [b.id]) == 0  # not w2's to give back
+    assert await store.release_copies("w1", [b.id]) == 1
+    taken = await store.claim_copies("w2", retry + 0.1, 60.0, 10)
+    assert sorted(c.id for c in taken) == sorted([a.id, b.id])  # no lease left on either
+
+
+async def test_a_pending_bounce_is_sent_by_one_sender(store: Store) -> None:
+    await spool(store, (A,))
+    [copy] = await store.claim_copies("w1", time.time(), 60.0, 10)
+    await store.record_outcome(copy.id, DeliveryOutcome("permanent", "550 no"), None)
+    now = time.time()
+    [bounce] = await store.claim_bounces("w1", now, 60.0, 10)
+    assert bounce.copy_id == copy.id
+    assert await store.claim_bounces("w2", now, 60.0, 10) == []
+    assert [b.copy_id for b in await store.claim_bounces("w2", now + 61, 60.0, 10)] == [copy.id]
+    await store.settle_bounce(copy.id, "sent", "250 ok")
+    assert await store.claim_bounces("w3", now + 200, 60.0, 10) == []
+
+
+async def test_a_named_lease_has_one_holder_until_it_ends_or_is_dropped(store: Store) -> None:
+    assert await store.take_lease("purge", "w1", 30.0)
+    assert await store.take_lease("purge", "w1", 30.0)  # the holder renews it
+    assert not await store.take_lease("purge", "w2", 30.0)
+    assert await store.take_lease("sweep", "w2", 30.0)  # another name, another lease
+    await store.drop_lease("purge", "w2")  # not w2's: nothing happens
+    assert not await store.take_lease("purge", "w2", 30.0)
+    await store.drop_lease("purge", "w1")
+    assert await store.take_lease("purge", "w2", 0.05)
+    await asyncio.sleep(0.1)
+    assert await store.take_lease("purge", "w3", 30.0)  # w2's lease ended
