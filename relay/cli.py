@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import gc
 import getpass
 import logging
@@ -38,8 +37,7 @@ from relay.core.store import Store, StoreUnavailable, open_store
 from relay.core.store.sqlite.backup import backup_store
 from relay.core.tls import server_context
 from relay.core.tokens import TokenCodec
-from relay.delivery.child import DeliveryProcess, DeliveryProcessError, serve_parent
-from relay.delivery.exclusive import delivery_running
+from relay.delivery.child import DeliveryPool, DeliveryProcessError, serve_parent
 from relay.delivery.role import deliver
 from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
@@ -320,7 +318,7 @@ class _Running:
 
     store: Store
     smtp: SmtpServers | None = None
-    delivery: DeliveryProcess | None = None  # upstream.delivery_process
+    delivery: DeliveryPool | None = None  # upstream.delivery_process
     delivering: asyncio.Task[None] | None = None  # otherwise, in this process
     runners: list[web.AppRunner] = field(default_factory=list)
     purger: RetentionPurger | None = None
@@ -382,12 +380,11 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
         keys = list(config.tracking.secrets) or await store.secrets()
         codec = TokenCodec(keys)
         metrics = Metrics()  # one per process: /metrics shows both roles' counters
-        metrics.delivery_state = functools.partial(delivery_running, config.store.path)
         if smtp:
             # Whoever delivers opens the upstream itself; a broken one must still stop us here.
             await open_upstream(config.upstream, helo_name=config.smtp.hostname).close()
             if config.upstream.delivery_process:
-                running.delivery = DeliveryProcess(child, metrics)
+                running.delivery = DeliveryPool(child, metrics, config.upstream.delivery_workers)
                 try:
                     await running.delivery.start()
                 except DeliveryProcessError as exc:
@@ -475,6 +472,7 @@ RESTART_KEYS = (
     "admin.access_log",
     "store.path",
     "upstream.delivery_process",
+    "upstream.delivery_workers",
 )
 
 

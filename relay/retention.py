@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 
 from relay.core.config import Config
@@ -18,6 +20,7 @@ log = logging.getLogger("relay.retention")
 
 MAX_INTERVAL = 3600.0  # purge at least hourly: nothing outlives retention by much
 MIN_INTERVAL = 1.0
+PURGE_LEASE = "purge"  # one purge at a time, whichever process or host runs it
 
 
 def purge_interval(retention: float) -> float:
@@ -33,6 +36,7 @@ class RetentionPurger:
         self._retention = retention
         self._interval = purge_interval(retention) if interval is None else interval
         self._task: asyncio.Task[None] | None = None
+        self._owner = f"{socket.gethostname()}/{os.getpid()}/purge"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="retention-purge")
@@ -51,9 +55,12 @@ class RetentionPurger:
         return counts
 
     async def _run(self) -> None:
+        """Every process with a retention runs this; the holder of the purge lease purges
+        (held a little longer than one interval: the holder keeps it while it lives)."""
         while True:
             try:
-                await self.purge_once()
+                if await self._store.take_lease(PURGE_LEASE, self._owner, self._interval * 2):
+                    await self.purge_once()
             except Exception:  # a store hiccup: try again next time, never stop
                 log.exception("retention purge failed")
             await asyncio.sleep(self._interval)

@@ -204,6 +204,7 @@ def _upstream(t: TomlTable) -> UpstreamConfig:
         tls_verify=t.get_bool("tls_verify", d.tls_verify),
         opportunistic_tls=t.get_bool("opportunistic_tls", d.opportunistic_tls),
         delivery_process=t.get_bool("delivery_process", d.delivery_process),
+        delivery_workers=t.get_worker_count("delivery_workers", d.delivery_workers),
         ca_file=t.convert("ca_file", d.ca_file, _file_or_empty),
     )
 

@@ -29,6 +29,9 @@ _TOML_TYPES: tuple[tuple[type, str], ...] = (
 )
 
 
+MAX_WORKERS = 256  # processes of one role (tracking, smtp, delivery workers)
+
+
 class ConfigError(Exception):
     """A config problem, with a message that names the key or file."""
 
@@ -169,6 +172,13 @@ class TomlTable:
         value = self._typed(name, int, "integer", self.data[name])
         if value <= 0:
             raise self.error(name, f"must be a positive integer, got {value}")
+        return value
+
+    def get_worker_count(self, name: str, default: int) -> int:
+        """A number of processes of one role: 1 to MAX_WORKERS."""
+        value = self.get_positive_int(name, default)
+        if value > MAX_WORKERS:
+            raise self.error(name, f"must be at most {MAX_WORKERS}, got {value}")
         return value
 
     def get_str_list(

@@ -80,6 +80,9 @@ class UpstreamConfig:
     ca_file: str = ""
     # Rewrite and deliver in a process of its own (delivery/child.py), off the SMTP loop.
     delivery_process: bool = True
+    # Delivery processes started by the smtp and serve roles (delivery_process = true);
+    # they share the queue by leases, as do `relay deliver` processes on other hosts.
+    delivery_workers: int = 1
 
 
 @dataclass(frozen=True)

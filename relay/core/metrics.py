@@ -5,13 +5,22 @@ one), so tests and several relays in one process never see each other's
 counts. Queue depth is read from the store at scrape time, so it is right in a
 split deployment too, where the HTTP process never delivers anything.
 
-To add metrics, add attributes in __init__ registered with ``registry=self.registry``.
+To add metrics, add attributes in __init__ registered with ``registry=self.registry``;
+a Gauge names its ``multiprocess_mode``, how the values of several processes combine
+("livemax": the gauges here are set by the main process only, at scrape time, but
+for the flow delay).
+
+With SMTP or tracking workers (relay/workers.py) the counters of every process
+are summed with prometheus_client's multi-process mode: share_across_processes
+in the main process before anything starts, Metrics(shared=...) there to scrape.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from prometheus_client import (
@@ -22,10 +31,12 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    multiprocess,
+    values,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.core.store import Store, StoreUnavailable
+from relay.core.store import DELIVERER_LEASE, Store, StoreUnavailable
 
 # An HTTP answer: a pixel takes well under a millisecond, a dashboard page some more.
 HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -57,16 +68,45 @@ class DeliveryMetrics(Protocol):
     def bounce_sent(self) -> None: ...
 
 
-class Metrics:
-    """The relay's collectors; every counter starts at 0 for every known label."""
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own
 
-    def __init__(self) -> None:
+
+def share_across_processes() -> str:
+    """prometheus_client's multi-process mode, for this process and every process it
+    starts from now on (they inherit the variable, which prometheus_client reads when it
+    is imported): each process keeps its values in files of its own under the directory
+    returned, and Metrics(shared=directory) adds them up at each scrape. A process that
+    exits leaves its counts there, so a worker that dies or restarts loses none."""
+    path = tempfile.mkdtemp(prefix="relay-metrics-")
+    os.environ[MULTIPROCESS_ENV] = path
+    values.ValueClass = values.MultiProcessValue()
+    return path
+
+
+def stop_sharing(path: str) -> None:
+    """At exit, once every process that wrote there has ended."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Metrics:
+    """The relay's collectors; every counter starts at 0 for every known label.
+
+    shared: the directory of share_across_processes; /metrics then shows the sum over
+    every process of the relay (the process_* and python_* figures stay this one's).
+    """
+
+    def __init__(self, shared: str | None = None) -> None:
+        self.shared = shared
         self.registry = CollectorRegistry(auto_describe=True)
+        self.exposition = self.registry  # what render() writes
+        if shared is not None:
+            self.exposition = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposition, path=shared)
         # This process's own figures, as prometheus_client's default registry has them:
         # process_* (CPU, memory, open files, start time), python_gc_*, python_info.
-        ProcessCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        ProcessCollector(registry=self.exposition)
+        GCCollector(registry=self.exposition)
+        PlatformCollector(registry=self.exposition)
         self.http_latency = Histogram(
             "relay_http_request_duration_seconds",
             "Time to answer an HTTP request, by listener (tracking, admin) and route template",
@@ -112,16 +152,19 @@ class Metrics:
             "relay_queue_copies",
             "Copies in the store by state, read at scrape time",
             ["state"],
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
         self.queue_oldest = Gauge(
             "relay_queue_oldest_seconds",
             "Age of the message of the oldest copy waiting for delivery, read at scrape time",
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
         self.flow_delay = Gauge(
             "relay_smtp_flow_delay_seconds",
             "How long the reply to DATA is held while arrivals outrun deliveries",
+            multiprocess_mode="livemax",  # each SMTP process has its own: the longest
             registry=self.registry,
         )
         self.tracking_events = Counter(
@@ -143,11 +186,16 @@ class Metrics:
         )
         self.delivery_running = Gauge(
             "relay_delivery_running",
-            "1 while a process delivers from this store (holds its delivery lock), else 0",
+            "1 while some delivery worker, on any node, delivers from this store, else 0",
+            multiprocess_mode="livemax",
             registry=self.registry,
         )
-        # Set by the CLI: is a deliverer running (None: cannot tell)? Read at each scrape.
-        self.delivery_state: Callable[[], bool | None] | None = None
+        self.delivery_workers = Gauge(
+            "relay_delivery_workers",
+            "Delivery workers delivering from this store, on every node (their live leases)",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
         for kind in ("open", "click"):
             for klass in ("human", "bot", "proxy", "prefetch", "self"):
                 self.tracking_events.labels(kind, klass)
@@ -159,6 +207,11 @@ class Metrics:
             self.deliveries.labels(outcome=outcome)
         for reason in AUTH_FAILURE_REASONS:
             self.auth_failures.labels(reason=reason)
+
+    def process_gone(self, pid: int) -> None:
+        """A worker exited: its gauges no longer count (its counters still do)."""
+        if self.shared is not None:
+            multiprocess.mark_process_dead(pid, self.shared)
 
     def refused(self, reason: str) -> None:
         self.messages_refused.labels(reason=reason).inc()
@@ -190,8 +243,11 @@ class Metrics:
             except StoreUnavailable:
                 oldest = None
             self.queue_oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
-        if self.delivery_state is not None:
-            running = self.delivery_state()
-            if running is not None:
-                self.delivery_running.set(1 if running else 0)
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            try:
+                workers = await store.live_leases(DELIVERER_LEASE)
+            except StoreUnavailable:
+                workers = None
+            if workers is not None:
+                self.delivery_workers.set(workers)
+                self.delivery_running.set(1 if workers else 0)
+        return generate_latest(self.exposition), CONTENT_TYPE_LATEST

@@ -176,9 +176,7 @@ class BounceSender:
             try:
                 for _ in range(BATCH):
                     now = time.time()
-                    taken = await self.store.claim_bounces(
-                        self.owner, now, BOUNCE_LEASE_SECONDS, 1
-                    )
+                    taken = await self.store.claim_bounces(self.owner, now, BOUNCE_LEASE_SECONDS, 1)
                     if not taken:
                         break
                     await self.send_one(taken[0])

@@ -11,8 +11,8 @@ front only spools. The two talk over the child's stdin and stdout:
 - child -> parent: "ready", then one line per delivery metric (`d OUTCOME`,
   `l SECONDS`, `b`), which the parent adds to its own /metrics.
 
-Only the process holding the store's delivery lock delivers (exclusive.py):
-a restarted child waits for its predecessor to finish.
+``upstream.delivery_workers`` children share the queue by leases
+(store/sql/leases.py): DeliveryPool starts them and wakes them in turn.
 """
 
 from __future__ import annotations
@@ -141,6 +141,41 @@ class DeliveryProcess:
                     metrics.upstream_attempt(float(value))
             elif kind == "b":
                 metrics.bounce_sent()
+
+
+class DeliveryPool:
+    """``upstream.delivery_workers`` delivery processes, each supervised like one."""
+
+    def __init__(
+        self, command: Sequence[str], metrics: DeliveryMetrics | None, workers: int = 1
+    ) -> None:
+        self.processes = [DeliveryProcess(command, metrics) for _ in range(max(1, workers))]
+        self._next = 0
+
+    @property
+    def restarts(self) -> int:
+        return sum(p.restarts for p in self.processes)
+
+    async def start(self) -> None:
+        """All or none: one that does not start stops the others and raises."""
+        try:
+            await asyncio.gather(*(p.start() for p in self.processes))
+        except BaseException:
+            await self.stop(grace=5.0)
+            raise
+
+    def wake(self) -> None:
+        """One spool wakes one worker (in turn): it claims what is due; the others poll."""
+        self._next = (self._next + 1) % len(self.processes)
+        self.processes[self._next].wake()
+
+    async def stop(self, grace: float) -> None:
+        await asyncio.gather(*(p.stop(grace) for p in self.processes))
+
+    async def restart(self, grace: float) -> None:
+        """One at a time, so the others go on delivering meanwhile."""
+        for process in self.processes:
+            await process.restart(grace)
 
 
 class PipeMetrics:

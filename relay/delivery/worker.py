@@ -22,7 +22,7 @@ import time
 from relay.core.config import Config, UpstreamConfig
 from relay.core.metrics import DeliveryMetrics
 from relay.core.models import Copy, CopyPart, DeliveryOutcome, Message
-from relay.core.store import Store
+from relay.core.store import DELIVERER_LEASE, Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import BounceSender
 from relay.delivery.copies import RewriteTemplates, build_copy
@@ -90,11 +90,14 @@ class DeliveryWorker:
         self._recording: set[int] = set()
         self.lease = LEASE_SECONDS
         self._renewing: asyncio.Task[None] | None = None
+        self._name_lease = DELIVERER_LEASE + self.owner
         self._backlog = False
         self._stopping = False
 
     async def start(self) -> None:
         if self._task is None:
+            with contextlib.suppress(Exception):  # the store may be down: _renew tries again
+                await self.store.take_lease(self._name_lease, self.owner, self.lease)
             self._task = asyncio.create_task(self._run(), name="delivery-worker")
             self._renewing = asyncio.create_task(self._renew(), name="delivery-leases")
             self.bounces.start()
@@ -127,6 +130,8 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewing
         await self.bounces.stop()
+        with contextlib.suppress(Exception):
+            await self.store.drop_lease(self._name_lease, self.owner)
         await self.upstream.close()
 
     async def _run(self) -> None:
@@ -159,6 +164,7 @@ class DeliveryWorker:
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
+                await self.store.take_lease(self._name_lease, self.owner, self.lease)
                 await self.store.renew_copies(self.owner, list(self._inflight), self.lease)
             except Exception:  # the store may be briefly down: next time, before they end
                 log.exception("could not renew the leases of copies in flight")

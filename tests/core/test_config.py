@@ -555,3 +555,14 @@ def test_render_quotes_any_string(path: str, username: str) -> None:
 
 def test_unknown_key_without_a_close_one_suggests_nothing(tmp_path: Path) -> None:
     assert error_of(tmp_path, "colour = 1\n").endswith("colour: unknown key")
+
+
+@pytest.mark.parametrize("value", ["0", "257", "true", '"2"'])
+def test_a_worker_count_outside_1_to_256_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"upstream\.delivery_workers"):
+        load_text(tmp_path, f"[upstream]\ndelivery_workers = {value}\n")
+
+
+def test_delivery_workers_default_to_one_and_take_a_count(tmp_path: Path) -> None:
+    assert load_text(tmp_path, "").upstream.delivery_workers == 1
+    assert load_text(tmp_path, "[upstream]\ndelivery_workers = 8\n").upstream.delivery_workers == 8

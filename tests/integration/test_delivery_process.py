@@ -1,10 +1,12 @@
-"""The delivery process of `relay serve`: metrics, restart after a crash, one per store."""
+"""The delivery processes of `relay serve`: metrics, restart after a crash, several sharing
+one store by leases."""
 
 from __future__ import annotations
 
 import os
 import signal
 import smtplib
+import sqlite3
 import time
 from pathlib import Path
 
@@ -18,15 +20,26 @@ def send(relay: RelayProcess, *tags: str) -> None:
             client.sendmail("a@example.com", ["b@example.net"], message(tag))
 
 
+def deliverers(workdir: Path) -> set[int]:
+    """The live processes holding a deliverer lease ("deliverer/<host>/<pid>/<nonce>")."""
+    with sqlite3.connect(workdir / "relay.db") as db:
+        rows = db.execute(
+            "SELECT name FROM leases WHERE name LIKE 'deliverer/%' AND until > ?", (time.time(),)
+        ).fetchall()
+    db.close()
+    pids = {int(name.split("/")[2]) for (name,) in rows}
+    return {pid for pid in pids if alive(pid)}
+
+
 def deliverer(workdir: Path) -> int:
-    """The pid that holds the store's delivery lock (it writes it there)."""
+    """The one live process that delivers from the store."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        text = (workdir / "relay.db.deliver.lock").read_text().strip()
-        if text.isdigit() and alive(int(text)):
-            return int(text)
+        found = deliverers(workdir)
+        if len(found) == 1:
+            return found.pop()
         time.sleep(0.05)
-    raise AssertionError("no process holds the delivery lock")
+    raise AssertionError(f"not one delivering process: {deliverers(workdir)}")
 
 
 def alive(pid: int) -> bool:
@@ -90,7 +103,7 @@ def test_the_child_of_a_killed_relay_stops_and_a_new_relay_delivers(tmp_path: Pa
         assert len(sink.messages) == 2
 
 
-def test_two_relays_on_one_store_deliver_each_copy_once(tmp_path: Path) -> None:
+def test_two_relays_on_one_store_both_deliver_each_copy_once(tmp_path: Path) -> None:
     upstream = free_port()
     second_dir = tmp_path / "second"
     second_dir.mkdir()
@@ -99,20 +112,39 @@ def test_two_relays_on_one_store_deliver_each_copy_once(tmp_path: Path) -> None:
         first = start_relay(tmp_path, shared)
         second = start_relay(second_dir, shared)
         try:
-            holder = deliverer(tmp_path)
-            send(first, "a1", "a2", "a3")
-            send(second, "b1", "b2", "b3")
-            wait_until(lambda: len(tags_of(sink)) == 6)
-            time.sleep(1.5)  # a standby that delivered too would show here
-            assert len(sink.messages) == 6
-            stop_relay(first)  # the standby takes over
-            send(second, "b4")
-            wait_until(lambda: "b4" in tags_of(sink))
-            assert deliverer(tmp_path) != holder
+            wait_until(lambda: len(deliverers(tmp_path)) == 2)  # no standby: both deliver
+            for i in range(10):
+                send(first, f"a{i}")
+                send(second, f"b{i}")
+            wait_until(lambda: len(tags_of(sink)) == 20)
+            time.sleep(1.5)  # a copy sent twice would show here
+            assert len(sink.messages) == 20
+            stop_relay(first)
+            send(second, "b-last")
+            wait_until(lambda: "b-last" in tags_of(sink))
         finally:
             stop_relay(first)
             stop_relay(second)
-        assert len(sink.messages) == 7
+        assert len(sink.messages) == 21
+
+
+def test_several_delivery_processes_share_the_queue(tmp_path: Path) -> None:
+    upstream = free_port()
+    toml = config(upstream).replace("[tracking]", "delivery_workers = 3\n[tracking]")
+    with sink_on(upstream) as sink:
+        relay = start_relay(tmp_path, toml)
+        try:
+            wait_until(lambda: len(deliverers(tmp_path)) == 3)
+            assert relay.proc.pid not in deliverers(tmp_path)
+            tags = [f"m{i}" for i in range(30)]
+            send(relay, *tags)
+            wait_until(lambda: tags_of(sink) == set(tags))
+            time.sleep(1.0)
+            assert len(sink.messages) == 30  # each once
+            assert "relay_delivery_workers 3.0" in metrics(relay)
+        finally:
+            code, err = stop_relay(relay)
+        assert code == 0, err
 
 
 def test_delivery_in_the_smtp_process_when_asked(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The store: the only package that speaks SQL."""
 
 from relay.core.config import StoreConfig
-from relay.core.store.base import Store, StoreUnavailable
+from relay.core.store.base import DELIVERER_LEASE, Store, StoreUnavailable
 
 
 def open_store(config: StoreConfig, *, events_process: bool = False) -> Store:
@@ -15,4 +15,4 @@ def open_store(config: StoreConfig, *, events_process: bool = False) -> Store:
     return SQLiteStore(config.path, events_process=events_process)
 
 
-__all__ = ["Store", "StoreUnavailable", "open_store"]
+__all__ = ["DELIVERER_LEASE", "Store", "StoreUnavailable", "open_store"]

@@ -27,6 +27,10 @@ from relay.core.models import (
     WebhookTarget,
 )
 
+# Each delivery worker holds a named lease DELIVERER_LEASE + its name while it runs:
+# how /metrics on any node tells how many workers deliver from the store.
+DELIVERER_LEASE = "deliverer/"
+
 
 class StoreUnavailable(Exception):
     """The store could not be reached or did not answer in time."""
@@ -134,6 +138,9 @@ class Store(Protocol):
 
     async def drop_lease(self, name: str, owner: str) -> None:
         """Give the named lease up, if owner holds it."""
+
+    async def live_leases(self, prefix: str) -> int:
+        """Named leases starting with prefix that have not ended ("deliverer/": workers)."""
 
     async def bounce_state(self, copy_id: int) -> str | None:
         """pending, sent, failed or skipped (null sender); None: the copy never bounced."""

@@ -103,5 +103,14 @@ def take_named(conn: sqlite3.Connection, name: str, owner: str, now: float, unti
     return row is not None
 
 
+def count_named(conn: sqlite3.Connection, prefix: str, now: float) -> int:
+    """Named leases starting with ``prefix`` that have not ended (live workers)."""
+    row = conn.execute(
+        "SELECT count(*) FROM leases WHERE substr(name, 1, ?) = ? AND until > ?",
+        (len(prefix), prefix, now),
+    ).fetchone()
+    return int(row[0])
+
+
 def drop_named(conn: sqlite3.Connection, name: str, owner: str) -> None:
     conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner[:MAX_OWNER]))

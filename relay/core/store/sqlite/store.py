@@ -266,6 +266,9 @@ class SQLiteStore:
     async def drop_lease(self, name: str, owner: str) -> None:
         await self._write(lambda c: leases.drop_named(c, name, owner))
 
+    async def live_leases(self, prefix: str) -> int:
+        return await self._read(leases.count_named, prefix, time.time())
+
     async def bounce_state(self, copy_id: int) -> str | None:
         return await self._read(queue.bounce_state, copy_id)
 
