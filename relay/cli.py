@@ -31,7 +31,7 @@ from relay.core.config import Config, ConfigError, HostPort, load_config, render
 from relay.core.config_checks import is_loopback_host
 from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
 from relay.core.logs import setup_logging
-from relay.core.metrics import DeliveryMetrics, Metrics
+from relay.core.metrics import DeliveryMetrics, Metrics, share_across_processes, stop_sharing
 from relay.core.passwords import hash_password
 from relay.core.store import Store, StoreUnavailable, open_store
 from relay.core.store.sqlite.backup import backup_store
@@ -45,6 +45,14 @@ from relay.dkim import DkimKeyError, DkimSigner
 from relay.queue_cli import add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
+from relay.workers import (
+    ROLES,
+    ParentLink,
+    WorkerError,
+    WorkerPool,
+    check_ports_free,
+    extra_workers,
+)
 from tracking_http.app import (
     RECONFIGURE,
     RELOAD_NETWORKS,
@@ -56,7 +64,7 @@ from tracking_http.app import (
 from tracking_http.guard import GuardedSite, GuardSettings
 from tracking_http.health import RunState
 from tracking_http.netdata import DataError, run_update
-from tracking_http.notify import EventBroker, recorded_sink
+from tracking_http.notify import EventBroker, EventSink, recorded_sink
 from tracking_http.webhooks import WebhookDispatcher
 
 log = logging.getLogger("relay")
@@ -92,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
-    except (ConfigError, StartupError) as exc:
+    except (ConfigError, StartupError, WorkerError) as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -148,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Set by the smtp and serve roles for the delivery process they start (delivery/child.py).
     sub.choices["deliver"].add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    # Set for the smtp.workers and tracking.workers processes they start (relay/workers.py).
+    for role in ("smtp", "http"):
+        sub.choices[role].add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     add_queue_parser(sub)
     sub.add_parser(
         "hash-password",
@@ -257,17 +268,42 @@ def _cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, *, smtp: bool, http: bool) -> int:
+    if getattr(args, "worker", False):  # serve has no --worker
+        return _run_worker(args, smtp=smtp)
     config = load_config(args.config)
     _setup_logging(args, config)
-    # The delivery process reads the same config the same way (same cwd).
-    child = [sys.executable, "-m", "relay", "deliver", "--child"]
-    if args.log_level:
-        child += ["--log-level", args.log_level]
+    # The delivery process and the workers read the same config the same way (same cwd).
+    options = ["--log-level", args.log_level] if args.log_level else []
     if args.config is not None:
-        child += ["--config", str(args.config)]
+        options += ["--config", str(args.config)]
+    child = [sys.executable, "-m", "relay", "deliver", "--child", *options]
+    workers = {role: [sys.executable, "-m", "relay", role, "--worker", *options] for role in ROLES}
     asyncio.run(
-        _serve(config, smtp=smtp, http=http, child=child, path=args.config, level=args.log_level)
+        _serve(
+            config,
+            smtp=smtp,
+            http=http,
+            child=child,
+            workers=workers,
+            path=args.config,
+            level=args.log_level,
+        )
     )
+    return 0
+
+
+def _run_worker(args: argparse.Namespace, *, smtp: bool) -> int:
+    """`relay smtp --worker`, `relay http --worker`: one more process on the SMTP or the
+    tracking listener, started by a relay (relay/workers.py), which prints its start-up
+    problem as its own one line."""
+    parent = ParentLink()
+    try:
+        config = load_config(args.config)
+        _setup_logging(args, config)
+        asyncio.run(_worker(config, parent, smtp=smtp, path=args.config, level=args.log_level))
+    except (ConfigError, StartupError, WorkerError) as exc:
+        parent.failed(str(exc))
+        return EXIT_USAGE
     return 0
 
 
@@ -330,6 +366,10 @@ class _Running:
     config: Config = field(default_factory=Config)
     config_path: Path | None = None  # what SIGHUP reads again
     log_level: str | None = None  # --log-level, which SIGHUP keeps
+    reloads: set[asyncio.Task[None]] = field(default_factory=set)  # SIGHUPs in progress
+    workers: list[WorkerPool] = field(default_factory=list)  # smtp.workers, tracking.workers
+    metrics_dir: str | None = None  # with workers: every process's counters (core/metrics.py)
+    worker: bool = False  # this is one of those workers
 
 
 async def _serve(
@@ -338,6 +378,7 @@ async def _serve(
     smtp: bool,
     http: bool,
     child: list[str],
+    workers: dict[str, list[str]] | None = None,
     path: Path | None = None,
     level: str | None = None,
 ) -> None:
@@ -347,17 +388,10 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     quiet_loop_errors(loop, RateLimitedLog(log))
     raise_file_limit()
-    running = await _start(config, smtp=smtp, http=http, child=child)
+    running = await _start(config, smtp=smtp, http=http, child=child, workers=workers or {})
     running.config, running.config_path, running.log_level = config, path, level
     quiet_collector()
-    reloads: set[asyncio.Task[None]] = set()
-
-    def hangup() -> None:
-        task = asyncio.create_task(_reload(running))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, hangup)
+    _reload_on_hangup(running)
     try:
         _print_banner(config, smtp=smtp, http=http)
         if smtp and (warning := base_url_warning(config)):
@@ -368,7 +402,15 @@ async def _serve(
         await _stop(running)
 
 
-async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) -> _Running:
+async def _start(
+    config: Config,
+    *,
+    smtp: bool,
+    http: bool,
+    child: list[str],
+    workers: dict[str, list[str]] | None = None,
+) -> _Running:
+    """workers: the command of each role's workers (smtp.workers, tracking.workers)."""
     signer = _dkim_signer(config) if smtp else None
     # relay http: tracking hits are committed by a writer of their own (the store's business).
     store = await _open_store(config, events_process=http)
@@ -379,7 +421,10 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
             running.purger.start()
         keys = list(config.tracking.secrets) or await store.secrets()
         codec = TokenCodec(keys)
-        metrics = Metrics()  # one per process: /metrics shows both roles' counters
+        extra = extra_workers(config, smtp=smtp, http=http)
+        if extra:  # before anything that counts: every process's counters in one /metrics
+            running.metrics_dir = share_across_processes()
+        metrics = Metrics(running.metrics_dir)  # /metrics shows both roles' counters
         if smtp:
             # Whoever delivers opens the upstream itself; a broken one must still stop us here.
             await open_upstream(config.upstream, helo_name=config.smtp.hostname).close()
@@ -395,32 +440,22 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
                 job = deliver(config, store, codec, signer, metrics, woken)
                 running.delivering = asyncio.create_task(job, name="delivery")
                 wake = woken.set
-            starting = start_smtp(config, store, wake, metrics=metrics)
+            shared = "smtp" in extra
+            if shared:
+                check_ports_free(config.smtp.listen, "smtp.listen")
+                check_ports_free(config.smtp.implicit_tls_listen, "smtp.implicit_tls_listen")
+            starting = start_smtp(config, store, wake, metrics=metrics, reuse_port=shared)
             running.smtp = await _bind("smtp", starting)
+            if shared:
+                pool = WorkerPool("smtp", (workers or {})["smtp"], extra["smtp"], on_wake=wake)
+                await _start_workers(running, pool, metrics)
         if http:
             broker = EventBroker()  # one live feed: recording -> streams
             sink = recorded_sink(broker, metrics)
-            try:
-                tracking = create_tracking_app(
-                    config, store, codec, sink, state=running.state, metrics=metrics
-                )
-            except (OSError, ValueError) as exc:
-                raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
-            running.reload_networks = tracking[RELOAD_NETWORKS]
-            running.reconfigure_tracking = tracking[RECONFIGURE]
-            t = config.tracking
-            limits = GuardSettings(
-                t.max_connections,
-                t.max_connections_per_address,
-                t.header_timeout,
-                t.idle_timeout,
-                exempt=t.trusted_proxies,  # every reader arrives through them
-            )
-            access = t.access_log
-            running.tracking_tls = _server_context(t.tls_cert, t.tls_key, "tracking.tls_cert")
-            await _start_site(
-                running, tracking, t.listen, "tracking.listen", limits, access, running.tracking_tls
-            )
+            await _start_tracking(running, config, codec, sink, metrics, shared="http" in extra)
+            if "http" in extra:  # their events reach the live feed through the store
+                pool = WorkerPool("http", (workers or {})["http"], extra["http"])
+                await _start_workers(running, pool, metrics)
             admin = create_admin_app(config, store, metrics, broker, state=running.state)
             a = config.admin
             limits = GuardSettings(
@@ -434,6 +469,89 @@ async def _start(config: Config, *, smtp: bool, http: bool, child: list[str]) ->
         await _stop(running)
         raise
     return running
+
+
+async def _start_tracking(
+    running: _Running,
+    config: Config,
+    codec: TokenCodec,
+    sink: EventSink,
+    metrics: Metrics,
+    *,
+    shared: bool,
+) -> None:
+    """The tracking listener; shared: bound with SO_REUSEPORT, for tracking.workers."""
+    try:
+        tracking = create_tracking_app(
+            config, running.store, codec, sink, state=running.state, metrics=metrics
+        )
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"tracking.data_dir: network data unusable: {exc}") from exc
+    running.reload_networks = tracking[RELOAD_NETWORKS]
+    running.reconfigure_tracking = tracking[RECONFIGURE]
+    t = config.tracking
+    limits = GuardSettings(
+        t.max_connections,
+        t.max_connections_per_address,
+        t.header_timeout,
+        t.idle_timeout,
+        exempt=t.trusted_proxies,  # every reader arrives through them
+    )
+    running.tracking_tls = _server_context(t.tls_cert, t.tls_key, "tracking.tls_cert")
+    if shared and not running.worker:
+        check_ports_free(t.listen, "tracking.listen")
+    await _start_site(
+        running,
+        tracking,
+        t.listen,
+        "tracking.listen",
+        limits,
+        t.access_log,
+        running.tracking_tls,
+        reuse_port=shared,
+    )
+
+
+async def _start_workers(running: _Running, pool: WorkerPool, metrics: Metrics) -> None:
+    """WorkerError (one line) when one of them cannot start; their gauges go when they do."""
+    pool.on_exit = metrics.process_gone
+    running.workers.append(pool)
+    await pool.start()
+
+
+async def _worker(
+    config: Config, parent: ParentLink, *, smtp: bool, path: Path | None, level: str | None
+) -> None:
+    """A worker's life: listen, say ready, serve until the relay closes our stdin, drain."""
+    loop = asyncio.get_running_loop()
+    quiet_loop_errors(loop, RateLimitedLog(log))
+    raise_file_limit()
+    store = await _open_store(config, events_process=not smtp)
+    running = _Running(store=store, worker=True, config=config, config_path=path, log_level=level)
+    try:
+        metrics = Metrics()  # multi-process mode (inherited): the relay's /metrics counts it
+        if smtp:
+            starting = start_smtp(config, store, parent.wake, metrics=metrics, reuse_port=True)
+            running.smtp = await _bind("smtp", starting)
+        else:
+            codec = TokenCodec(list(config.tracking.secrets) or await store.secrets())
+            sink = recorded_sink(None, metrics)  # the relay's live feed reads the store
+            await _start_tracking(running, config, codec, sink, metrics, shared=True)
+        quiet_collector()
+        _reload_on_hangup(running)
+        await parent.ready()
+        await parent.stopped()
+    finally:
+        await _stop(running)
+
+
+def _reload_on_hangup(running: _Running) -> None:
+    def hangup() -> None:
+        task = asyncio.create_task(_reload(running))
+        running.reloads.add(task)
+        task.add_done_callback(running.reloads.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
 
 
 def quiet_collector() -> None:
@@ -455,6 +573,7 @@ RESTART_KEYS = (
     "smtp.max_sessions_per_address",
     "smtp.command_timeout",
     "smtp.session_timeout",
+    "smtp.workers",
     "tracking.listen",
     "tracking.trusted_proxies",
     "tracking.max_connections",
@@ -463,6 +582,7 @@ RESTART_KEYS = (
     "tracking.idle_timeout",
     "tracking.access_log",
     "tracking.secrets",
+    "tracking.workers",
     "admin.listen",
     "admin.token",
     "admin.max_connections",
@@ -509,8 +629,10 @@ async def _reload(running: _Running) -> None:
     if running.delivery is not None and _delivery_changed(old, config):
         await running.delivery.restart(grace=CHILD_STOP_GRACE)
         log.info("SIGHUP: delivery process restarted with the new config")
+    for pool in running.workers:  # each reads the file again itself
+        pool.hangup()
     changed = [key for key in RESTART_KEYS if _value(old, key) != _value(config, key)]
-    if changed:
+    if changed and not running.worker:  # said once, by the relay
         log.warning("SIGHUP: %s changed; a restart applies it", ", ".join(changed))
     log.info("SIGHUP: config %s reloaded", config.source)
 
@@ -559,6 +681,8 @@ async def _start_site(
     limits: GuardSettings,
     access: bool,
     context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> None:
     runner = web.AppRunner(
         app,
@@ -571,7 +695,14 @@ async def _start_site(
     await runner.setup()
     running.runners.append(runner)
     for address in addresses:
-        site = GuardedSite(runner, address.host, address.port, limits, ssl_context=context)
+        site = GuardedSite(
+            runner,
+            address.host,
+            address.port,
+            limits,
+            ssl_context=context,
+            reuse_port=reuse_port or None,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -580,6 +711,7 @@ async def _start_site(
 
 async def _stop(running: _Running) -> None:
     running.state.draining = True  # /readyz says 503 while the rest finishes
+    workers = asyncio.gather(*(pool.stop(CHILD_STOP_GRACE) for pool in running.workers))
     if running.purger is not None:
         await running.purger.stop()
     if running.smtp is not None:
@@ -594,8 +726,11 @@ async def _stop(running: _Running) -> None:
         await runner.cleanup()
     if running.webhooks is not None:
         await running.webhooks.stop()
+    await workers  # they drained meanwhile
     with contextlib.suppress(Exception):
         await running.store.close()
+    if running.metrics_dir is not None:
+        stop_sharing(running.metrics_dir)
 
 
 def base_url_warning(config: Config) -> str:

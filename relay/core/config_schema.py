@@ -62,6 +62,8 @@ class SmtpConfig:
     max_sessions_per_address: int = 20
     command_timeout: float = 300.0  # idle wait for the next command or DATA line (RFC 5321)
     session_timeout: float = 1800.0  # a whole session, however busy
+    # Processes accepting on the listeners (SO_REUSEPORT): this one and workers - 1 more.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class TrackingConfig:
     tls_cert: str = ""
     tls_key: str = ""
     trusted_proxies: tuple[Network, ...] = ()
+    # Processes answering on the tracking listener (SO_REUSEPORT): the admin one and
+    # workers - 1 more.
+    workers: int = 1
     policy: tuple[TrackingPolicy, ...] = ()
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 

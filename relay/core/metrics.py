@@ -79,7 +79,7 @@ def share_across_processes() -> str:
     exits leaves its counts there, so a worker that dies or restarts loses none."""
     path = tempfile.mkdtemp(prefix="relay-metrics-")
     os.environ[MULTIPROCESS_ENV] = path
-    values.ValueClass = values.MultiProcessValue()
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
     return path
 
 
@@ -101,7 +101,7 @@ class Metrics:
         self.exposition = self.registry  # what render() writes
         if shared is not None:
             self.exposition = CollectorRegistry()
-            multiprocess.MultiProcessCollector(self.exposition, path=shared)
+            multiprocess.MultiProcessCollector(self.exposition, path=shared)  # type: ignore[no-untyped-call]
         # This process's own figures, as prometheus_client's default registry has them:
         # process_* (CPU, memory, open files, start time), python_gc_*, python_info.
         ProcessCollector(registry=self.exposition)
@@ -211,7 +211,7 @@ class Metrics:
     def process_gone(self, pid: int) -> None:
         """A worker exited: its gauges no longer count (its counters still do)."""
         if self.shared is not None:
-            multiprocess.mark_process_dead(pid, self.shared)
+            multiprocess.mark_process_dead(pid, self.shared)  # type: ignore[no-untyped-call]
 
     def refused(self, reason: str) -> None:
         self.messages_refused.labels(reason=reason).inc()

@@ -373,8 +373,12 @@ async def start_smtp(
     *,
     throttle: AuthThrottle | None = None,
     metrics: Metrics | None = None,
+    reuse_port: bool = False,
 ) -> SmtpServers:
-    """Bind every listener; OSError (port in use) and ssl errors propagate to the CLI."""
+    """Bind every listener; OSError (port in use) and ssl errors propagate to the CLI.
+
+    reuse_port: SO_REUSEPORT, so that smtp.workers processes listen on the same addresses
+    and the kernel spreads new connections over them (relay/workers.py)."""
     context = tls_context(config.smtp)
     if config.smtp.implicit_tls_listen and context is None:
         raise OSError("smtp.implicit_tls_listen needs smtp.tls_cert and smtp.tls_key")
@@ -405,6 +409,7 @@ async def start_smtp(
                 address.port,
                 ssl=context if implicit else None,
                 backlog=BACKLOG,
+                reuse_port=reuse_port or None,
             )
             servers.append((server, implicit))
     except BaseException:
