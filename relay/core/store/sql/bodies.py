@@ -27,7 +27,7 @@ SWEEP_BATCH = 500  # messages looked at per sweep step: one step never holds the
 RECLAIM_PAGES = 2048  # pages returned to the filesystem per step (8 MB at 4 KB pages)
 
 _RELEASE = (
-    "UPDATE messages SET raw = x'', size = COALESCE(size, length(raw)), body = 'released'"
+    "UPDATE messages SET raw = ?, size = COALESCE(size, length(raw)), body = 'released'"
     " WHERE id = ? AND body = 'held'"
     " AND NOT EXISTS (SELECT 1 FROM copies c WHERE c.message_id = messages.id"
     f" AND c.{PENDING_COPY})"
@@ -42,7 +42,7 @@ def release_if_done(conn: sqlite3.Connection, message_ids: Iterable[str]) -> int
     transaction, after the outcome that may have finished the message."""
     released = 0
     for message_id in dict.fromkeys(message_ids):
-        released += max(0, conn.execute(_RELEASE, (message_id,)).rowcount)
+        released += max(0, conn.execute(_RELEASE, (b"", message_id)).rowcount)
     return released
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from relay.core.store.sql.classes import COUNTED_CLASS, HUMAN, HUMAN_OPEN, NOT_INFERRED
+from relay.core.store.sql.dialect import json_text
+
 OPEN_WINDOW = 60  # seconds
-COUNTED_CLASS = "CASE WHEN inferred THEN 'human' ELSE klass END"
 
 
 def counted_events(where: str) -> str:
@@ -23,18 +25,18 @@ def counted_events(where: str) -> str:
         "(SELECT message_id, kind, copy_id, klass, inferred, at, link_index, url FROM"
         " (SELECT message_id, kind, copy_id, klass, inferred, at, link_index, url,"
         f" at - LAG(at) OVER (PARTITION BY copy_id, kind, {COUNTED_CLASS} ORDER BY at) AS gap"
-        f" FROM events WHERE {where})"
-        f" WHERE kind != 'open' OR gap IS NULL OR gap > {OPEN_WINDOW})"
+        f" FROM events WHERE {where}) AS spaced"
+        f" WHERE kind != 'open' OR gap IS NULL OR gap > {OPEN_WINDOW}) AS counted"
     )
 
 
 def maybe_opened(where: str) -> str:
     """Copies among the events matching ``where`` with a proxy open and no human open:
     "opened, maybe" (the proxy fetched the pixel; nobody can say whether a person read)."""
-    human = f"kind = 'open' AND (klass = 'human' OR inferred) AND {where}"
+    human = f"{HUMAN_OPEN} AND {where}"
     return (
         "SELECT message_id, count(DISTINCT copy_id) FROM events"
-        f" WHERE kind = 'open' AND klass = 'proxy' AND NOT inferred AND {where}"
+        f" WHERE kind = 'open' AND klass = 'proxy' AND {NOT_INFERRED} AND {where}"
         f" AND copy_id NOT IN (SELECT copy_id FROM events WHERE {human}) GROUP BY message_id"
     )
 
@@ -66,7 +68,7 @@ def summary_counts(
             counts["inferred"] += inferred
     for mid, kind, n in conn.execute(
         "SELECT message_id, kind, count(DISTINCT copy_id) FROM events"
-        f" WHERE {where} AND kind IN ('open', 'click') AND (klass = 'human' OR inferred)"
+        f" WHERE {where} AND kind IN ('open', 'click') AND {HUMAN}"
         " GROUP BY message_id, kind",
         ids,
     ):
@@ -87,10 +89,10 @@ def forwarded_copies(conn: sqlite3.Connection, message_id: str) -> set[int]:
     about who read, inferred opens carry no client, and a shared copy is
     opened by several people by design: none of them count.
     """
-    family, network = "json_extract(extra, '$.ua_family')", "json_extract(extra, '$.network')"
+    family, network = json_text(conn, "extra", "ua_family"), json_text(conn, "extra", "network")
     rows = conn.execute(
         "SELECT copy_id FROM events WHERE message_id = ? AND kind = 'open'"
-        f" AND klass = 'human' AND NOT inferred AND recipient IS NOT NULL AND {network} != ''"
+        f" AND klass = 'human' AND {NOT_INFERRED} AND recipient IS NOT NULL AND {network} != ''"
         f" GROUP BY copy_id HAVING count(DISTINCT {family}) >= 2"
         f" AND count(DISTINCT {network}) >= 2",
         (message_id,),

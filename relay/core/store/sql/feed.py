@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-# An inferred event is a human one, whatever class it was recorded with.
-_CLASS = "CASE WHEN inferred THEN 'human' ELSE klass END"
+from relay.core.store.sql.classes import COUNTED_CLASS
 
 
 def last_event_id(conn: sqlite3.Connection) -> int:
@@ -18,7 +17,8 @@ def contact_counts(conn: sqlite3.Connection, address: str) -> dict[str, dict[str
     """Events of one address by type and class, across messages (events_by_recipient)."""
     counts: dict[str, dict[str, int]] = {"open": {}, "click": {}, "reply": {}}
     for kind, klass, n in conn.execute(
-        f"SELECT kind, {_CLASS} AS k, count(*) FROM events WHERE recipient = ? GROUP BY kind, k",
+        f"SELECT kind, {COUNTED_CLASS} AS k, count(*) FROM events WHERE recipient = ?"
+        " GROUP BY kind, k",
         (address,),
     ):
         counts.setdefault(str(kind), {})[str(klass)] = int(n)

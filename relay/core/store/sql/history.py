@@ -19,6 +19,8 @@ from relay.core.models import (
     MessageSummary,
 )
 from relay.core.store.sql import reports, rollup
+from relay.core.store.sql.classes import COUNTED_CLASS, HUMAN
+from relay.core.store.sql.dialect import whole
 from relay.core.store.sql.reads import (
     COPY_COLUMNS,
     EVENT_COLUMNS,
@@ -27,10 +29,6 @@ from relay.core.store.sql.reads import (
     event_from_row,
     message_from_row,
 )
-
-# An inferred event is a human one, whatever class it was recorded with.
-_CLASS = "CASE WHEN inferred THEN 'human' ELSE klass END"
-_HUMAN = "(klass = 'human' OR inferred)"
 
 
 def id_bound(ts: float) -> str:
@@ -85,7 +83,7 @@ def contact_report(conn: sqlite3.Connection, address: str, limit: int) -> Contac
     last = {
         kind: at
         for kind, at in conn.execute(
-            f"SELECT kind, max(at) FROM events WHERE recipient = ? AND (kind = 'reply' OR {_HUMAN})"
+            f"SELECT kind, max(at) FROM events WHERE recipient = ? AND (kind = 'reply' OR {HUMAN})"
             " GROUP BY kind",
             (address,),
         )
@@ -116,14 +114,14 @@ def event_histogram(
     """
     if message_id is None and rollup.covers(start, end, width):
         return rollup.hourly_histogram(conn, start, end, width)
-    bucket = "CAST((at - ?) / ? AS INTEGER)"
+    bucket = whole(conn, "(at - ?) / ?")
     params: tuple[object, ...]
     if message_id is None:
         scope, params = "at >= ? AND at < ?", (start, end)
     else:
         scope, params = "message_id = ? AND at >= ? AND at < ?", (message_id, start, end)
     rows = conn.execute(
-        f"SELECT {bucket} AS b, kind, {_CLASS} AS k, count(*) FROM events"
+        f"SELECT {bucket} AS b, kind, {COUNTED_CLASS} AS k, count(*) FROM events"
         f" WHERE {scope} GROUP BY b, kind, k ORDER BY b",
         (start, width, *params),
     ).fetchall()

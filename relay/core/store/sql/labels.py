@@ -13,12 +13,12 @@ import sqlite3
 from collections.abc import Sequence
 
 from relay.core.models import Event
+from relay.core.store.sql.classes import HUMAN_OPEN, NOT_INFERRED
 from relay.core.store.sql.writes import clean_text, insert_event
 
 MAX_REFERENCED = 50  # Message-IDs looked up per outgoing message
 MAX_REPLY_RECIPIENTS = 500  # the SMTP front's own max_recipients default
 MAX_RELABEL = 10_000  # events of one client on one message; more is a flood, not a reader
-HUMAN_OPEN = "kind = 'open' AND (klass = 'human' OR inferred)"
 
 
 def has_human_open(conn: sqlite3.Connection, copy_id: int, before: float) -> bool:
@@ -40,7 +40,7 @@ def mark_client_bot(
     """
     rows = conn.execute(
         "SELECT id, klass, reasons FROM events WHERE message_id = ? AND ip = ?"
-        " AND user_agent = ? AND klass != 'bot' AND NOT inferred LIMIT ?",
+        f" AND user_agent = ? AND klass != 'bot' AND {NOT_INFERRED} LIMIT ?",
         (message_id, clean_text(ip), clean_text(user_agent), MAX_RELABEL),
     ).fetchall()
     updates = []

@@ -19,9 +19,10 @@ import sqlite3
 from collections.abc import Sequence
 
 from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget
+from relay.core.store.sql.classes import MACHINE
+from relay.core.store.sql.dialect import skip_locked
 from relay.core.store.sql.reads import EVENT_COLUMNS, event_from_row
 
-MACHINE = "klass IN ('bot', 'proxy', 'prefetch') AND NOT inferred"
 MAX_ERROR = 500
 
 
@@ -59,7 +60,9 @@ def fan_out(
     A notice no endpoint wants, or whose event is gone (retention, erasure), is dropped.
     """
     rows = conn.execute(
-        "SELECT id, kind, event_id, copy_id, at FROM webhook_queue ORDER BY id LIMIT ?", (limit,)
+        "SELECT id, kind, event_id, copy_id, at FROM webhook_queue ORDER BY id LIMIT ?"
+        + skip_locked(conn),
+        (limit,),
     ).fetchall()
     for _qid, kind, event_id, copy_id, at in rows:
         urls = list(dict.fromkeys(t.url for t in targets if kind in t.events))
@@ -74,8 +77,9 @@ def fan_out(
             " next_attempt_at) VALUES (?, ?, ?, ?, ?)",
             [(f"msg_{secrets.token_hex(12)}", url, text, now, now) for url in urls],
         )
-    if rows:
-        conn.execute("DELETE FROM webhook_queue WHERE id <= ?", (rows[-1][0],))
+    if rows:  # exactly these: with several writers, a lower id may commit later
+        marks = ",".join("?" * len(rows))
+        conn.execute(f"DELETE FROM webhook_queue WHERE id IN ({marks})", [r[0] for r in rows])
     return len(rows)
 
 
@@ -128,7 +132,8 @@ def claim_due(
     """Due pending rows, each pushed ``lease`` seconds ahead so no one else takes it meanwhile."""
     rows = conn.execute(
         "SELECT id, webhook_id, endpoint, notice, attempts, created_at FROM webhook_outbox"
-        " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+        " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+        + skip_locked(conn),
         (now, limit),
     ).fetchall()
     conn.executemany(
@@ -151,9 +156,13 @@ def settle(
         return
     conn.execute(
         "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?,"
-        " state = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,"
-        " next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
-        (error[:MAX_ERROR], next_attempt_at, next_attempt_at, delivery_id),
+        " state = ?, next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
+        (
+            error[:MAX_ERROR],
+            "failed" if next_attempt_at is None else "pending",
+            next_attempt_at,
+            delivery_id,
+        ),
     )
 
 

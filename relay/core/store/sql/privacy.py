@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from relay.core.store.sql.dialect import json_text
+
 PENDING = "('queued', 'deferred')"
 PURGE_BATCH = 1000  # rows per statement: one purge step never holds the writer for long
 MAX_ERASE_MESSAGES = 1_000_000
@@ -39,7 +41,7 @@ def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
     ).rowcount
     copies += _drop_from_lists(conn, "copies", wanted, f"state NOT IN {PENDING}")
     _drop_replies(conn, wanted, f"state NOT IN {PENDING}")
-    messages = _drop_from_lists(conn, "messages", wanted, "1")
+    messages = _drop_from_lists(conn, "messages", wanted, "1 = 1")
     return {
         "events": events,
         "copies": copies,
@@ -60,40 +62,43 @@ def _drop_webhooks(conn: sqlite3.Connection, address: str) -> int:
         " WHERE copy_id IN (SELECT id FROM copies WHERE lower(recipient) = ?)",
         (address,),
     ).rowcount
+    recipient = json_text(conn, "notice", "recipient")
     outbox = conn.execute(
-        "DELETE FROM webhook_outbox WHERE lower(json_extract(notice, '$.recipient')) = ?",
-        (address,),
+        f"DELETE FROM webhook_outbox WHERE lower({recipient}) = ?", (address,)
     ).rowcount
     return int(queued) + int(outbox)
 
 
 def _quoted_pattern(address: str) -> str:
-    """A LIKE pattern (ESCAPE '\\') for the address as a JSON string anywhere in a column."""
+    """A LIKE pattern (ESCAPE '\\') for the (lower-case) address as a JSON string anywhere
+    in a column; matched against lower(column), since PostgreSQL's LIKE, unlike SQLite's,
+    tells case apart."""
     escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f'%"{escaped}"%'
 
 
 def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: str) -> int:
-    """Remove the address from the rcpt_tos JSON lists of ``table`` rows; returns rows changed."""
+    """Remove the address from the rcpt_tos JSON lists of ``table`` rows (keyed by id);
+    returns rows changed."""
     rows = conn.execute(
-        f"SELECT rowid, rcpt_tos FROM {table} WHERE rcpt_tos LIKE ? ESCAPE '\\' AND {where}"
-        " LIMIT ?",
+        f"SELECT id, rcpt_tos FROM {table} WHERE lower(rcpt_tos) LIKE ? ESCAPE '\\'"
+        f" AND {where} LIMIT ?",
         (_quoted_pattern(address), MAX_ERASE_MESSAGES),
     ).fetchall()
     changed = []
-    for rowid, rcpts_json in rows:
+    for row_id, rcpts_json in rows:
         rcpts = json.loads(rcpts_json)
         kept = [r for r in rcpts if r.strip().lower() != address]
         if len(kept) != len(rcpts):
-            changed.append((json.dumps(kept), rowid))
-    conn.executemany(f"UPDATE {table} SET rcpt_tos = ? WHERE rowid = ?", changed)
+            changed.append((json.dumps(kept), row_id))
+    conn.executemany(f"UPDATE {table} SET rcpt_tos = ? WHERE id = ?", changed)
     return len(changed)
 
 
 def _drop_replies(conn: sqlite3.Connection, address: str, where: str) -> None:
     """Remove the address's own reply from split shared copies (schema step 6)."""
     rows = conn.execute(
-        f"SELECT id, rcpt_replies FROM copies WHERE rcpt_replies LIKE ? ESCAPE '\\'"
+        f"SELECT id, rcpt_replies FROM copies WHERE lower(rcpt_replies) LIKE ? ESCAPE '\\'"
         f" AND {where} LIMIT ?",
         (_quoted_pattern(address), MAX_ERASE_MESSAGES),
     ).fetchall()

@@ -44,8 +44,8 @@ def record_outcome(
         state = "pending" if row[2] else "skipped"
         now = time.time()
         conn.execute(
-            "INSERT OR IGNORE INTO bounces (copy_id, message_id, state, reason, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO bounces (copy_id, message_id, state, reason, created_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (copy_id, row[1], state, clean_text(outcome.reply), now, now),
         )
     release_if_done(conn, [str(row[1])])
@@ -73,13 +73,13 @@ def record_parts(
     now = time.time()
     ids = [copy_id]
     for _part in parts[1:]:
-        cursor = conn.execute(
+        new = conn.execute(
             "INSERT INTO copies (message_id, recipient, rcpt_tos, state, attempts,"
-            " next_attempt_at, created_at) VALUES (?, NULL, '[]', 'queued', ?, ?, ?)",
+            " next_attempt_at, created_at) VALUES (?, NULL, '[]', 'queued', ?, ?, ?)"
+            " RETURNING id",
             (row[0], row[1], now, now),
-        )
-        assert cursor.lastrowid is not None
-        ids.append(cursor.lastrowid)
+        ).fetchone()
+        ids.append(int(new[0]))
     for part_id, part in zip(ids, parts, strict=True):
         note = rewrite_note if part_id == copy_id else ""
         record_outcome(conn, part_id, part.outcome, part.next_attempt_at, note)

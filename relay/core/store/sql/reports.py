@@ -25,6 +25,7 @@ from relay.core.models import (
     MessageSummary,
     RecipientReport,
 )
+from relay.core.store.sql.classes import COUNTED_CLASS
 from relay.core.store.sql.counting import counted_events, forwarded_copies, summary_counts
 from relay.core.store.sql.reads import (
     COPY_COLUMNS,
@@ -37,8 +38,6 @@ OPEN_KEYS = ("human", "inferred", "proxy", "bot", "prefetch", "self")
 CLICK_KEYS = ("human", "bot", "prefetch", "self")
 MAX_CURSOR = 200
 _ID = re.compile(r"[0-9a-f]{1,64}")
-# An inferred event is a human one, whatever class it was recorded with.
-_CLASS = "CASE WHEN inferred THEN 'human' ELSE klass END"
 
 
 def encode_cursor(message_id: str) -> str:
@@ -202,12 +201,12 @@ def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, 
         " WHERE copy_id IN (SELECT id FROM copies WHERE message_id = ?)"
         " UNION ALL SELECT c.id, l.idx, l.url FROM copies c"
         " JOIN message_links l ON l.message_id = c.message_id"
-        " WHERE c.message_id = ? AND c.links_shared ORDER BY 1, 2",
+        " WHERE c.message_id = ? AND c.links_shared != 0 ORDER BY 1, 2",
         (message_id, message_id),
     ):
         tallies[copy_id].link(idx, url)
     for copy_id, klass, inferred, n, first, last in conn.execute(
-        f"SELECT copy_id, {_CLASS} AS k, inferred, count(*), min(at), max(at)"
+        f"SELECT copy_id, {COUNTED_CLASS} AS k, inferred, count(*), min(at), max(at)"
         f" FROM {counted_events('message_id = ?')} WHERE kind = 'open'"
         " GROUP BY copy_id, k, inferred",
         (message_id,),
@@ -222,7 +221,7 @@ def _tally_events(conn: sqlite3.Connection, message_id: str, tallies: dict[int, 
         if copy_id in tallies:
             tallies[copy_id].replies += n
     for copy_id, link_index, klass, n, url in conn.execute(
-        f"SELECT copy_id, link_index, {_CLASS} AS k, count(*), max(url) FROM events"
+        f"SELECT copy_id, link_index, {COUNTED_CLASS} AS k, count(*), max(url) FROM events"
         " WHERE message_id = ? AND kind = 'click' GROUP BY copy_id, link_index, k",
         (message_id,),
     ):

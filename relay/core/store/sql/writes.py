@@ -23,17 +23,19 @@ from relay.core.models import (
     TrackingDecision,
     event_from,
 )
+from relay.core.store.sql.dialect import inserted_ids, json_object_of
 
 MAX_COPIES = 100_000
 MAX_LINKS = 100_000
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def clean_text(value: str) -> str:
-    """SQLite text must be valid UTF-8: lone surrogates (from surrogateescape) become U+FFFD."""
-    if isinstance(value, str) and value.isascii():  # the usual case, checked in C
+    """Text the store can keep: lone surrogates (from surrogateescape) are not UTF-8, and
+    PostgreSQL's text cannot hold NUL: both become U+FFFD (on every engine, alike)."""
+    if isinstance(value, str) and value.isascii() and "\x00" not in value:  # checked in C
         return value
-    return _SURROGATE.sub("\ufffd", value)
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def decision_json(decision: TrackingDecision) -> str:
@@ -216,27 +218,20 @@ def _event_extra_json(extra: dict[str, str]) -> str:
 
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> int:
-    """Exactly one statement: the writer runs it without a SAVEPOINT."""
-    cursor = conn.execute(_INSERT_EVENTS + _EVENT_VALUES, event_row(event))
-    row_id = cursor.lastrowid
-    assert row_id is not None
-    return row_id
+    """Exactly one statement: the SQLite writer runs it without a SAVEPOINT."""
+    return inserted_ids(conn, _INSERT_EVENTS + _EVENT_VALUES, event_row(event), 1)[0]
 
 
 def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> list[int]:
     """Many events in ONE statement (one GIL hand-off in the writer); their ids, in order.
 
-    The rows of one multi-row INSERT get consecutive AUTOINCREMENT ids in
-    VALUES order, and lastrowid is the last one. Any bad row fails the
-    statement as a whole, leaving nothing written.
+    Any bad row fails the statement as a whole, leaving nothing written.
     """
     if not events:
         return []
     params = [value for event in events for value in event_row(event)]
-    cursor = conn.execute(_INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(events)), params)
-    last = cursor.lastrowid
-    assert last is not None
-    return list(range(last - len(events) + 1, last + 1))
+    sql = _INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(events))
+    return inserted_ids(conn, sql, params, len(events))
 
 
 def insert_hits(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[Event]]:
@@ -248,7 +243,8 @@ def insert_hits(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[
     wanted = sorted({event.copy_id for event in events})
     marks = ",".join("?" * len(wanted))
     row = conn.execute(  # one row, one step, whatever the number of copies
-        f"SELECT json_group_object(id, recipient) FROM copies WHERE id IN ({marks})", wanted
+        f"SELECT {json_object_of(conn, 'id', 'recipient')} FROM copies WHERE id IN ({marks})",
+        wanted,
     ).fetchone()
     recipients: dict[str, str | None] = json.loads(row[0]) if row and row[0] else {}
     if len(recipients) != len(wanted):
