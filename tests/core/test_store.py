@@ -1,4 +1,4 @@
-"""The SQLite store on real files: durability, delivery states, group commit, limits."""
+"""The store on every backend: durability, delivery states, group commit, limits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from support.stores import open_sqlite
+from support.stores import AnyStore, Backend
 
 from relay.core.config import StoreConfig
 from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
@@ -47,14 +47,13 @@ def an_event(copy_id: int, message_id: str, at: float = T0 + 100) -> Event:
     return Event("open", copy_id, message_id, "bob@example.net", at, "192.0.2.1", "Mozilla/5.0")
 
 
-async def test_spooled_message_survives_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "relay.db"
-    first = await open_sqlite(path)
+async def test_spooled_message_survives_reopen(backend: Backend) -> None:
+    first = await backend.open()
     msg = new_message(subject="caf\udce9 bad bytes")  # surrogateescape'd, must not fail
     message_id = await first.spool(msg, per_recipient(msg))
     await first.close()
 
-    again = await open_sqlite(path)
+    again = await backend.open()
     try:
         stored = await again.get_message(message_id)
         assert stored is not None
@@ -73,27 +72,33 @@ async def test_spooled_message_survives_reopen(tmp_path: Path) -> None:
         await again.close()
 
 
-async def test_acknowledged_writes_are_committed(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_acknowledged_writes_are_committed(store: AnyStore, backend: Backend) -> None:
     """Another connection sees the rows the moment spool/record_event return."""
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
     event_id = await store.record_event(an_event(copy.id, message_id))
+    assert backend.rows("SELECT count(*) FROM messages") == [(1,)]
+    assert backend.rows("SELECT id FROM events") == [(event_id,)]
+
+
+async def test_a_sqlite_store_is_in_wal_mode_at_this_version(
+    sqlite_store: SQLiteStore, tmp_path: Path
+) -> None:
     with sqlite3.connect(tmp_path / "relay.db") as other:
-        assert other.execute("SELECT count(*) FROM messages").fetchone() == (1,)
-        assert other.execute("SELECT id FROM events").fetchall() == [(event_id,)]
         assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert other.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    other.close()
 
 
-async def test_message_ids_are_url_safe_and_sort_by_time(store: SQLiteStore) -> None:
+async def test_message_ids_are_url_safe_and_sort_by_time(store: AnyStore) -> None:
     older = await store.spool(new_message(received_at=T0), [])
     newer = await store.spool(new_message(received_at=T0 + 0.01), [])
     assert older < newer
     assert older.isalnum() and len(older) == 20
 
 
-async def test_due_copies_order_limit_and_deferral(store: SQLiteStore) -> None:
+async def test_due_copies_order_limit_and_deferral(store: AnyStore) -> None:
     late = new_message(("late@example.net",), received_at=T0 + 50)
     early = new_message(("early@example.net", "early2@example.net"), received_at=T0)
     await store.spool(late, per_recipient(late))
@@ -118,7 +123,7 @@ async def test_due_copies_order_limit_and_deferral(store: SQLiteStore) -> None:
     assert (deferred.last_reply, deferred.next_attempt_at) == ("451 4.3.0 try later", T0 + 500)
 
 
-async def test_record_outcome_transitions(store: SQLiteStore) -> None:
+async def test_record_outcome_transitions(store: AnyStore) -> None:
     msg = new_message(("a@x.example", "b@x.example", "c@x.example"))
     await store.spool(msg, per_recipient(msg))
     a, b, c = await store.due_copies(T0, 10)
@@ -141,9 +146,8 @@ async def test_record_outcome_transitions(store: SQLiteStore) -> None:
         await store.record_outcome(999, DeliveryOutcome("delivered", "250"), None)
 
 
-async def test_group_commit_persists_every_event(tmp_path: Path) -> None:
-    path = tmp_path / "relay.db"
-    store = await open_sqlite(path)
+async def test_group_commit_persists_every_event(backend: Backend) -> None:
+    store = await backend.open()
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
@@ -156,9 +160,8 @@ async def test_group_commit_persists_every_event(tmp_path: Path) -> None:
     assert len(set(ids)) == 1000
     assert 1 <= commits <= 20, commits
 
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT count(*) FROM events").fetchone() == (1000,)
-    again = await open_sqlite(path)
+    assert backend.rows("SELECT count(*) FROM events") == [(1000,)]
+    again = await backend.open()
     try:
         assert len(await again.list_events(limit=5000)) == 1000  # capped page
         assert [e.id for e in await again.list_events(since_id=ids[-1] - 1)] == [ids[-1]]
@@ -166,7 +169,7 @@ async def test_group_commit_persists_every_event(tmp_path: Path) -> None:
         await again.close()
 
 
-async def test_a_failing_write_does_not_fail_its_batch(store: SQLiteStore) -> None:
+async def test_a_failing_write_does_not_fail_its_batch(store: AnyStore) -> None:
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
@@ -184,7 +187,7 @@ async def test_a_failing_write_does_not_fail_its_batch(store: SQLiteStore) -> No
     assert [e.id for e in await store.list_events()] == [results[0], results[3]]
 
 
-async def test_a_half_done_write_is_rolled_back_alone(store: SQLiteStore) -> None:
+async def test_a_half_done_write_is_rolled_back_alone(store: AnyStore) -> None:
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
@@ -205,8 +208,8 @@ async def test_a_half_done_write_is_rolled_back_alone(store: SQLiteStore) -> Non
     assert [link.url for link in report.recipients[0].links] == ["https://old.example/"]
 
 
-async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
-    store = await open_sqlite(tmp_path / "relay.db")
+async def test_close_flushes_queued_writes(backend: Backend) -> None:
+    store = await backend.open()
     msg = new_message()
     message_id = await store.spool(msg, per_recipient(msg))
     copy = (await store.due_copies(T0, 1))[0]
@@ -217,26 +220,24 @@ async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
     await store.close()
     ids = await asyncio.gather(*tasks)
     assert len(set(ids)) == 50
-    with sqlite3.connect(tmp_path / "relay.db") as raw:
-        assert raw.execute("SELECT count(*) FROM events").fetchone() == (50,)
+    assert backend.rows("SELECT count(*) FROM events") == [(50,)]
 
 
-async def test_secrets_are_created_once_and_persist(tmp_path: Path) -> None:
-    path = tmp_path / "relay.db"
-    first = await open_sqlite(path)
+async def test_secrets_are_created_once_and_persist(backend: Backend) -> None:
+    first = await backend.open()
     keys = await first.secrets()
     assert len(keys) == 1 and len(keys[0]) >= 43
     assert await first.secrets() == keys
     await first.close()
-    again = await open_sqlite(path)
+    again = await backend.open()
     try:
         assert await again.secrets() == keys
     finally:
         await again.close()
 
 
-async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
-    store: Store = await open_sqlite(tmp_path / "relay.db")
+async def test_closed_store_is_unavailable(backend: Backend) -> None:
+    store: Store = await backend.open()
     await store.ping()
     await store.close()
     await store.close()  # harmless
@@ -272,7 +273,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         await store.open()
 
 
-async def test_load_raw_of_unknown_message_is_key_error(store: SQLiteStore) -> None:
+async def test_load_raw_of_unknown_message_is_key_error(store: AnyStore) -> None:
     with pytest.raises(KeyError):
         await store.load_raw("0123456789abcdef0123")
     assert await store.get_message("nope") is None

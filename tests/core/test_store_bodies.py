@@ -1,6 +1,6 @@
 """Bodies only while needed (schema step 7): released when the last copy or bounce is
-final unless logged, swept after a crash or an upgrade, space reused and given back;
-links stored once per message. Real SQLite files throughout."""
+final unless logged, swept after a crash or an upgrade; links stored once per message
+(every backend). On SQLite, the space is reused and given back to the filesystem."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support.stores import open_sqlite
+from support.stores import AnyStore, Backend, open_sqlite
 
 from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
 from relay.core.store.sqlite import SQLiteStore
@@ -39,12 +39,12 @@ def message(size: int = 2000, logged: bool = False, mail_from: str = "a@example.
     )
 
 
-async def spool(store: SQLiteStore, msg: NewMessage) -> tuple[str, list[int]]:
+async def spool(store: AnyStore, msg: NewMessage) -> tuple[str, list[int]]:
     message_id = await store.spool(msg, [CopySpec(r, (r,)) for r in msg.rcpt_tos])
     return message_id, [c.id for c in await store.copies_of(message_id)]
 
 
-async def body_kept(store: SQLiteStore, message_id: str) -> bool:
+async def body_kept(store: AnyStore, message_id: str) -> bool:
     try:
         await store.load_raw(message_id)
     except KeyError:
@@ -52,18 +52,14 @@ async def body_kept(store: SQLiteStore, message_id: str) -> bool:
     return True
 
 
-def raw_column(path: Path, message_id: str) -> tuple[int, str, int]:
+def raw_column(backend: Backend, message_id: str) -> tuple[int, str, int]:
     """(bytes in the raw column, body state, recorded size), read by another connection."""
-    with sqlite3.connect(path) as conn:
-        row = conn.execute(
-            "SELECT length(raw), body, size FROM messages WHERE id = ?", (message_id,)
-        ).fetchone()
-    conn.close()
+    [row] = backend.rows("SELECT length(raw), body, size FROM messages WHERE id = ?", (message_id,))
     return int(row[0]), str(row[1]), int(row[2])
 
 
 async def test_delivered_unlogged_message_keeps_everything_but_its_body(
-    store: SQLiteStore, tmp_path: Path
+    store: AnyStore, backend: Backend
 ) -> None:
     msg = message()
     message_id, (bob, carol) = await spool(store, msg)
@@ -72,7 +68,7 @@ async def test_delivered_unlogged_message_keeps_everything_but_its_body(
     assert await body_kept(store, message_id)  # carol's copy still needs it
     await store.record_outcome(carol, DELIVERED, None)
     assert not await body_kept(store, message_id)
-    assert raw_column(tmp_path / "relay.db", message_id) == (0, "released", len(msg.raw))
+    assert raw_column(backend, message_id) == (0, "released", len(msg.raw))
     report = await store.message_report(message_id)
     assert report is not None
     assert report.message.subject == "s" and report.message.rcpt_tos == RCPTS
@@ -80,17 +76,17 @@ async def test_delivered_unlogged_message_keeps_everything_but_its_body(
     assert [link.url for link in report.recipients[0].links] == ["https://example.com/a"]
 
 
-async def test_logged_message_keeps_its_body(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_logged_message_keeps_its_body(store: AnyStore, backend: Backend) -> None:
     msg = message(logged=True)
     message_id, copies = await spool(store, msg)
     for copy_id in copies:
         await store.record_outcome(copy_id, DELIVERED, None)
     assert await store.release_bodies() == 0
     assert await store.load_raw(message_id) == msg.raw
-    assert raw_column(tmp_path / "relay.db", message_id) == (len(msg.raw), "logged", len(msg.raw))
+    assert raw_column(backend, message_id) == (len(msg.raw), "logged", len(msg.raw))
 
 
-async def test_deferred_copy_keeps_the_body_until_final(store: SQLiteStore) -> None:
+async def test_deferred_copy_keeps_the_body_until_final(store: AnyStore) -> None:
     msg = message()
     message_id, (bob, carol) = await spool(store, msg)
     await store.record_outcome(bob, DELIVERED, None)
@@ -103,7 +99,7 @@ async def test_deferred_copy_keeps_the_body_until_final(store: SQLiteStore) -> N
     assert not await body_kept(store, message_id)
 
 
-async def test_bounce_keeps_the_body_until_the_dsn_is_settled(store: SQLiteStore) -> None:
+async def test_bounce_keeps_the_body_until_the_dsn_is_settled(store: AnyStore) -> None:
     message_id, (bob, carol) = await spool(store, message())
     await store.record_outcome(bob, DELIVERED, None)
     await store.record_outcome(carol, BOUNCED, None)
@@ -115,7 +111,7 @@ async def test_bounce_keeps_the_body_until_the_dsn_is_settled(store: SQLiteStore
     assert not await body_kept(store, message_id)
 
 
-async def test_null_sender_bounce_needs_no_body(store: SQLiteStore) -> None:
+async def test_null_sender_bounce_needs_no_body(store: AnyStore) -> None:
     message_id, copies = await spool(store, message(mail_from=""))
     for copy_id in copies:
         await store.record_outcome(copy_id, BOUNCED, None)
@@ -123,7 +119,7 @@ async def test_null_sender_bounce_needs_no_body(store: SQLiteStore) -> None:
     assert not await body_kept(store, message_id)
 
 
-async def test_deleting_the_last_queued_copy_releases_the_body(store: SQLiteStore) -> None:
+async def test_deleting_the_last_queued_copy_releases_the_body(store: AnyStore) -> None:
     message_id, (bob, carol) = await spool(store, message())
     await store.record_outcome(bob, DELIVERED, None)
     assert await store.delete_queued([carol]) == 1
@@ -132,25 +128,24 @@ async def test_deleting_the_last_queued_copy_releases_the_body(store: SQLiteStor
 
 
 async def test_a_crash_between_final_and_release_leaves_nothing_unreachable(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     """Copies made final without the release (a crash of an older version, or any path
     that forgot to ask): the sweep after reopening finds and releases the body."""
-    path = tmp_path / "relay.db"
-    store = await open_sqlite(path)
+    store = await backend.open()
     message_id, _ = await spool(store, message(size=50_000))
     await store.close()
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("UPDATE copies SET state = 'delivered'")
-    conn.close()
-    store = await open_sqlite(path)
+    backend.run("UPDATE copies SET state = 'delivered'")
+    store = await backend.open()
     try:
         assert await body_kept(store, message_id)
         assert await store.release_bodies() == 1
         assert not await body_kept(store, message_id)
     finally:
         await store.close()
-    with sqlite3.connect(path) as conn:
+    if backend.name != "sqlite":
+        return
+    with sqlite3.connect(backend.location) as conn:
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         assert free * conn.execute("PRAGMA page_size").fetchone()[0] >= 40_000
     conn.close()
@@ -164,7 +159,7 @@ def file_bytes(path: Path) -> int:
     return size
 
 
-async def spool_batch(store: SQLiteStore, n: int, size: int) -> list[int]:
+async def spool_batch(store: AnyStore, n: int, size: int) -> list[int]:
     copies: list[int] = []
     for _ in range(n):
         copies += (await spool(store, message(size=size)))[1]
@@ -172,8 +167,9 @@ async def spool_batch(store: SQLiteStore, n: int, size: int) -> list[int]:
 
 
 async def test_space_of_released_bodies_is_reused_then_given_back(
-    store: SQLiteStore, tmp_path: Path
+    sqlite_store: SQLiteStore, tmp_path: Path
 ) -> None:
+    store = sqlite_store
     path = tmp_path / "relay.db"
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
@@ -228,16 +224,14 @@ async def test_an_older_store_is_converted_once(tmp_path: Path) -> None:
     assert file_bytes(path) < before / 5
 
 
-async def test_links_are_stored_once_per_message(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_links_are_stored_once_per_message(store: AnyStore, backend: Backend) -> None:
     urls = [f"https://example.com/page/{i}" for i in range(20)]
     message_id, (bob, carol) = await spool(store, message())
     await store.record_links(bob, urls)
     await store.record_links(carol, urls)
     await store.record_links(carol, urls)  # a retried copy records the same list again
-    with sqlite3.connect(tmp_path / "relay.db") as conn:
-        assert conn.execute("SELECT count(*) FROM message_links").fetchone() == (20,)
-        assert conn.execute("SELECT count(*) FROM links").fetchone() == (0,)
-    conn.close()
+    assert backend.rows("SELECT count(*) FROM message_links") == [(20,)]
+    assert backend.rows("SELECT count(*) FROM links") == [(0,)]
     report = await store.message_report(message_id)
     assert report is not None
     for recipient in report.recipients:
@@ -245,7 +239,7 @@ async def test_links_are_stored_once_per_message(store: SQLiteStore, tmp_path: P
     assert [link.url for link in report.links] == urls
 
 
-async def test_a_copy_with_other_links_keeps_its_own(store: SQLiteStore) -> None:
+async def test_a_copy_with_other_links_keeps_its_own(store: AnyStore) -> None:
     message_id, (bob, carol) = await spool(store, message())
     await store.record_links(bob, ["https://example.com/a", "https://example.com/b"])
     await store.record_links(carol, ["https://example.com/a"])
@@ -259,7 +253,7 @@ async def test_a_copy_with_other_links_keeps_its_own(store: SQLiteStore) -> None
 
 
 @pytest.mark.parametrize("waiting", [0, 1])
-async def test_oldest_queued(store: SQLiteStore, waiting: int) -> None:
+async def test_oldest_queued(store: AnyStore, waiting: int) -> None:
     _message_id, copies = await spool(store, message())
     for copy_id in copies[waiting:]:
         await store.record_outcome(copy_id, DELIVERED, None)

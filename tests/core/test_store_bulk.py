@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
 from typing import Any
 
+from support.stores import AnyStore, Backend
+
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
-from relay.core.store.sqlite import SQLiteStore
 from relay.core.store.sqlite.writer import MAX_BULK, Bulk, WriteItem, bulk_groups
 
 T0 = 1_700_000_000.0
@@ -34,7 +34,7 @@ def an_open(copy_id: int, message_id: str, at: float, recipient: str | None = "s
     return Event("open", copy_id, message_id, recipient, at, "192.0.2.7", "Thunderbird/115")
 
 
-async def spool_two(store: SQLiteStore) -> tuple[str, int, int]:
+async def spool_two(store: AnyStore) -> tuple[str, int, int]:
     """A per-recipient copy for Bob and a shared copy (recipient "someone")."""
     message = new_message()
     message_id = await store.spool(
@@ -45,7 +45,7 @@ async def spool_two(store: SQLiteStore) -> tuple[str, int, int]:
 
 
 async def test_concurrent_hits_share_one_commit_and_keep_their_own_rows(
-    store: SQLiteStore,
+    store: AnyStore,
 ) -> None:
     message_id, bob, shared = await spool_two(store)
     before = store.transactions
@@ -62,7 +62,7 @@ async def test_concurrent_hits_share_one_commit_and_keep_their_own_rows(
         assert row.recipient == event.recipient == (BOB if hit.copy_id == bob else None)
 
 
-async def test_a_bad_hit_fails_alone_in_a_bulk(store: SQLiteStore) -> None:
+async def test_a_bad_hit_fails_alone_in_a_bulk(store: AnyStore) -> None:
     message_id, bob, _ = await spool_two(store)
     before = store.transactions
     hits = [an_open(bob, message_id, T0 + i) for i in range(10)]
@@ -76,16 +76,15 @@ async def test_a_bad_hit_fails_alone_in_a_bulk(store: SQLiteStore) -> None:
     assert sorted(e.at for e in stored) == [T0 + i for i in range(10) if i != 4]
 
 
-async def test_record_event_ids_match_their_rows(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_record_event_ids_match_their_rows(store: AnyStore, backend: Backend) -> None:
     message_id, bob, _ = await spool_two(store)
     events = [an_open(bob, message_id, T0 + i, BOB) for i in range(300)]
     ids = await asyncio.gather(*(store.record_event(e) for e in events))
-    with sqlite3.connect(tmp_path / "relay.db") as raw:
-        rows = dict(raw.execute("SELECT id, at FROM events").fetchall())
+    rows = dict(backend.rows("SELECT id, at FROM events"))
     assert {i: rows[i] for i in ids} == {i: e.at for i, e in zip(ids, events, strict=True)}
 
 
-async def test_events_and_other_writes_interleave_in_one_batch(store: SQLiteStore) -> None:
+async def test_events_and_other_writes_interleave_in_one_batch(store: AnyStore) -> None:
     message_id, bob, _ = await spool_two(store)
     results = await asyncio.gather(
         store.record_event(an_open(bob, message_id, T0 + 1, BOB)),

@@ -30,6 +30,12 @@ GUARD = 20.0
 
 
 @pytest.fixture
+def store(sqlite_store: SQLiteStore) -> SQLiteStore:
+    """The event writer process is the SQLite store's own: these tests run on SQLite only."""
+    return sqlite_store
+
+
+@pytest.fixture
 async def copy(store: SQLiteStore) -> tuple[int, str]:
     message = NewMessage(
         mail_from="alice@example.com",

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from relay.core.config import StoreConfig
 from relay.core.models import (
     Copy,
     CopySpec,
@@ -20,7 +17,7 @@ from relay.core.models import (
     NewMessage,
     TrackingDecision,
 )
-from relay.core.store import Store, open_store
+from relay.core.store import Store
 
 T0 = 1_700_000_000.0
 BOB, CAROL = "bob@example.net", "carol@example.org"
@@ -62,9 +59,7 @@ async def event(
 
 
 @pytest.fixture
-async def data(tmp_path: Path) -> AsyncIterator[Dataset]:
-    store = open_store(StoreConfig(path=str(tmp_path / "relay.db")))
-    await store.open()
+async def data(store: Store) -> Dataset:
     a = await store.spool(message((BOB, CAROL), T0), [CopySpec(r, (r,)) for r in (BOB, CAROL)])
     shared = ("dave@example.net", "erin@example.net")
     b = await store.spool(message(shared, T0 + 100, False), [CopySpec(None, shared)])
@@ -84,8 +79,7 @@ async def data(tmp_path: Path) -> AsyncIterator[Dataset]:
     ]:  # fmt: skip
         await event(store, *ev)  # type: ignore[arg-type]
     await event(store, carol, "open", "human", T0 + 40, inferred=True)
-    yield Dataset(store, a, b, c, copies)
-    await store.close()
+    return Dataset(store, a, b, c, copies)
 
 
 async def test_per_recipient_report(data: Dataset) -> None:

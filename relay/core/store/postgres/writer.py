@@ -1,0 +1,223 @@
+"""Group commit on PostgreSQL: one connection, one thread, a transaction per batch.
+
+The same idea as the SQLite writer (relay/core/store/sqlite/writer.py):
+callers submit a function of a connection; the writer takes whatever is
+queued (up to MAX_BATCH), runs it in its own thread inside ONE transaction,
+each op inside its own SAVEPOINT so one failing op is rolled back alone,
+COMMITs (synchronous_commit on: the commit is on the server's disk when it
+returns) and only then resolves the callers' futures. A thousand concurrent
+events cost a handful of commits, and nothing is acknowledged before it is
+durable.
+
+Unlike SQLite, a failed statement aborts a PostgreSQL transaction until it
+is rolled back, so every op gets a SAVEPOINT (single_statement is ignored);
+consecutive ops with the same Bulk runner still go as one statement, inside
+one SAVEPOINT.
+
+Other processes write to the same database at the same time. A batch that
+fails with a deadlock or a serialization failure is rolled back and run
+again op by op, each op in a transaction of its own. A lost connection fails
+the batch (StoreUnavailable) and the next batch connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from relay.core.store.base import StoreUnavailable
+from relay.core.store.postgres.connection import Connection, is_retryable, translate_error
+from relay.core.store.sqlite.writer import MAX_BATCH, MAX_QUEUED, Bulk, WriteItem, bulk_groups
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteOp = Callable[[Any], Any]
+
+
+class _Retry(Exception):
+    """A deadlock or serialization failure inside the batch: run it again, op by op."""
+
+
+@dataclass
+class _Pending:
+    item: WriteItem
+    future: asyncio.Future[Any]
+
+
+class PostgresWriter:
+    """Owns the write connection; `transactions` counts commits (tests compare it)."""
+
+    def __init__(self, connect: Callable[[], Connection]) -> None:
+        self._connect = connect
+        self._conn: Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(MAX_QUEUED)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.transactions = 0
+
+    async def call(self, fn: Callable[[Connection], T]) -> T:
+        """Run fn(connection) in the writer's thread, outside any batch (opening, schema)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def submit(self, op: Callable[[Any], T], bulk: Bulk | None = None) -> T:
+        """Run op in the next batch; returns its result once the batch is committed."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(WriteItem(op, False, bulk), future))
+        return await future
+
+    async def close(self) -> None:
+        """Let queued writes finish, stop the writer task, close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+        while not self._queue.empty():  # nothing should be left; never leave a caller hanging
+            item = self._queue.get_nowait()
+            if item is not None and not item.future.done():
+                item.future.set_exception(StoreUnavailable("the store is closed"))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._disconnect)
+        self._thread.shutdown(wait=False)
+
+    def _connection(self) -> Connection:
+        """In the writer's thread: the connection, made again if the last one broke."""
+        if self._conn is None or not self._conn.usable:
+            if self._conn is not None:
+                log.warning("store: the write connection was lost; connecting again")
+                self._disconnect()
+            self._conn = self._connect()
+        return self._conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            batch: list[_Pending] = [] if first is None else [first]
+            stop = first is None
+            while not stop and len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        items = [p.item for p in batch]
+        loop = asyncio.get_running_loop()
+        try:
+            results, commits = await loop.run_in_executor(self._thread, self._run_batch, items)
+            self.transactions += commits
+        except Exception as exc:
+            log.warning("store: a write batch of %d failed: %s", len(batch), exc)
+            failure = translate_error(exc)
+            if not isinstance(failure, StoreUnavailable):
+                failure = StoreUnavailable(f"could not commit: {exc}")
+            results = [(False, failure)] * len(batch)
+        for pending, (ok, value) in zip(batch, results, strict=True):
+            if pending.future.done():  # the caller was cancelled; the write still happened
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+    def _run_batch(self, items: list[WriteItem]) -> tuple[list[tuple[bool, Any]], int]:
+        """In the writer's thread: (each item's outcome, commits made)."""
+        conn = self._connection()
+        try:
+            return run_batch(conn, items), 1
+        except _Retry as exc:
+            log.info("store: a write batch of %d met %s; running it op by op", len(items), exc)
+        except BaseException:
+            conn.rollback_if_open()
+            raise
+        return [run_alone(conn, item) for item in items], len(items)
+
+
+def run_batch(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
+    """One transaction, a SAVEPOINT per op (or per bulk group); raises _Retry on a
+    deadlock or serialization failure, having rolled back."""
+    conn.execute("BEGIN")
+    try:
+        results = run_items(conn, items)
+        conn.execute("COMMIT")
+    except Exception as exc:
+        conn.rollback_if_open()
+        if is_retryable(exc):
+            raise _Retry(str(exc).strip()) from exc
+        raise
+    return results
+
+
+def run_items(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
+    """Inside an open transaction: each item's (ok, result or error), in order."""
+    results: list[tuple[bool, Any]] = []
+    for group in bulk_groups(items):
+        outcomes = _run_bulk(conn, group) if len(group) > 1 else None
+        if outcomes is None:
+            outcomes = [_in_savepoint(conn, item.op) for item in group]
+        results.extend(outcomes)
+    return results
+
+
+def _run_bulk(conn: Connection, group: list[WriteItem]) -> list[tuple[bool, Any]] | None:
+    """The group as one statement; None when it failed (rolled back to before it)."""
+    bulks = [item.bulk for item in group if item.bulk is not None]
+    run = bulks[0].run
+    ok, values = _in_savepoint(conn, lambda c: run(c, [bulk.item for bulk in bulks]))
+    if not ok:
+        log.debug("store: a bulk write of %d fell back to single writes: %r", len(group), values)
+        return None
+    if len(values) != len(group):
+        raise RuntimeError(f"bulk write returned {len(values)} results for {len(group)}")
+    return [(True, value) for value in values]
+
+
+def _in_savepoint(conn: Connection, op: WriteOp) -> tuple[bool, Any]:
+    conn.execute("SAVEPOINT op")
+    try:
+        result = op(conn)
+    except Exception as exc:
+        if is_retryable(exc):
+            raise
+        if not conn.usable:
+            raise
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return False, translate_error(exc)
+    conn.execute("RELEASE op")
+    return True, result
+
+
+def run_alone(conn: Connection, item: WriteItem) -> tuple[bool, Any]:
+    """One op in a transaction of its own (the retry of a batch that deadlocked)."""
+    try:
+        conn.execute("BEGIN")
+        op: WriteOp = item.op  # the shared SQL is typed for sqlite3; the adapter stands in
+        result = op(conn)
+        conn.execute("COMMIT")
+    except Exception as exc:
+        conn.rollback_if_open()
+        return False, translate_error(exc)
+    return True, result

@@ -1,0 +1,348 @@
+"""The PostgreSQL backend's own machinery: the SQL adapter, the schema and its versions,
+several processes on one database, lost connections, retried batches.
+
+The Store protocol's behaviour is tested on both engines by the other test_store*
+modules; these tests are about what only PostgreSQL has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from support.stores import open_postgres
+
+from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
+from relay.core.store import StoreUnavailable
+from relay.core.store.postgres import PostgresStore, migrate_database, schema
+from relay.core.store.postgres.connection import Connection, redact_url, translate
+from relay.core.store.postgres.writer import PostgresWriter
+from relay.core.store.sqlite import schema as sqlite_schema
+from relay.core.store.sqlite.writer import WriteItem
+
+BOB = "bob@example.net"
+
+
+def new_message(at: float | None = None) -> NewMessage:
+    return NewMessage(
+        "alice@example.com", (BOB,), b"Subject: s\r\n\r\nhi\r\n", at or time.time(),
+        "127.0.0.1", None, "alice@example.com", "s", "<s@example.com>",
+        TrackingDecision(opens=True, clicks=True),
+    )  # fmt: skip
+
+
+async def spool_one(store: PostgresStore) -> tuple[str, int]:
+    message_id = await store.spool(new_message(), [CopySpec(BOB, (BOB,))])
+    [copy] = await store.copies_of(message_id)
+    return message_id, copy.id
+
+
+def an_open(copy_id: int, message_id: str, at: float | None = None) -> Event:
+    return Event("open", copy_id, message_id, BOB, at or time.time(), "192.0.2.1", "UA")
+
+
+def query(url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+# --- the adapter ---------------------------------------------------------------
+
+
+def test_sqlite_style_sql_is_translated_once_outside_literals() -> None:
+    sql = "SELECT '?', \"a?\", x FROM t WHERE a = ? AND b LIKE '50%' -- why?\n AND c = ?"
+    assert translate(sql) == (
+        "SELECT '?', \"a?\", x FROM t WHERE a = %s AND b LIKE '50%%' -- why?\n AND c = %s"
+    )
+    assert translate("SELECT 'it''s ?' || ?") == "SELECT 'it''s ?' || %s"
+    assert translate("SELECT 7 % 3") == "SELECT 7 %% 3"
+    assert translate("BEGIN IMMEDIATE") == "BEGIN"
+    assert translate(sql) is translate(sql)  # cached
+
+
+def test_a_password_never_shows() -> None:
+    assert redact_url("postgresql://relay:s3cret@db.example.com:5433/relay") == (
+        "postgresql://relay:***@db.example.com:5433/relay"
+    )
+    assert redact_url("postgresql://relay@db/relay") == "postgresql://relay@db/relay"
+
+
+async def test_an_unreachable_server_is_one_line_without_the_password() -> None:
+    store = PostgresStore("postgresql://relay:s3cret@127.0.0.1:1/relay")
+    with pytest.raises(StoreUnavailable) as refused:
+        await store.open()
+    message = str(refused.value)
+    assert "s3cret" not in message and "127.0.0.1" in message
+    with pytest.raises(StoreUnavailable):
+        migrate_database("postgresql://relay:s3cret@127.0.0.1:1/relay")
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+
+
+# --- schema and versions -------------------------------------------------------
+
+
+def test_both_engines_are_at_the_same_schema_version() -> None:
+    """A step appended to one engine's MIGRATIONS must be appended to the other's."""
+    assert schema.SCHEMA_VERSION == sqlite_schema.SCHEMA_VERSION
+
+
+def test_the_schema_has_every_table_column_and_index_of_sqlites(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    migrate_database(postgres_url)
+    lite = sqlite3.connect(tmp_path / "relay.db", isolation_level=None)
+    sqlite_schema.migrate(lite)
+    tables = [
+        name
+        for (name,) in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    expected = {
+        (table, row[1]) for table in tables for row in lite.execute(f"PRAGMA table_info({table})")
+    }
+    indexes = {
+        name
+        for (name,) in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )
+    }
+    lite.close()
+    found = set(
+        query(
+            postgres_url,
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name != 'schema_version'",
+        )
+    )
+    assert found - {("event_hours", "shard")} == expected
+    pg_indexes = {name for (name,) in query(postgres_url, "SELECT indexname FROM pg_indexes")}
+    assert indexes <= pg_indexes
+
+
+def test_migrating_twice_changes_nothing_the_second_time(postgres_url: str) -> None:
+    assert migrate_database(postgres_url) == (0, schema.SCHEMA_VERSION)
+    tables = query(postgres_url, "SELECT count(*) FROM information_schema.tables")
+    assert migrate_database(postgres_url) == (schema.SCHEMA_VERSION, schema.SCHEMA_VERSION)
+    assert query(postgres_url, "SELECT count(*) FROM information_schema.tables") == tables
+    assert query(postgres_url, "SELECT version FROM schema_version") == [(schema.SCHEMA_VERSION,)]
+
+
+def test_nodes_migrating_at_once_take_turns(postgres_url: str) -> None:
+    results: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            results.append(migrate_database(postgres_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    version = schema.SCHEMA_VERSION
+    assert sorted(results) == [(0, version)] + [(version, version)] * 3
+
+
+async def test_an_unmigrated_database_is_refused_with_one_line(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    with pytest.raises(StoreUnavailable, match="run `relay migrate`") as refused:
+        await store.open()
+    assert "\n" not in str(refused.value)
+    assert query(postgres_url, "SELECT to_regclass('messages')") == [(None,)]  # untouched
+
+
+async def test_a_newer_schema_is_refused_with_one_line(postgres_url: str) -> None:
+    migrate_database(postgres_url)
+    newer = schema.SCHEMA_VERSION + 1
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = %s", (newer,))
+    store = PostgresStore(postgres_url)
+    with pytest.raises(StoreUnavailable) as refused:
+        await store.open()
+    assert str(refused.value) == (
+        f"the database has schema version {newer}, newer than this relay's "
+        f"{schema.SCHEMA_VERSION}: upgrade the relay"
+    )
+    with pytest.raises(StoreUnavailable, match="newer"):
+        migrate_database(postgres_url)  # never downgraded either
+
+
+async def test_an_older_schema_is_refused_until_migrated(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate_database(postgres_url)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, ("SELECT 1",)))
+    store = PostgresStore(postgres_url)
+    with pytest.raises(StoreUnavailable, match=r"older than this relay's .*: run `relay migrate`"):
+        await store.open()
+    assert migrate_database(postgres_url) == (schema.SCHEMA_VERSION - 1, schema.SCHEMA_VERSION)
+    store = PostgresStore(postgres_url)
+    await store.open()
+    await store.ping()
+    await store.close()
+
+
+# --- several processes on one database -------------------------------------------
+
+
+async def test_two_nodes_share_the_database(postgres_url: str) -> None:
+    """Events written by two stores at once (two processes, two nodes): all kept, ids
+    unique, the rollup (one shard per server process) summed right, one first secret."""
+    first, second = await open_postgres(postgres_url), PostgresStore(postgres_url)
+    await second.open()
+    try:
+        keys = await asyncio.gather(first.secrets(), second.secrets())
+        assert keys[0] == keys[1] and len(keys[0]) == 1
+        message_id, copy_id = await spool_one(first)
+        hour = (time.time() // 3600 - 1) * 3600
+        ids = await asyncio.gather(
+            *(
+                node.record_hit(an_open(copy_id, message_id, hour + i))
+                for i in range(200)
+                for node in (first, second)
+            )
+        )
+        assert len({event.id for [event] in ids}) == 400
+        shards = query(postgres_url, "SELECT count(DISTINCT shard) FROM event_hours")
+        assert shards[0][0] >= 1
+        [bucket] = await second.event_histogram(hour, hour + 3600, 3600)
+        assert (bucket.kind, bucket.klass, bucket.count) == ("open", "human", 400)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_webhook_queue_loses_nothing_to_concurrent_writers(postgres_url: str) -> None:
+    from relay.core.models import WebhookTarget
+
+    first, second = await open_postgres(postgres_url), PostgresStore(postgres_url)
+    await second.open()
+    try:
+        message_id, copy_id = await spool_one(first)
+        target = WebhookTarget("https://hooks.example.com/", ("open",))
+        written = asyncio.Event()
+
+        async def fan_out() -> int:  # meanwhile, a little at a time, as a dispatcher does
+            consumed = 0
+            while (n := await second.queue_webhooks([target], limit=7)) or not written.is_set():
+                consumed += n
+                await asyncio.sleep(0.001)
+            return consumed
+
+        fanning = asyncio.create_task(fan_out())
+        await asyncio.gather(
+            *(node.record_event(an_open(copy_id, message_id)) for node in (first, second) * 100)
+        )
+        written.set()
+        assert await fanning == 200
+        assert await first.webhook_backlog() == {"queued": 0, "pending": 200, "failed": 0}
+    finally:
+        await first.close()
+        await second.close()
+
+
+# --- failures ------------------------------------------------------------------
+
+
+async def test_a_lost_connection_fails_a_batch_and_the_next_one_connects_again(
+    postgres_url: str,
+) -> None:
+    store = await open_postgres(postgres_url)
+    try:
+        message_id, copy_id = await spool_one(store)
+        for _ in range(4):
+            await store.ping()  # every read connection is made
+        killed = query(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'mail-tracking-relay'",
+        )
+        assert len(killed) >= 2
+        outcomes = []
+        for _ in range(3):
+            try:
+                await store.record_event(an_open(copy_id, message_id))
+                outcomes.append("stored")
+            except StoreUnavailable:  # the batch that found the connection gone
+                outcomes.append("failed")
+        assert outcomes in (["failed", "stored", "stored"], ["stored"] * 3)
+        for _ in range(8):
+            await store.ping()  # a read finding its connection gone is run again on a new one
+        assert len(await store.list_events()) == outcomes.count("stored")
+    finally:
+        await store.close()
+
+
+def test_a_deadlocked_batch_is_run_again_op_by_op(postgres_url: str) -> None:
+    migrate_database(postgres_url)
+    conn = Connection.connect(postgres_url)
+    calls = {"n": 0}
+
+    def deadlocks_once(c: Connection) -> str:
+        calls["n"] += 1
+        c.execute("INSERT INTO settings (name, value) VALUES ('a', '1')")
+        if calls["n"] == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return "ok"
+
+    def fine(c: Connection) -> str:
+        c.execute("INSERT INTO settings (name, value) VALUES ('b', '2')")
+        return "fine"
+
+    writer = PostgresWriter(lambda: conn)
+    items = [WriteItem(fine, False), WriteItem(deadlocks_once, False)]
+    results, commits = writer._run_batch(items)  # the batch, then each op alone
+    assert results == [(True, "fine"), (True, "ok")] and commits == 2 and calls["n"] == 2
+    rows = query(postgres_url, "SELECT name FROM settings WHERE name IN ('a', 'b') ORDER BY 1")
+    assert rows == [("a",), ("b",)]
+    conn.close()
+    writer._thread.shutdown()
+
+
+async def test_a_held_lock_costs_the_hit_timeout_not_the_hit(postgres_url: str) -> None:
+    migrate_database(postgres_url)
+    store = PostgresStore(postgres_url, hit_timeout=0.3)
+    await store.open()
+    try:
+        message_id, copy_id = await spool_one(store)
+        blocker = psycopg.connect(postgres_url, autocommit=True)
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await store.record_hit(an_open(copy_id, message_id))
+        assert time.monotonic() - started < 2.0
+        blocker.execute("COMMIT")
+        blocker.close()
+        for _ in range(200):  # the writer goes on once the lock is gone
+            if await store.list_events():
+                break
+            await asyncio.sleep(0.05)
+        assert len(await store.list_events()) == 1  # committed after all
+    finally:
+        await store.close()
+
+
+async def test_text_postgres_cannot_hold_is_stored_as_sqlite_stores_it(postgres_url: str) -> None:
+    store = await open_postgres(postgres_url)
+    try:
+        msg = dataclasses.replace(new_message(), subject="a\x00b caf\udce9")
+        message_id = await store.spool(msg, [CopySpec(BOB, (BOB,))])
+        stored = await store.get_message(message_id)
+        assert stored is not None and stored.subject == "a\ufffdb caf\ufffd"
+        assert await store.reclaim_space(0) == 0  # autovacuum's job on PostgreSQL
+    finally:
+        await store.close()
