@@ -81,11 +81,18 @@ def load_config(path: Path | None) -> Config:
         upstream=_upstream(root.table("upstream", _keys(UpstreamConfig))),
         tracking=_tracking(root.table("tracking", _keys(TrackingConfig))),
         admin=_admin(root.table("admin", _keys(AdminConfig))),
-        store=StoreConfig(path=_required_str(root.table("store", ["path"]), "path", "./relay.db")),
+        store=_store(root.table("store", _keys(StoreConfig))),
         dkim=_dkim(root.table("dkim", _keys(DkimConfig))) if root.has("dkim") else None,
         webhooks=tuple(_webhook(t) for t in root.tables("webhooks", _keys(WebhookConfig))),
         log=_log(root.table("log", _keys(LogConfig))),
         source=str(path),
+    )
+
+
+def _store(t: TomlTable) -> StoreConfig:
+    return StoreConfig(
+        path=_required_str(t, "path", "./relay.db"),
+        url=t.convert("url", "", checks.check_store_url),
     )
 
 

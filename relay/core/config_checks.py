@@ -25,6 +25,7 @@ DURATION_UNITS: dict[str, float] = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 UPSTREAM_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+STORE_SCHEMES = ("postgresql", "postgres")
 WEBHOOK_EVENTS = ("open", "click", "bounce", "delivered", "deferred", "reply")
 PIXEL_POSITIONS = ("auto", "top", "bottom")
 
@@ -157,6 +158,26 @@ def check_upstream_url(value: str) -> str:
         parse_port(port_text[2], _hide_password(text))
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("only scheme://host:port is allowed")
+    return text
+
+
+@expects('a URL like "postgresql://relay@db.example.com/relay"')
+def check_store_url(value: str) -> str:
+    """Empty (the SQLite file at store.path), or a PostgreSQL URL as libpq reads it:
+    postgresql://[user[:password]@][host][:port][/dbname][?param=value...]."""
+    text = value.strip()
+    if not text:
+        return ""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"bad URL {_hide_password(text)!r}") from None
+    if parts.scheme.lower() not in STORE_SCHEMES:
+        raise ValueError(
+            f"unknown scheme in {_hide_password(text)!r}; use postgresql://user@host/dbname"
+            " (or leave it empty for the SQLite file at store.path)"
+        )
     return text
 
 

@@ -158,7 +158,8 @@ class AdminConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: str = "./relay.db"
+    path: str = "./relay.db"  # SQLite, the embedded default
+    url: str = ""  # postgresql://user@host:port/db: PostgreSQL instead (wins over path)
 
 
 @dataclass(frozen=True)

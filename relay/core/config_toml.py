@@ -100,7 +100,7 @@ def _redacted(key: str, value: object) -> object:
         if isinstance(value, tuple):
             return tuple(REDACTED if v else v for v in value)
         return REDACTED if value else value
-    if key == "upstream.url" and isinstance(value, str):
+    if key in ("upstream.url", "store.url") and isinstance(value, str):
         return redact_url(value, REDACTED)
     return value
 

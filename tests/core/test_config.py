@@ -566,3 +566,29 @@ def test_a_worker_count_outside_1_to_256_is_refused_by_name(tmp_path: Path, valu
 def test_delivery_workers_default_to_one_and_take_a_count(tmp_path: Path) -> None:
     assert load_text(tmp_path, "").upstream.delivery_workers == 1
     assert load_text(tmp_path, "[upstream]\ndelivery_workers = 8\n").upstream.delivery_workers == 8
+
+
+def test_a_postgresql_url_wins_over_the_path_and_its_password_never_shows(
+    tmp_path: Path,
+) -> None:
+    from relay.core.store import open_store
+    from relay.core.store.postgres import PostgresStore
+    from relay.core.store.sqlite import SQLiteStore
+
+    url = "postgresql://relay:hunter2@db.example.com:5433/relay"
+    config = load_text(tmp_path, f'[store]\npath = "x.db"\nurl = "{url}"\n')
+    assert (config.store.url, config.store.path) == (url, "x.db")
+    store = open_store(config.store)
+    assert isinstance(store, PostgresStore) and "hunter2" not in repr(store)
+    text = render_config(config)
+    assert "hunter2" not in text
+    assert 'url = "postgresql://relay:<redacted>@db.example.com:5433/relay"' in text
+    assert isinstance(open_store(StoreConfig()), SQLiteStore)
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u:hunter2@db/relay", "sqlite:///relay.db", "postgresql://u:hunter2@db:99999/r"]
+)
+def test_a_store_url_of_another_kind_is_refused_by_name(tmp_path: Path, url: str) -> None:
+    message = error_of(tmp_path, f'[store]\nurl = "{url}"\n')
+    assert message.startswith("store.url: ") and "hunter2" not in message

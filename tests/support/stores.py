@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 
 from relay.core.config import StoreConfig
-from relay.core.store import open_store
-from relay.core.store.postgres import PostgresStore, migrate_database
+from relay.core.store import migrate_store, open_store
+from relay.core.store.postgres import PostgresStore
 from relay.core.store.postgres.connection import translate
 from relay.core.store.sqlite import SQLiteStore
 
@@ -28,9 +28,12 @@ async def open_sqlite(path: Path) -> SQLiteStore:
 
 
 async def open_postgres(url: str) -> PostgresStore:
-    """The PostgreSQL store at `url` (migrated, as `relay migrate` would), opened."""
-    migrate_database(url)
-    store = PostgresStore(url)
+    """open_store() at `url` (migrated first, as `relay migrate` does), checked to be the
+    PostgreSQL backend, and opened."""
+    config = StoreConfig(url=url)
+    await migrate_store(config)
+    store = open_store(config)
+    assert isinstance(store, PostgresStore)
     await store.open()
     return store
 
@@ -42,6 +45,12 @@ class Backend:
 
     name: str  # "sqlite" or "postgres"
     location: str  # the file, or the database URL
+
+    @property
+    def config(self) -> StoreConfig:
+        if self.name == "sqlite":
+            return StoreConfig(path=self.location)
+        return StoreConfig(url=self.location)
 
     async def open(self) -> AnyStore:
         if self.name == "sqlite":
