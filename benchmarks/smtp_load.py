@@ -73,6 +73,7 @@ class Sink:
         require("smtp-sink")
         self.expected = expected
         self.count = 0
+        self.first_at: float | None = None  # when the first transaction completed
         self.reached_at: float | None = None
         self._reached = threading.Event()
         drop = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
@@ -95,6 +96,8 @@ class Sink:
             last = tail.rstrip(b"\r").rpartition(b"\r")[2]
             if b"mesg=" in last:
                 self.count = int(last.rpartition(b"mesg=")[2])
+                if self.count and self.first_at is None:
+                    self.first_at = now
             if self.count >= self.expected and self.reached_at is None:
                 self.reached_at = now
                 self._reached.set()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 500
 MAX_QUEUED = 20_000  # beyond this, submitters wait: backpressure, not unbounded memory
+BUSY_SECONDS = 5.0  # how long a write waits for another process's transaction
+BUSY_RETRY = 0.0005
 MAX_BULK = 200  # items per multi-row statement (bounds the statement's parameter count)
 
 
@@ -141,7 +144,7 @@ class GroupWriter:
 
 def run_batch(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
     """In the connection's thread: one transaction, a SAVEPOINT per multi-statement op."""
-    conn.execute("BEGIN IMMEDIATE")
+    begin_write(conn)
     try:
         results = run_items(conn, items)
         conn.execute("COMMIT")
@@ -150,6 +153,33 @@ def run_batch(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bo
             conn.execute("ROLLBACK")
         raise
     return results
+
+
+def begin_write(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, tried again every BUSY_RETRY seconds while another process writes.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ms and more between tries: with
+    several processes writing one file (delivery workers, the event writer) those sleeps,
+    not the writes, set the pace (measured: two delivery workers drained no faster than
+    one). The connection's busy timeout is off for this statement only.
+    """
+    deadline = time.monotonic() + BUSY_SECONDS
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(BUSY_RETRY)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "locked" in str(exc)
 
 
 def run_items(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
