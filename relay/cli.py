@@ -43,6 +43,7 @@ from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
 from relay.dkim import DkimKeyError, DkimSigner
 from relay.queue_cli import add_queue_parser, run_queue_command
+from relay.store_cli import add_store_parsers, run_migrate, run_store_copy
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
 from relay.workers import (
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queue": run_queue_command,
         "update-data": _cmd_update_data,
         "backup": _cmd_backup,
+        "migrate": run_migrate,
+        "store-copy": run_store_copy,
     }[args.command]
     try:
         return handler(args)
@@ -160,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     for role in ("smtp", "http"):
         sub.choices[role].add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     add_queue_parser(sub)
+    add_store_parsers(sub)
     sub.add_parser(
         "hash-password",
         help="read a password and print a hash for [[smtp.users]]",

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from relay.core.models import Copy, PendingBounce
+from relay.core.store.sql.dialect import skip_locked
 from relay.core.store.sql.reads import COPY_COLUMNS, copy_from_row
 
 MAX_OWNER = 200  # characters of a worker's name
-
-
-def skip_locked(conn: Any) -> str:
-    """The row-locking clause of a claim's inner SELECT, per dialect."""
-    return " FOR UPDATE SKIP LOCKED" if getattr(conn, "dialect", "sqlite") == "postgres" else ""
 
 
 def claim_copies(
