@@ -10,9 +10,11 @@ events cost a handful of commits, and nothing is acknowledged before it is
 durable.
 
 Unlike SQLite, a failed statement aborts a PostgreSQL transaction until it
-is rolled back, so every op gets a SAVEPOINT (single_statement is ignored);
-consecutive ops with the same Bulk runner still go as one statement, inside
-one SAVEPOINT.
+is rolled back, and a SAVEPOINT costs two round trips to the server. So a
+batch runs its ops plainly first (consecutive ops with the same Bulk runner
+as one statement); only when one of them fails is the transaction rolled
+back and the batch run again with a SAVEPOINT per op, where the failing op
+fails alone (single_statement is ignored).
 
 Other processes write to the same database at the same time. A batch that
 fails with a deadlock or a serialization failure is rolled back and run
@@ -156,17 +158,48 @@ class PostgresWriter:
 
 
 def run_batch(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
-    """One transaction, a SAVEPOINT per op (or per bulk group); raises _Retry on a
-    deadlock or serialization failure, having rolled back."""
+    """One transaction; raises _Retry on a deadlock or serialization failure, having
+    rolled back.
+
+    The ops run plainly first (no SAVEPOINT: two round trips fewer per op). Should one
+    fail, that transaction is rolled back and the batch runs again with a SAVEPOINT per
+    op (or per bulk group), so the failing op fails alone, as on SQLite."""
     conn.execute("BEGIN")
     try:
-        results = run_items(conn, items)
+        results = run_plainly(conn, items)
+        if results is None:
+            conn.execute("BEGIN")
+            results = run_items(conn, items)
         conn.execute("COMMIT")
     except Exception as exc:
         conn.rollback_if_open()
         if is_retryable(exc):
             raise _Retry(str(exc).strip()) from exc
         raise
+    return results
+
+
+def run_plainly(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]] | None:
+    """Inside an open transaction, every op without a SAVEPOINT: their results, or None
+    when one failed (the transaction is then rolled back)."""
+    results: list[tuple[bool, Any]] = []
+    shared: Any = conn  # the shared SQL is typed for sqlite3; the adapter stands in
+    for group in bulk_groups(items):
+        try:
+            if len(group) == 1:
+                results.append((True, group[0].op(shared)))
+                continue
+            bulks = [item.bulk for item in group if item.bulk is not None]
+            values = bulks[0].run(shared, [bulk.item for bulk in bulks])
+        except Exception as exc:
+            if is_retryable(exc) or not conn.usable:
+                raise
+            log.debug("store: a write of a batch of %d failed: %r", len(items), exc)
+            conn.execute("ROLLBACK")
+            return None
+        if len(values) != len(group):
+            raise RuntimeError(f"bulk write returned {len(values)} results for {len(group)}")
+        results.extend((True, value) for value in values)
     return results
 
 
