@@ -625,6 +625,8 @@ async def _reload(running: _Running) -> None:
         except (OSError, ssl.SSLError) as exc:
             log.error("SIGHUP: tracking.tls_cert unusable, the old one stays: %s", exc)
     running.config = config
+    for pool in running.workers:  # each reads the file again itself
+        pool.hangup()
     setup_logging(running.log_level or config.log.level, config.log.format)
     if running.reconfigure_tracking is not None:
         await running.reconfigure_tracking(config.tracking)
@@ -633,8 +635,6 @@ async def _reload(running: _Running) -> None:
     if running.delivery is not None and _delivery_changed(old, config):
         await running.delivery.restart(grace=CHILD_STOP_GRACE)
         log.info("SIGHUP: delivery process restarted with the new config")
-    for pool in running.workers:  # each reads the file again itself
-        pool.hangup()
     changed = [key for key in RESTART_KEYS if _value(old, key) != _value(config, key)]
     if changed and not running.worker:  # said once, by the relay
         log.warning("SIGHUP: %s changed; a restart applies it", ", ".join(changed))

@@ -106,21 +106,27 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent is not)."""
+    """Running: a zombie waiting for its parent is not, unless its other threads still run
+    (the leader of a killed thread group is a zombie before them, and their files, its
+    listening socket among them, stay open until the last one ends)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" or threads > 1
 
 
-def listeners(port: int, pids: set[int]) -> set[int]:
-    """Which of pids hold a socket listening on port."""
+LISTEN, ESTABLISHED = "0A", "01"
+
+
+def listeners(port: int, pids: set[int], state: str = LISTEN) -> set[int]:
+    """Which of pids hold a socket on local port in state (listening, or a connection)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(f"socket:[{fields[9]}]")
     holders = set()
     for pid in pids:
@@ -270,6 +276,20 @@ async def test_the_live_feed_shows_what_every_worker_records(relay: Relay) -> No
     assert seen == hits
 
 
+def test_sighup_reaches_every_process_and_a_new_count_waits_for_a_restart(relay: Relay) -> None:
+    config = relay.proc.args[-1]  # type: ignore[index]
+    text = Path(config).read_text(encoding="utf-8")
+    Path(config).write_text(text.replace(f"workers = {TRACKING_WORKERS}", "workers = 4"))
+    try:
+        relay.proc.send_signal(signal.SIGHUP)
+        processes = TRACKING_WORKERS + SMTP_WORKERS - 1  # the relay and its workers
+        wait_until(lambda: relay.log.read_text().count("relay.toml reloaded") == processes)
+        assert relay.log.read_text().count("tracking.workers changed; a restart applies it") == 1
+        assert len(relay_listeners(relay, "tracking")) == TRACKING_WORKERS
+    finally:
+        Path(config).write_text(text)
+
+
 def test_a_killed_worker_is_started_again_and_loses_no_count(relay: Relay) -> None:
     before = metric(admin_get(relay, "/metrics").decode(), "relay_tracking_events_total")
     workers = relay_listeners(relay, "tracking") - {relay.proc.pid}
@@ -287,15 +307,53 @@ def test_a_killed_worker_is_started_again_and_loses_no_count(relay: Relay) -> No
     assert "exited (killed by SIGKILL)" in relay.log.read_text()
 
 
-def test_sigterm_stops_every_process(relay: Relay) -> None:
+def open_data(port: int) -> socket.socket:
+    """An SMTP session inside DATA, half of its message sent."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    reader = conn.makefile("rb")
+    assert reader.readline().startswith(b"220")
+    conn.sendall(b"HELO client.test\r\n")
+    assert reader.readline().startswith(b"250")
+    for command in (b"MAIL FROM:<alice@example.com>", b"RCPT TO:<bob@example.net>", b"DATA"):
+        conn.sendall(command + b"\r\n")
+        assert reader.readline()[:3] in (b"250", b"354")
+    conn.sendall(b"From: alice@example.com\r\nSubject: in flight\r\n\r\nfirst half\r\n")
+    return conn
+
+
+def finish_data(conn: socket.socket) -> bytes:
+    with conn, conn.makefile("rb") as reader:
+        conn.sendall(b"second half\r\n.\r\n")
+        return reader.readline()
+
+
+def test_sigterm_drains_and_stops_every_process(relay: Relay) -> None:
     family = descendants(relay.proc.pid)
     assert len(family) >= TRACKING_WORKERS - 1 + SMTP_WORKERS - 1 + 1  # workers, delivery
+    sessions = [open_data(relay.ports["smtp"]) for _ in range(16)]
+    holding = listeners(relay.ports["smtp"], family | {relay.proc.pid}, ESTABLISHED)
+    assert len(holding) == SMTP_WORKERS  # sessions in flight in every SMTP process
     relay.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: not relay_listeners(relay, "smtp"))  # no new sessions
+    assert [finish_data(conn)[:3] for conn in sessions] == [b"250"] * len(sessions)
     assert relay.proc.wait(timeout=60) == 0
     wait_until(lambda: not any(alive(pid) for pid in family), timeout=10)
     for role in ("tracking", "smtp"):
         with socket.socket() as probe, pytest.raises(OSError):
             probe.connect(("127.0.0.1", relay.ports[role]))
+
+
+def test_a_relay_killed_with_sigkill_leaves_no_worker(tmp_path: Path) -> None:
+    ports = {"smtp": free_port(), "tracking": free_port(), "admin": free_port()}
+    proc = spawn_relay(write_toml(tmp_path, free_port(), ports, 2, 2))
+    try:
+        wait_for_port(ports["admin"], proc)
+        family = descendants(proc.pid)
+        assert len(listeners(ports["tracking"], family)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_until(lambda: not any(alive(pid) for pid in family), timeout=20)
 
 
 def test_a_port_held_by_another_program_stops_the_start(tmp_path: Path) -> None:
