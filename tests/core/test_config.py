@@ -592,3 +592,14 @@ def test_a_postgresql_url_wins_over_the_path_and_its_password_never_shows(
 def test_a_store_url_of_another_kind_is_refused_by_name(tmp_path: Path, url: str) -> None:
     message = error_of(tmp_path, f'[store]\nurl = "{url}"\n')
     assert message.startswith("store.url: ") and "hunter2" not in message
+
+
+def test_messages_name_the_store_without_a_password() -> None:
+    from relay.core.store import store_location
+
+    assert store_location(StoreConfig(path="x.db")) == ("store.path", "x.db")
+    url = "postgresql://relay:hunter2@db.example.com/relay"
+    assert store_location(StoreConfig(url=url)) == (
+        "store.url",
+        "postgresql://relay:***@db.example.com/relay",
+    )

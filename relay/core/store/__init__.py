@@ -21,6 +21,16 @@ def open_store(config: StoreConfig, *, events_process: bool = False) -> Store:
     return SQLiteStore(config.path, events_process=events_process)
 
 
+def store_location(config: StoreConfig) -> tuple[str, str]:
+    """(the config key, where the store is) for messages: the SQLite file, or the
+    PostgreSQL URL without its password."""
+    if config.url:
+        from relay.core.config_checks import redact_url
+
+        return "store.url", redact_url(config.url, "***")
+    return "store.path", config.path
+
+
 async def migrate_store(config: StoreConfig) -> tuple[int, int]:
     """`relay migrate`: bring the store's schema up to this relay's; (version before, after).
 
@@ -58,4 +68,11 @@ def _sqlite_version(path: str) -> int:
         raise StoreUnavailable(f"cannot open {path}: {exc}") from exc
 
 
-__all__ = ["DELIVERER_LEASE", "Store", "StoreUnavailable", "migrate_store", "open_store"]
+__all__ = [
+    "DELIVERER_LEASE",
+    "Store",
+    "StoreUnavailable",
+    "migrate_store",
+    "open_store",
+    "store_location",
+]
