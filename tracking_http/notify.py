@@ -1,8 +1,10 @@
 """The live feed: recorded events fanned out to Server-Sent Events streams.
 
 The recording path publishes each stored event to the EventBroker at once;
-a StoreFollower polls the store by id, so events recorded by another
-process (a split deployment: replies come from the SMTP role) arrive too,
+a StoreFollower reads the store by id whenever the store says other
+processes recorded events (PostgreSQL: LISTEN/NOTIFY, so events of every
+node arrive at once) or once a second (SQLite), so events recorded by
+another process (replies come from the SMTP role; tracking workers) arrive too,
 and it sends checkpoints: ids up to which the store has been read, which
 the streams hand to browsers as the ``Last-Event-ID`` to resume from.
 
@@ -32,6 +34,7 @@ QUEUE_SIZE = 10_000  # items a feed may lag behind before it is dropped
 MAX_SUBSCRIBERS = 1_000
 MAX_REMEMBERED = 100_000  # ids published but not yet seen by the follower
 POLL_INTERVAL = 1.0
+MIN_INTERVAL = 0.05  # at most 20 reads a second, however often the store says "new events"
 POLL_PAGE = 1000
 
 EventSink = Callable[[Sequence[Event]], None]
@@ -216,7 +219,11 @@ class StoreFollower:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            try:
+                await self._store.wait_for_events(self.interval)
+            except Exception:  # the store may be down for a while; the feed waits
+                await asyncio.sleep(self.interval)
+            await asyncio.sleep(MIN_INTERVAL)  # a busy store wakes it often: in batches
             try:
                 await self.poll_once()
             except Exception:  # the store may be down for a while; the feed waits

@@ -211,6 +211,11 @@ class Store(Protocol):
     async def last_event_id(self) -> int:
         """The highest event id so far (0 when none): where a new live feed starts."""
 
+    async def wait_for_events(self, at_most: float) -> None:
+        """Return once any process, on any node, may have recorded new events, or after
+        at_most seconds: PostgreSQL wakes the caller at once (LISTEN/NOTIFY); SQLite simply
+        waits them out, so its callers poll."""
+
     async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
         """An address's events by type (open, click, reply) and class, across messages."""
 

@@ -232,6 +232,15 @@ _TRIGGERS = (
               AND (NEW.state IS DISTINCT FROM OLD.state
                    OR NEW.attempts IS DISTINCT FROM OLD.attempts))
         EXECUTE FUNCTION webhook_queue_outcomes()""",
+    # The live feed of every node: a statement that inserts events tells the listeners
+    # (postgres/listen.py), once per transaction, when it commits.
+    """CREATE FUNCTION notify_events() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('relay_events', '');
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER notify_events AFTER INSERT ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION notify_events()""",
     *(  # Charts: events per hour, kind and class (inferred counts as human), kept in
         # the statement that changes events. Each statement adds its changes, grouped,
         # to its own process's shard (store/sql/rollup.py sums the shards).

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import psycopg
+
 from relay.core.models import (
     ContactReport,
     Copy,
@@ -40,6 +42,7 @@ from relay.core.models import (
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.postgres import schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate_error
+from relay.core.store.postgres.listen import EventListener
 from relay.core.store.postgres.pool import ReadPool, snapshot
 from relay.core.store.postgres.writer import PostgresWriter
 from relay.core.store.sql import (
@@ -98,6 +101,9 @@ class PostgresStore:
         self._reads: ReadPool | None = None
         self._open = False
         self._closed = False
+        self._listener = EventListener(
+            functools.partial(psycopg.connect, url, autocommit=True, application_name="relay")
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r})"
@@ -131,6 +137,7 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        await self._listener.close()
         if self._writer is not None:
             await self._writer.close()
         if self._reads is not None:
@@ -348,6 +355,12 @@ class PostgresStore:
     # --- live feed and webhooks -------------------------------------------------
     async def last_event_id(self) -> int:
         return await self._read(feed.last_event_id)
+
+    async def wait_for_events(self, at_most: float) -> None:
+        """Woken by any node's commit of events (LISTEN/NOTIFY), or after timeout."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        await self._listener.wait(at_most)
 
     async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
         return await self._read(feed.contact_counts, address)

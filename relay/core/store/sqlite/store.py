@@ -368,6 +368,10 @@ class SQLiteStore:
     async def last_event_id(self) -> int:
         return await self._read(feed.last_event_id)
 
+    async def wait_for_events(self, at_most: float) -> None:
+        """Nothing tells one SQLite connection of another process's commit: poll."""
+        await asyncio.sleep(at_most)
+
     async def contact_counts(self, address: str) -> dict[str, dict[str, int]]:
         return await self._read(feed.contact_counts, address)
 
