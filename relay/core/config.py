@@ -118,6 +118,18 @@ def _file_or_empty(path: str) -> str:
 
 
 @expects(checks.DURATION_EXPECTED)
+def _lease_time(text: str) -> float:
+    """At least MIN_LEASE: a renewal every third of it must get through a busy store."""
+    seconds = _positive_duration(text)
+    if seconds < MIN_LEASE:
+        raise ValueError(f"must be at least {MIN_LEASE:.0f}s, got {text!r}")
+    return seconds
+
+
+MIN_LEASE = 3.0
+
+
+@expects(checks.DURATION_EXPECTED)
 def _positive_duration(text: str) -> float:
     seconds = checks.parse_duration(text)
     if seconds <= 0:
@@ -213,6 +225,7 @@ def _upstream(t: TomlTable) -> UpstreamConfig:
         opportunistic_tls=t.get_bool("opportunistic_tls", d.opportunistic_tls),
         delivery_process=t.get_bool("delivery_process", d.delivery_process),
         delivery_workers=t.get_worker_count("delivery_workers", d.delivery_workers),
+        lease_time=t.convert("lease_time", d.lease_time, _lease_time),
         ca_file=t.convert("ca_file", d.ca_file, _file_or_empty),
     )
 

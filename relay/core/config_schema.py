@@ -85,6 +85,9 @@ class UpstreamConfig:
     # Delivery processes started by the smtp and serve roles (delivery_process = true);
     # they share the queue by leases, as do `relay deliver` processes on other hosts.
     delivery_workers: int = 1
+    # How long a copy taken by a worker stays its own without a renewal (every third of
+    # it): how soon a dead worker's copies go to another one (store/sql/leases.py).
+    lease_time: float = 60.0
 
 
 @dataclass(frozen=True)

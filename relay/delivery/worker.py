@@ -36,10 +36,9 @@ log = logging.getLogger("relay.delivery")
 
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 30.0  # longest stop() waits for copies in flight
-# A copy's lease: renewed every LEASE_SECONDS / 3 while in flight, so only a worker
-# that died (or lost the store that long) loses its copies, LEASE_SECONDS later. A copy
-# whose outcome could not be recorded also rests until its lease ends.
-LEASE_SECONDS = 60.0
+# A copy's lease (upstream.lease_time) is renewed every third of it while in flight, so
+# only a worker that died (or lost the store that long) loses its copies when it ends. A
+# copy whose outcome could not be recorded also rests until its lease ends.
 
 
 def worker_name() -> str:
@@ -88,7 +87,7 @@ class DeliveryWorker:
         # Copies in flight whose send is over and whose outcome is being written: they
         # hold no upstream connection, so they do not count against the slots.
         self._recording: set[int] = set()
-        self.lease = LEASE_SECONDS
+        self.lease = config.upstream.lease_time
         self._renewing: asyncio.Task[None] | None = None
         self._name_lease = DELIVERER_LEASE + self.owner
         self._backlog = False
@@ -123,7 +122,7 @@ class DeliveryWorker:
                 log.warning("stopping: copy still in flight, it will be retried")
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            with contextlib.suppress(Exception):  # else its lease ends in LEASE_SECONDS
+            with contextlib.suppress(Exception):  # else its lease ends in lease_time
                 await self.store.release_copies(self.owner, cut)
         if self._renewing is not None:
             self._renewing.cancel()

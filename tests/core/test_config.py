@@ -603,3 +603,10 @@ def test_messages_name_the_store_without_a_password() -> None:
         "store.url",
         "postgresql://relay:***@db.example.com/relay",
     )
+
+
+def test_a_lease_time_below_three_seconds_is_refused(tmp_path: Path) -> None:
+    assert load_text(tmp_path, "").upstream.lease_time == 60.0
+    assert load_text(tmp_path, '[upstream]\nlease_time = "5s"\n').upstream.lease_time == 5.0
+    with pytest.raises(ConfigError, match=r"upstream\.lease_time.*at least 3s"):
+        load_text(tmp_path, '[upstream]\nlease_time = "1s"\n')

@@ -87,10 +87,10 @@ class LongLineController(Controller):
 
 
 @contextlib.contextmanager
-def running_sink() -> Iterator[tuple[SinkHandler, int]]:
-    """An aiosmtpd sink on a free loopback port, in its own thread."""
+def running_sink(port: int | None = None) -> Iterator[tuple[SinkHandler, int]]:
+    """An aiosmtpd sink on a loopback port (a free one by default), in its own thread."""
     handler = SinkHandler()
-    port = free_port()
+    port = free_port() if port is None else port
     controller = LongLineController(
         handler, hostname="127.0.0.1", port=port, decode_data=False, data_size_limit=0
     )
