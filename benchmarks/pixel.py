@@ -19,6 +19,9 @@ reopening any the relay closes), against the same run without them.
 
     .venv/bin/python benchmarks/pixel.py [--connections 50] [--seconds 10] [--clients 20000]
         [--idle 5000]
+
+With ``--workers 1,2`` it runs only the one-client load (classification on) once per
+``tracking.workers`` count given, and reports each against the first.
 """
 
 from __future__ import annotations
@@ -204,6 +207,7 @@ def run_relay(
     seconds: int,
     script: Path | None = None,
     idle: int = 0,
+    workers: int = 1,
 ) -> tuple[float, float, int]:
     """`relay http` on the store, loaded by wrk: requests/s, p99 ms, requests answered.
     With idle > 0, an attacker holds that many idle connections open meanwhile."""
@@ -212,10 +216,13 @@ def run_relay(
     config.write_text(
         f'[tracking]\nlisten = "127.0.0.1:{http_port}"\nclassify = {str(classify).lower()}\n'
         'trusted_proxies = ["127.0.0.1/32"]\nmax_connections = 8192\n'
+        f"workers = {workers}\n"
         f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n[store]\npath = "{db}"\n'
     )
     command = ["-m", "relay", "http", "--config", str(config), "--log-level", "WARNING"]
     ours = serve([sys.executable, *command], http_port, work)
+    if workers > 1:
+        time.sleep(5)  # the tracking workers start after the first listener answers
     attacker = None
     try:
         if idle:
@@ -241,9 +248,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--clients", type=int, default=20_000)
     parser.add_argument("--idle", type=int, default=5000)
+    parser.add_argument("--workers", default="", help="e.g. 1,2: compare tracking.workers")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
+    if args.workers:
+        compare_workers([int(n) for n in args.workers.split(",")], args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = work / "relay.db"
@@ -286,6 +297,29 @@ def main() -> None:
         + ("every answered request is stored" if lost <= 0 else f"{lost} LOST")
     )
     if lost > 0:
+        raise SystemExit(1)
+
+
+def compare_workers(counts: list[int], args: argparse.Namespace) -> None:
+    """The one-client load against tracking.workers = each of counts, same store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db = work / "relay.db"
+        token, _ = asyncio.run(prepare_store(db))
+        results = [
+            run_relay(work, db, token, True, args.connections, args.seconds, workers=n)
+            for n in counts
+        ]
+        stored = asyncio.run(count_events(db))
+    first = results[0][0]
+    for n, (rate, p99, _) in zip(counts, results, strict=True):
+        print(
+            f"tracking.workers = {n:<3}: {rate:8.0f} req/s  p99 {p99:.1f} ms"
+            f"  ({rate / first:.2f}x the first; {os.cpu_count()} cores)"
+        )
+    answered = sum(answered for _, _, answered in results)
+    print(f"answered {answered}, stored {stored}" + (" LOST" if stored < answered else ""))
+    if stored < answered:
         raise SystemExit(1)
 
 

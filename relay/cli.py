@@ -43,9 +43,9 @@ from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
 from relay.dkim import DkimKeyError, DkimSigner
 from relay.queue_cli import add_queue_parser, run_queue_command
-from relay.store_cli import add_store_parsers, run_migrate, run_store_copy
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
+from relay.store_cli import add_store_parsers, run_migrate, run_store_copy
 from relay.workers import (
     ROLES,
     ParentLink,
@@ -758,20 +758,25 @@ def base_url_warning(config: Config) -> str:
 def _print_banner(config: Config, *, smtp: bool, http: bool) -> None:
     lines = [f"relay: config {config.source}; store {config.store.path}"]
     if smtp:
-        plain = ", ".join(str(a) for a in config.smtp.listen)
+        plain = ", ".join(str(a) for a in config.smtp.listen) + _processes(config.smtp.workers)
         lines.append(f"  SMTP            {plain}")
         if config.smtp.implicit_tls_listen:
             tls = ", ".join(str(a) for a in config.smtp.implicit_tls_listen)
             lines.append(f"  SMTP (TLS)      {tls}")
         lines.append(f"  upstream        {_redact_url(config.upstream.url)}")
     if http:
-        lines.append(f"  tracking HTTP   {', '.join(str(a) for a in config.tracking.listen)}")
+        tracking = ", ".join(str(a) for a in config.tracking.listen)
+        lines.append(f"  tracking HTTP   {tracking}{_processes(config.tracking.workers)}")
         lines.append(f"  admin HTTP      {', '.join(str(a) for a in config.admin.listen)}")
     command = first_message_command(config.smtp) if smtp else []
     if command:
         lines.append("Send a first message:")
         lines += command
     print("\n".join(lines), flush=True)
+
+
+def _processes(workers: int) -> str:
+    return f" ({workers} processes)" if workers > 1 else ""
 
 
 def _redact_url(url: str) -> str:
