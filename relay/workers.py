@@ -240,7 +240,11 @@ class ParentLink:
                     stopped.set_result(None)
 
         await loop.connect_read_pipe(EndOfInput, sys.stdin)
-        os.write(self._out, READY)
+        try:
+            os.write(self._out, READY)
+        except BrokenPipeError:  # the relay is gone already: stop (its EOF comes too)
+            if not stopped.done():
+                stopped.set_result(None)
         os.set_blocking(self._out, False)  # a wake never blocks the worker's loop
 
     def wake(self) -> None:
