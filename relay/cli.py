@@ -33,7 +33,7 @@ from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limi
 from relay.core.logs import setup_logging
 from relay.core.metrics import DeliveryMetrics, Metrics, share_across_processes, stop_sharing
 from relay.core.passwords import hash_password
-from relay.core.store import Store, StoreUnavailable, open_store
+from relay.core.store import Store, StoreUnavailable, open_store, store_location
 from relay.core.store.sqlite.backup import backup_store
 from relay.core.tls import server_context
 from relay.core.tokens import TokenCodec
@@ -178,7 +178,7 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     try:
         counts = asyncio.run(erase_address(config, args.address))
     except StoreUnavailable as exc:
-        raise StartupError(f"store.path: {exc}") from exc
+        raise StartupError(f"{store_location(config.store)[0]}: {exc}") from exc
     print(f"erased {args.address}: {describe(counts)}")
     return 0
 
@@ -186,6 +186,11 @@ def _cmd_erase(args: argparse.Namespace) -> int:
 def _cmd_backup(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     target: Path = args.file
+    if config.store.url:  # PostgreSQL has its own tools for this
+        raise StartupError(
+            "backup: the store is PostgreSQL (store.url): use pg_dump, or your database's"
+            " own backups; relay backup copies a SQLite store"
+        )
     if target.resolve() == Path(config.store.path).resolve():
         raise StartupError("backup: FILE is the store itself")
     with tqdm(total=None, unit="page", desc="backup", disable=None, leave=False) as bar:
@@ -348,7 +353,8 @@ async def _open_store(config: Config, *, events_process: bool = False) -> Store:
     try:
         await store.open()
     except Exception as exc:
-        raise StartupError(f"store.path: cannot open {config.store.path}: {exc}") from exc
+        key, where = store_location(config.store)
+        raise StartupError(f"{key}: cannot open {where}: {exc}") from exc
     return store
 
 
@@ -595,6 +601,7 @@ RESTART_KEYS = (
     "admin.idle_timeout",
     "admin.access_log",
     "store.path",
+    "store.url",
     "upstream.delivery_process",
     "upstream.delivery_workers",
 )
@@ -756,7 +763,7 @@ def base_url_warning(config: Config) -> str:
 
 
 def _print_banner(config: Config, *, smtp: bool, http: bool) -> None:
-    lines = [f"relay: config {config.source}; store {config.store.path}"]
+    lines = [f"relay: config {config.source}; store {store_location(config.store)[1]}"]
     if smtp:
         plain = ", ".join(str(a) for a in config.smtp.listen) + _processes(config.smtp.workers)
         lines.append(f"  SMTP            {plain}")

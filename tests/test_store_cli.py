@@ -41,3 +41,14 @@ async def test_migrate_then_store_copy_from_the_command_line(
     ]
     wrong = relay("store-copy", str(source), str(tmp_path / "other.db"))
     assert wrong.returncode == 1 and "postgresql://" in wrong.stderr
+
+
+def test_backup_and_a_broken_url_say_what_to_do_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[store]\nurl = "{postgres_url}"\n', encoding="utf-8")
+    backup = relay("backup", str(tmp_path / "copy.db"), "--config", str(config))
+    assert backup.returncode == 2 and "use pg_dump" in backup.stderr
+    unmigrated = relay("queue", "list", "--config", str(config))
+    assert unmigrated.returncode != 0 and "relay migrate" in unmigrated.stderr
