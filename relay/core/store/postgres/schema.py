@@ -28,6 +28,7 @@ from relay.core.store.sql.classes import COUNTED_CLASS
 
 # pg_advisory_xact_lock key of migrations: any constant shared by every relay.
 MIGRATION_LOCK = 0x72656C6179  # "relay"
+EVENTS_LOCK = 0x72656C6576  # "relev": held from an event insert to its COMMIT
 # Rows of the hourly rollup per (hour, kind, class): each server process adds to
 # its own (pg_backend_pid() % ROLLUP_SHARDS), so concurrent writers do not queue
 # behind one hot row, nor deadlock on two; the readers sum the shards.
@@ -232,6 +233,19 @@ _TRIGGERS = (
               AND (NEW.state IS DISTINCT FROM OLD.state
                    OR NEW.attempts IS DISTINCT FROM OLD.attempts))
         EXECUTE FUNCTION webhook_queue_outcomes()""",
+    # Event ids in commit order, as on SQLite: readers page by id (GET /api/events?since=,
+    # the live feed's checkpoints), and an id that committed after a higher one was read
+    # would be skipped for ever. So a statement that inserts events first takes one
+    # transaction-level lock, before its rows draw ids, and keeps it until its COMMIT:
+    # event inserts commit one transaction at a time, in id order (group commit puts
+    # many hits in each, so this costs little), whatever process or node writes them.
+    f"""CREATE FUNCTION events_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock({EVENTS_LOCK});
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER events_in_order BEFORE INSERT ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION events_in_order()""",
     # The live feed of every node: a statement that inserts events tells the listeners
     # (postgres/listen.py), once per transaction, when it commits.
     """CREATE FUNCTION notify_events() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -16,6 +16,13 @@ as one statement); only when one of them fails is the transaction rolled
 back and the batch run again with a SAVEPOINT per op, where the failing op
 fails alone (single_statement is ignored).
 
+A batch waits for its COMMIT's round trips and the server's fsync, not for this
+process's CPU: so the writer keeps LANES connections, each with its thread, that
+take batches from the one queue in turn, and while one waits for its commit the
+next batch is already running (measured: delivery on one lane waited for the
+store with both the worker and the server mostly idle). Ops that must follow
+each other are awaited by their callers, so no order is lost.
+
 Other processes write to the same database at the same time. A batch that
 fails with a deadlock or a serialization failure is rolled back and run
 again op by op, each op in a transaction of its own. A lost connection fails
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteOp = Callable[[Any], Any]
+LANES = 3  # write connections per process
 
 
 class _Retry(Exception):
@@ -51,25 +59,49 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
-class PostgresWriter:
-    """Owns the write connection; `transactions` counts commits (tests compare it)."""
+class _Lane:
+    """One write connection and the thread that uses it."""
 
-    def __init__(self, connect: Callable[[], Connection]) -> None:
+    def __init__(self, connect: Callable[[], Connection], number: int) -> None:
         self._connect = connect
-        self._conn: Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self.conn: Connection | None = None
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-writer-{number}")
+
+    def connection(self) -> Connection:
+        """In the lane's thread: the connection, made again if the last one broke."""
+        if self.conn is None or not self.conn.usable:
+            if self.conn is not None:
+                log.warning("store: a write connection was lost; connecting again")
+                self.disconnect()
+            self.conn = self._connect()
+        return self.conn
+
+    def disconnect(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+
+class PostgresWriter:
+    """Owns the write connections; `transactions` counts commits (tests compare it)."""
+
+    def __init__(self, connect: Callable[[], Connection], lanes: int = LANES) -> None:
+        self._lanes = [_Lane(connect, n) for n in range(max(1, lanes))]
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(MAX_QUEUED)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.transactions = 0
 
     async def call(self, fn: Callable[[Connection], T]) -> T:
-        """Run fn(connection) in the writer's thread, outside any batch (opening, schema)."""
+        """Run fn(connection) on the first lane, outside any batch (opening, schema)."""
+        lane = self._lanes[0]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
+        return await loop.run_in_executor(lane.thread, lambda: fn(lane.connection()))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="store-writer")
+        self._tasks = [
+            asyncio.create_task(self._run(lane), name="store-writer") for lane in self._lanes
+        ]
 
     async def submit(self, op: Callable[[Any], T], bulk: Bulk | None = None) -> T:
         """Run op in the next batch; returns its result once the batch is committed."""
@@ -84,32 +116,19 @@ class PostgresWriter:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
+        for _ in self._tasks:  # one stop mark per lane: each ends after its last batch
             await self._queue.put(None)
-            await self._task
+        await asyncio.gather(*self._tasks)
         while not self._queue.empty():  # nothing should be left; never leave a caller hanging
             item = self._queue.get_nowait()
             if item is not None and not item.future.done():
                 item.future.set_exception(StoreUnavailable("the store is closed"))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._disconnect)
-        self._thread.shutdown(wait=False)
+        for lane in self._lanes:
+            await loop.run_in_executor(lane.thread, lane.disconnect)
+            lane.thread.shutdown(wait=False)
 
-    def _connection(self) -> Connection:
-        """In the writer's thread: the connection, made again if the last one broke."""
-        if self._conn is None or not self._conn.usable:
-            if self._conn is not None:
-                log.warning("store: the write connection was lost; connecting again")
-                self._disconnect()
-            self._conn = self._connect()
-        return self._conn
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
         stop = False
         while not stop:
             first = await self._queue.get()
@@ -122,13 +141,13 @@ class PostgresWriter:
                 else:
                     batch.append(item)
             if batch:
-                await self._commit_batch(batch)
+                await self._commit_batch(batch, lane)
 
-    async def _commit_batch(self, batch: list[_Pending]) -> None:
+    async def _commit_batch(self, batch: list[_Pending], lane: _Lane) -> None:
         items = [p.item for p in batch]
         loop = asyncio.get_running_loop()
         try:
-            results, commits = await loop.run_in_executor(self._thread, self._run_batch, items)
+            results, commits = await loop.run_in_executor(lane.thread, self._run_batch, items, lane)
             self.transactions += commits
         except Exception as exc:
             log.warning("store: a write batch of %d failed: %s", len(batch), exc)
@@ -144,17 +163,22 @@ class PostgresWriter:
             else:
                 pending.future.set_exception(value)
 
-    def _run_batch(self, items: list[WriteItem]) -> tuple[list[tuple[bool, Any]], int]:
-        """In the writer's thread: (each item's outcome, commits made)."""
-        conn = self._connection()
-        try:
-            return run_batch(conn, items), 1
-        except _Retry as exc:
-            log.info("store: a write batch of %d met %s; running it op by op", len(items), exc)
-        except BaseException:
-            conn.rollback_if_open()
-            raise
-        return [run_alone(conn, item) for item in items], len(items)
+    def _run_batch(self, items: list[WriteItem], lane: _Lane) -> tuple[list[tuple[bool, Any]], int]:
+        """In the lane's thread: (each item's outcome, commits made)."""
+        return commit_items(lane.connection(), items)
+
+
+def commit_items(conn: Connection, items: list[WriteItem]) -> tuple[list[tuple[bool, Any]], int]:
+    """(each item's outcome, commits made): one transaction for the batch, or, after a
+    deadlock or serialization failure, one per op."""
+    try:
+        return run_batch(conn, items), 1
+    except _Retry as exc:
+        log.info("store: a write batch of %d met %s; running it op by op", len(items), exc)
+    except BaseException:
+        conn.rollback_if_open()
+        raise
+    return [run_alone(conn, item) for item in items], len(items)
 
 
 def run_batch(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
