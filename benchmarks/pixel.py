@@ -70,9 +70,17 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 UA_HEADER = "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.3"
 
 
-async def prepare_store(path: Path) -> tuple[str, int]:
+def at(path: Path) -> StoreConfig:
+    return StoreConfig(path=str(path))
+
+
+def store_toml(store: StoreConfig) -> str:
+    return f'url = "{store.url}"' if store.url else f'path = "{store.path}"'
+
+
+async def prepare_store(config: StoreConfig) -> tuple[str, int]:
     """Spool one message; return a valid pixel token for its copy and its copy id."""
-    store = open_store(StoreConfig(path=str(path)))
+    store = open_store(config)
     await store.open()
     try:
         decision = TrackingDecision(opens=True, clicks=True)
@@ -97,8 +105,8 @@ async def prepare_store(path: Path) -> tuple[str, int]:
         await store.close()
 
 
-async def count_events(path: Path) -> int:
-    store = open_store(StoreConfig(path=str(path)))
+async def count_events(config: StoreConfig) -> int:
+    store = open_store(config)
     await store.open()
     try:
         total, since = 0, 0
@@ -200,7 +208,7 @@ def serve(args: list[str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
 
 def run_relay(
     work: Path,
-    db: Path,
+    db: StoreConfig,
     token: str,
     classify: bool,
     connections: int,
@@ -217,7 +225,7 @@ def run_relay(
         f'[tracking]\nlisten = "127.0.0.1:{http_port}"\nclassify = {str(classify).lower()}\n'
         'trusted_proxies = ["127.0.0.1/32"]\nmax_connections = 8192\n'
         f"workers = {workers}\n"
-        f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n[store]\npath = "{db}"\n'
+        f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n[store]\n{store_toml(db)}\n'
     )
     command = ["-m", "relay", "http", "--config", str(config), "--log-level", "WARNING"]
     ours = serve([sys.executable, *command], http_port, work)
@@ -249,15 +257,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20_000)
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--workers", default="", help="e.g. 1,2: compare tracking.workers")
+    parser.add_argument(
+        "--backends", action="store_true", help="only compare the PostgreSQL store with SQLite"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
+    if args.backends:
+        compare_backends(args)
+        return
     if args.workers:
         compare_workers([int(n) for n in args.workers.split(",")], args)
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        db = work / "relay.db"
+        db = at(work / "relay.db")
         token, _ = asyncio.run(prepare_store(db))
         bare_port = free_port()
         bare = serve([sys.executable, "-c", BARE, str(bare_port)], bare_port, work)
@@ -304,7 +318,7 @@ def compare_workers(counts: list[int], args: argparse.Namespace) -> None:
     """The one-client load against tracking.workers = each of counts, same store."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        db = work / "relay.db"
+        db = at(work / "relay.db")
         token, _ = asyncio.run(prepare_store(db))
         results = [
             run_relay(work, db, token, True, args.connections, args.seconds, workers=n)
@@ -321,6 +335,46 @@ def compare_workers(counts: list[int], args: argparse.Namespace) -> None:
     print(f"answered {answered}, stored {stored}" + (" LOST" if stored < answered else ""))
     if stored < answered:
         raise SystemExit(1)
+
+
+def compare_backends(args: argparse.Namespace) -> None:
+    """The one-client load (classification on), SQLite's file against a private PostgreSQL
+    (Debian's package, fsync on, on loopback: tests/support/postgres.py), back to back."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        url = server.create_database("pixels")
+        migrate = subprocess.run(
+            [sys.executable, "-m", "relay", "migrate", "--store", url],
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+        )  # fmt: skip
+        if migrate.returncode != 0:
+            raise SystemExit(f"relay migrate failed: {migrate.stderr.decode()}")
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            results = {}
+            for name, store in (("sqlite", at(work / "relay.db")), ("postgres", at_url(url))):
+                token, _ = asyncio.run(prepare_store(store))
+                rate, p99, answered = run_relay(
+                    work, store, token, True, args.connections, args.seconds
+                )
+                stored = asyncio.run(count_events(store))
+                results[name] = rate
+                print(
+                    f"{name:>8}: {rate:8.0f} req/s  p99 {p99:.1f} ms; answered {answered},"
+                    f" stored {stored}" + (" LOST" if stored < answered else ""),
+                    flush=True,
+                )
+    finally:
+        server.stop()
+    ratio = results["postgres"] / results["sqlite"]
+    print(f"ratio PostgreSQL / SQLite: {ratio:.2f} (target >= 0.8)")
+
+
+def at_url(url: str) -> StoreConfig:
+    return StoreConfig(url=url)
 
 
 if __name__ == "__main__":

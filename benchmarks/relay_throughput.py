@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,17 +83,19 @@ def proxy_front(port: int, sink_port: int, workdir: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def relay_front(
-    port: int, upstream_port: int, workdir: Path, upstream_extra: str = ""
+    port: int, upstream_port: int, workdir: Path, upstream_extra: str = "", store: str = ""
 ) -> Iterator[None]:
-    """`relay smtp` with its own store in a fresh directory under workdir."""
+    """`relay smtp` with its own store in a fresh directory under workdir (or `store`, a
+    [store] line)."""
     home = Path(tempfile.mkdtemp(dir=workdir, prefix="relay-"))
+    store = store or f'path = "{home / "relay.db"}"'
     config = home / "relay.toml"
     config.write_text(
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
         f'[upstream]\nurl = "smtp://127.0.0.1:{upstream_port}"\n{upstream_extra}'
         f'[tracking]\nlisten = "127.0.0.1:{free_port()}"\n'
         f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-        f'[store]\npath = "{home / "relay.db"}"\n'
+        f"[store]\n{store}\n"
     )
     args = ["smtp", "--config", str(config), "--log-level", "WARNING"]
     proc = spawn([sys.executable, "-m", "relay", *args], home)
@@ -160,12 +164,45 @@ def backlog(args: argparse.Namespace, workdir: Path) -> None:
     )
 
 
+def compare_backends(args: argparse.Namespace, workdir: Path) -> None:
+    """The relay on SQLite, then on a private PostgreSQL (Debian's package, fsync on,
+    loopback: tests/support/postgres.py), same load, back to back."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        url = server.create_database("throughput")
+        migrate = subprocess.run(
+            [sys.executable, "-m", "relay", "migrate", "--store", url],
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+        )  # fmt: skip
+        if migrate.returncode != 0:
+            raise SystemExit(f"relay migrate failed: {migrate.stderr.decode()}")
+
+        def on_postgres(port: int, upstream_port: int, work: Path) -> AbstractContextManager[None]:
+            return relay_front(port, upstream_port, work, store=f'url = "{url}"')
+
+        lite = measure("sqlite", relay_front, args, workdir, PER_RECIPIENT)
+        pg = measure("postgres", on_postgres, args, workdir, PER_RECIPIENT)
+    finally:
+        server.stop()
+    print(f"ratio PostgreSQL / SQLite: {pg / lite:.2f} (target >= 0.8)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--backlog-messages", type=int, default=5000)
+    parser.add_argument(
+        "--backends", action="store_true", help="only compare the PostgreSQL store with SQLite"
+    )
     args = parser.parse_args()
+    if args.backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            compare_backends(args, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         baseline = measure("pass-through", proxy_front, args, workdir)
