@@ -332,6 +332,11 @@ async def _deliver_role(config: Config, *, child: bool) -> None:
             await deliver(config, store, codec, signer, metrics, wake)
 
         if child:
+            # Ctrl-C and `systemctl stop` signal the whole group: the parent stops this
+            # child by closing its stdin once the front is drained, and the child then
+            # finishes its copies in flight (a signal here would cut them short).
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             await serve_parent(run)
             return
         stop = asyncio.Event()

@@ -158,3 +158,24 @@ def test_delivery_in_the_smtp_process_when_asked(tmp_path: Path) -> None:
             assert deliverer(tmp_path) == relay.proc.pid
         finally:
             stop_relay(relay)
+
+
+def test_the_child_ignores_a_group_sigterm_and_stops_with_its_parent(tmp_path: Path) -> None:
+    """`systemctl stop` and Ctrl-C signal every process of the group: the child must not
+    die mid-send, it stops when the relay closes its pipe, after its copies in flight."""
+    upstream = free_port()
+    with sink_on(upstream) as sink:
+        relay = start_relay(tmp_path, config(upstream))
+        try:
+            send(relay, "one")
+            wait_until(lambda: tags_of(sink) == {"one"})
+            child = deliverer(tmp_path)
+            os.kill(child, signal.SIGTERM)
+            send(relay, "two")
+            wait_until(lambda: tags_of(sink) == {"one", "two"})
+            assert deliverer(tmp_path) == child  # the same process delivered it
+        finally:
+            code, err = stop_relay(relay)
+        assert code == 0, err
+        wait_until(lambda: not alive(child))
+        assert "delivery process exited" not in err
