@@ -13,12 +13,19 @@ ROLLBACK TO, exactly as the SQLite backend does.
 `dialect = "postgres"`: a query that needs one clause of its own per engine
 asks `relay.core.store.sql.dialect` (which reads this attribute).
 
+In pipeline mode (``Connection.pipelined``, the writer's batches) a statement
+is sent without waiting for its result: the round trip is paid only when a
+result is read (fetch, iteration, rowcount) or the pipeline is synced, so
+the statements whose results nobody reads ride along with the next one that
+is read. An error may then surface at a later read or at the sync.
+
 Callers never see psycopg's exceptions: `translate_error` turns bad input into
 ValueError and the rest into StoreUnavailable, like sqlite/writer.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -61,24 +68,33 @@ def _translate_token(match: re.Match[str]) -> str:
 class Cursor:
     """What the store's SQL reads of a sqlite3 cursor."""
 
-    __slots__ = ("_cursor",)
+    __slots__ = ("_cursor", "_pipeline")
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline | None) -> None:
         self._cursor = cursor
+        self._pipeline = pipeline
+
+    def _arrived(self) -> psycopg.Cursor[Any]:
+        """The cursor, its result received (in pipeline mode: one sync, the round trip)."""
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            self._pipeline.sync()
+        return self._cursor
 
     @property
     def rowcount(self) -> int:
-        return self._cursor.rowcount
+        return self._arrived().rowcount
 
     def fetchone(self) -> Any:
-        if self._cursor.description is None:
+        cursor = self._arrived()
+        if cursor.description is None:
             return None
-        return self._cursor.fetchone()
+        return cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        if self._cursor.description is None:
+        cursor = self._arrived()
+        if cursor.description is None:
             return []
-        return self._cursor.fetchall()
+        return cursor.fetchall()
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -94,6 +110,7 @@ class Connection:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn  # schema code runs DDL on it untranslated
+        self._pipeline: psycopg.Pipeline | None = None
 
     @classmethod
     def connect(cls, url: str, *, read_only: bool = False) -> Connection:
@@ -113,12 +130,35 @@ class Connection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         cursor = self.raw.cursor()
         cursor.execute(translate(sql), params)
-        return Cursor(cursor)
+        return Cursor(cursor, self._pipeline)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> Cursor:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), seq_of_params)
-        return Cursor(cursor)
+        return Cursor(cursor, self._pipeline)
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Pipeline mode for the block: statements go out without waiting for their
+        results; leaving the block syncs (and logs, rather than raises, an error met
+        then if the block raised one already)."""
+        with self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+
+    def sync(self) -> None:
+        """In pipeline mode, wait for every statement sent so far (raising the first
+        error among them); otherwise nothing to do."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
+
+    @property
+    def failed(self) -> bool:
+        """Inside a transaction that a failed statement aborted (ROLLBACK is all it takes)."""
+        return self.raw.info.transaction_status == TransactionStatus.INERROR
 
     @property
     def in_transaction(self) -> bool:

@@ -53,6 +53,10 @@ class _Retry(Exception):
     """A deadlock or serialization failure inside the batch: run it again, op by op."""
 
 
+class _Mismatch(RuntimeError):
+    """A Bulk runner returned a result count other than its group's (a bug)."""
+
+
 @dataclass
 class _Pending:
     item: WriteItem
@@ -185,16 +189,18 @@ def run_batch(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]
     """One transaction; raises _Retry on a deadlock or serialization failure, having
     rolled back.
 
-    The ops run plainly first (no SAVEPOINT: two round trips fewer per op). Should one
-    fail, that transaction is rolled back and the batch runs again with a SAVEPOINT per
-    op (or per bulk group), so the failing op fails alone, as on SQLite."""
-    conn.execute("BEGIN")
+    The ops run plainly first (no SAVEPOINT: two round trips fewer per op), in
+    pipeline mode: a statement whose result no op reads costs no round trip of its
+    own, so a batch waits for the server about once per result read, and once for
+    BEGIN ... COMMIT. Should one op fail, that transaction is rolled back and the
+    batch runs again, out of pipeline mode, with a SAVEPOINT per op (or per bulk
+    group), so the failing op fails alone, as on SQLite."""
     try:
         results = run_plainly(conn, items)
         if results is None:
             conn.execute("BEGIN")
             results = run_items(conn, items)
-        conn.execute("COMMIT")
+            conn.execute("COMMIT")
     except Exception as exc:
         conn.rollback_if_open()
         if is_retryable(exc):
@@ -204,26 +210,34 @@ def run_batch(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]
 
 
 def run_plainly(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]] | None:
-    """Inside an open transaction, every op without a SAVEPOINT: their results, or None
-    when one failed (the transaction is then rolled back)."""
+    """BEGIN, every op without a SAVEPOINT, COMMIT, in pipeline mode: their results, or
+    None when one failed (nothing of the batch is then stored; it is rolled back)."""
     results: list[tuple[bool, Any]] = []
     shared: Any = conn  # the shared SQL is typed for sqlite3; the adapter stands in
-    for group in bulk_groups(items):
+    failure: Exception | None = None
+    with conn.pipelined():
+        conn.execute("BEGIN")
         try:
-            if len(group) == 1:
-                results.append((True, group[0].op(shared)))
-                continue
-            bulks = [item.bulk for item in group if item.bulk is not None]
-            values = bulks[0].run(shared, [bulk.item for bulk in bulks])
+            for group in bulk_groups(items):
+                if len(group) == 1:
+                    results.append((True, group[0].op(shared)))
+                    continue
+                bulks = [item.bulk for item in group if item.bulk is not None]
+                values = bulks[0].run(shared, [bulk.item for bulk in bulks])
+                if len(values) != len(group):
+                    raise _Mismatch(f"bulk write returned {len(values)} results for {len(group)}")
+                results.extend((True, value) for value in values)
+            conn.sync()  # an op's statement that failed unread fails it here, not the COMMIT
         except Exception as exc:
-            if is_retryable(exc) or not conn.usable:
+            if is_retryable(exc) or not conn.usable or isinstance(exc, _Mismatch):
                 raise
-            log.debug("store: a write of a batch of %d failed: %r", len(items), exc)
-            conn.execute("ROLLBACK")
-            return None
-        if len(values) != len(group):
-            raise RuntimeError(f"bulk write returned {len(values)} results for {len(group)}")
-        results.extend((True, value) for value in values)
+            failure = exc
+        else:
+            conn.execute("COMMIT")
+    if failure is not None:
+        log.debug("store: a write of a batch of %d failed: %r", len(items), failure)
+        conn.rollback_if_open()
+        return None
     return results
 
 
