@@ -20,6 +20,7 @@ from tracking_http.admin.api import overall_state, page_after
 from tracking_http.admin.charts import Chart, build_chart, window
 from tracking_http.admin.pages import Pages
 from tracking_http.admin.params import MAX_ADDRESS, is_address, is_date, is_digits, is_message_id
+from tracking_http.admin.preview import PREVIEW_CSP, PREVIEW_ROUTE, Preview, build
 
 PAGE_SIZE = 50
 MAX_TIMELINE = 500
@@ -114,6 +115,8 @@ class DashboardViews:
         raw_url = ""
         if report.message.decision.log_copy and has_route(request.app, RAW_ROUTE):
             raw_url = RAW_ROUTE.replace("{id}", message_id)
+        preview = await self._preview(message_id) if report.message.decision.log_copy else None
+        someone = report.someone
         return self._pages.render(
             request,
             "message.html",
@@ -122,8 +125,35 @@ class DashboardViews:
             by_recipient=by_recipient,
             chart=chart,
             raw_url=raw_url,
+            preview=preview,
+            preview_url=PREVIEW_ROUTE.replace("{id}", message_id),
+            show_someone=bool(by_recipient.get(None))
+            or any(someone.opens.values())
+            or any(someone.clicks.values()),
             truncated=len(events) >= MAX_TIMELINE,
         )
+
+    async def preview(self, request: web.Request) -> web.Response:
+        """The logged copy's HTML alone, for the sandboxed frame of the message page."""
+        message_id = request.match_info["id"]
+        message = await self._store.get_message(message_id) if is_message_id(message_id) else None
+        found = await self._preview(message_id) if message and message.decision.log_copy else None
+        headers = {
+            "Content-Security-Policy": PREVIEW_CSP,
+            "X-Frame-Options": "SAMEORIGIN",
+            "Cache-Control": "no-store",
+        }
+        if found is None or found.html is None:
+            text = "<p>No HTML part was logged for this message.</p>"
+            return web.Response(status=404, text=text, content_type="text/html", headers=headers)
+        return web.Response(text=found.html, content_type="text/html", headers=headers)
+
+    async def _preview(self, message_id: str) -> Preview | None:
+        try:
+            raw = await self._store.load_raw(message_id)
+        except KeyError:  # purged meanwhile
+            return None
+        return build(raw) if raw else None
 
     async def contact(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]

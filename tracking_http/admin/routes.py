@@ -59,6 +59,7 @@ def add_dashboard(app: web.Application, config: AdminConfig, store: Store) -> No
     app.router.add_post("/logout", login.logout)
     app.router.add_get("/", views.messages)
     app.router.add_get("/messages/{id}", views.message)
+    app.router.add_get("/messages/{id}/preview", views.preview)
     app.router.add_get("/contacts/{address}", views.contact)
     app.router.add_get("/charts", views.charts)
     app.router.add_get("/feed", views.feed)
