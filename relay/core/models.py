@@ -276,3 +276,23 @@ class WebhookDelivery:
     notice: WebhookNotice
     attempts: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class WebhookRow:
+    """An outbox row as the dashboard's webhooks page shows it."""
+
+    delivery: WebhookDelivery
+    state: str  # pending (to be tried at next_attempt_at) or failed (given up)
+    next_attempt_at: float
+    last_error: str
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A copy as the queue page shows it, with what an operator knows its message by."""
+
+    copy: Copy
+    sender: str
+    subject: str
+    received_at: float

@@ -23,7 +23,9 @@ from relay.core.models import (
     MessageSummary,
     NewMessage,
     PendingBounce,
+    QueueEntry,
     WebhookDelivery,
+    WebhookRow,
     WebhookTarget,
 )
 
@@ -242,3 +244,16 @@ class Store(Protocol):
 
     async def webhook_backlog(self) -> dict[str, int]:
         """queued (not fanned out yet), pending and failed outbox rows."""
+
+    # --- the dashboard's queue and webhooks pages ---------------------------------
+    async def queue_entries(
+        self, states: Sequence[str], before_id: int | None = None, limit: int = 100
+    ) -> list[QueueEntry]:
+        """Copies in these states (queued, deferred, bounced; others ignored), newest
+        first, ids below before_id, each with its message's sender, subject and arrival."""
+
+    async def list_webhooks(self, state: str | None = None, limit: int = 100) -> list[WebhookRow]:
+        """Outbox rows (pending and failed, or only one of those), newest first."""
+
+    async def retry_webhooks(self, delivery_ids: Sequence[int]) -> int:
+        """Make these outbox rows pending and due now, failed ones too; returns how many."""

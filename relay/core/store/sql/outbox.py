@@ -18,7 +18,7 @@ import secrets
 import sqlite3
 from collections.abc import Sequence
 
-from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget
+from relay.core.models import WebhookDelivery, WebhookNotice, WebhookRow, WebhookTarget
 from relay.core.store.sql.classes import MACHINE
 from relay.core.store.sql.dialect import skip_locked
 from relay.core.store.sql.reads import EVENT_COLUMNS, event_from_row
@@ -164,6 +164,35 @@ def settle(
             delivery_id,
         ),
     )
+
+
+def list_rows(conn: sqlite3.Connection, state: str | None, limit: int) -> list[WebhookRow]:
+    """Outbox rows (all, or those in one state), newest first: the webhooks page."""
+    where, args = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+    rows = conn.execute(
+        "SELECT id, webhook_id, endpoint, notice, attempts, created_at, state,"
+        f" next_attempt_at, last_error FROM webhook_outbox {where} ORDER BY id DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [
+        WebhookRow(
+            WebhookDelivery(r[0], r[1], r[2], notice_from_json(r[3]), r[4], r[5]),
+            str(r[6]),
+            float(r[7]),
+            str(r[8]),
+        )
+        for r in rows
+    ]
+
+
+def retry_rows(conn: sqlite3.Connection, delivery_ids: Sequence[int], now: float) -> int:
+    """Make these rows pending and due now (a failed one too); returns how many there were.
+    A row a dispatcher holds right now may then be sent twice: webhooks are at least once."""
+    cursor = conn.executemany(
+        "UPDATE webhook_outbox SET state = 'pending', next_attempt_at = ? WHERE id = ?",
+        [(now, delivery_id) for delivery_id in delivery_ids],
+    )
+    return max(0, cursor.rowcount)
 
 
 def outbox_counts(conn: sqlite3.Connection) -> dict[str, int]:

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from relay.core.models import Copy, CopyPart, DeliveryOutcome, PendingBounce
+from relay.core.models import Copy, CopyPart, DeliveryOutcome, PendingBounce, QueueEntry
 from relay.core.store.sql.bodies import release_if_done, release_of_copy
 from relay.core.store.sql.reads import COPY_COLUMNS, copy_from_row
 from relay.core.store.sql.writes import apply_outcome, clean_text
@@ -122,6 +122,28 @@ def list_queue(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Copy
         (after_id, limit),
     ).fetchall()
     return [copy_from_row(r) for r in rows]
+
+
+QUEUE_PAGE_STATES = frozenset({"queued", "deferred", "bounced"})
+_COPY_COLUMNS_C = ", ".join("c." + name.strip() for name in COPY_COLUMNS.split(","))
+
+
+def queue_entries(
+    conn: sqlite3.Connection, states: Sequence[str], before_id: int | None, limit: int
+) -> list[QueueEntry]:
+    """Copies in these states, newest first (ids below before_id), with their message's
+    sender, subject and arrival: the dashboard's queue page."""
+    wanted = sorted(set(states) & QUEUE_PAGE_STATES)
+    if not wanted:
+        return []
+    marks = ",".join("?" * len(wanted))
+    rows = conn.execute(
+        f"SELECT {_COPY_COLUMNS_C}, m.sender, m.subject, m.received_at FROM copies c"
+        f" JOIN messages m ON m.id = c.message_id WHERE c.state IN ({marks}) AND c.id < ?"
+        " ORDER BY c.id DESC LIMIT ?",
+        (*wanted, 2**62 if before_id is None else before_id, limit),
+    ).fetchall()
+    return [QueueEntry(copy_from_row(r), str(r[-3]), str(r[-2]), float(r[-1])) for r in rows]
 
 
 def copies_of(conn: sqlite3.Connection, message_id: str) -> list[Copy]:

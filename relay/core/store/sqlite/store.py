@@ -32,7 +32,9 @@ from relay.core.models import (
     MessageSummary,
     NewMessage,
     PendingBounce,
+    QueueEntry,
     WebhookDelivery,
+    WebhookRow,
     WebhookTarget,
 )
 from relay.core.store.base import StoreUnavailable
@@ -401,6 +403,19 @@ class SQLiteStore:
 
     async def webhook_backlog(self) -> dict[str, int]:
         return await self._read(outbox.outbox_counts)
+
+    async def queue_entries(
+        self, states: Sequence[str], before_id: int | None = None, limit: int = 100
+    ) -> list[QueueEntry]:
+        wanted = tuple(states)
+        return await self._read(queue.queue_entries, wanted, before_id, _clamp(limit, 1, MAX_PAGE))
+
+    async def list_webhooks(self, state: str | None = None, limit: int = 100) -> list[WebhookRow]:
+        return await self._read(outbox.list_rows, state, _clamp(limit, 1, MAX_PAGE))
+
+    async def retry_webhooks(self, delivery_ids: Sequence[int]) -> int:
+        ids, now = [int(i) for i in delivery_ids][:MAX_PAGE], time.time()
+        return await self._write(lambda c: outbox.retry_rows(c, ids, now))
 
     # --- plumbing -------------------------------------------------------------
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:

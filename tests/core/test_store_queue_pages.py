@@ -1,0 +1,92 @@
+"""What the dashboard's queue and webhooks pages read and do, on every backend."""
+
+from __future__ import annotations
+
+import time
+
+from relay.core.models import (
+    Copy,
+    CopySpec,
+    DeliveryOutcome,
+    Event,
+    NewMessage,
+    TrackingDecision,
+    WebhookTarget,
+)
+from relay.core.store import Store
+
+BOB, CAROL, DAN = "bob@example.net", "carol@example.org", "dan@example.com"
+
+
+async def spool(store: Store, at: float, subject: str, *rcpts: str) -> dict[str, Copy]:
+    message = NewMessage(
+        mail_from="alice@example.com",
+        rcpt_tos=rcpts,
+        raw=b"Subject: x\r\n\r\nhi\r\n",
+        received_at=at,
+        client_addr="127.0.0.1",
+        auth_user=None,
+        sender="alice@example.com",
+        subject=subject,
+        message_id_header="<m@example.com>",
+        decision=TrackingDecision(opens=True, clicks=True),
+    )
+    message_id = await store.spool(message, [CopySpec(r, (r,)) for r in rcpts])
+    return {c.recipient or "": c for c in await store.copies_of(message_id)}
+
+
+async def test_queue_entries_newest_first_with_their_message(store: Store) -> None:
+    now = time.time()
+    first = await spool(store, now - 60, "Older", BOB, CAROL)
+    second = await spool(store, now, "Newer", DAN)
+    await store.record_outcome(first[BOB].id, DeliveryOutcome("temporary", "451 later"), now + 600)
+    await store.record_outcome(first[CAROL].id, DeliveryOutcome("permanent", "550 no user"), None)
+    waiting = await store.queue_entries(("queued", "deferred"))
+    assert [(e.copy.recipient, e.copy.state, e.subject) for e in waiting] == [
+        (DAN, "queued", "Newer"),
+        (BOB, "deferred", "Older"),
+    ]
+    assert waiting[1].copy.last_reply == "451 later" and waiting[1].sender == "alice@example.com"
+    assert abs(waiting[1].received_at - (now - 60)) < 1e-3
+    bounced = await store.queue_entries(["bounced"])
+    assert [(e.copy.recipient, e.copy.last_reply) for e in bounced] == [(CAROL, "550 no user")]
+    assert await store.queue_entries(["queued", "deferred"], before_id=second[DAN].id) == [
+        waiting[1]
+    ]
+    assert await store.queue_entries(["delivered", "nonsense"]) == []
+    assert len(await store.queue_entries(["queued", "deferred", "bounced"], limit=1)) == 1
+
+
+async def test_webhook_rows_are_listed_and_retried(store: Store) -> None:
+    now = time.time()
+    copies = await spool(store, now, "Hooked", BOB)
+    await store.want_webhooks(True)
+    copy = copies[BOB]
+    await store.record_event(
+        Event("open", copy.id, copy.message_id, BOB, now, "198.51.100.7", "UA")
+    )
+    await store.record_event(
+        Event("open", copy.id, copy.message_id, BOB, now, "198.51.100.8", "UA")
+    )
+    hook = WebhookTarget("http://127.0.0.1:9/hook", ("open",))
+    while await store.queue_webhooks([hook]):
+        pass
+    claimed = await store.claim_webhooks(now + 1, lease=60, limit=10)
+    assert len(claimed) == 2
+    await store.settle_webhook(
+        claimed[0].id, delivered=False, error="HTTP 500", next_attempt_at=None
+    )
+    await store.settle_webhook(claimed[1].id, False, "timed out", next_attempt_at=now + 3600)
+    rows = await store.list_webhooks()
+    assert [(r.delivery.id, r.state, r.last_error) for r in rows] == [
+        (claimed[1].id, "pending", "timed out"),
+        (claimed[0].id, "failed", "HTTP 500"),
+    ]
+    assert rows[0].delivery.notice.kind == "open" and rows[0].delivery.notice.recipient == BOB
+    assert rows[1].delivery.attempts == 1 and rows[1].delivery.endpoint == hook.url
+    assert [r.delivery.id for r in await store.list_webhooks("failed")] == [claimed[0].id]
+    assert await store.retry_webhooks([claimed[0].id, claimed[1].id, 10**9]) == 2
+    assert await store.webhook_backlog() == {"queued": 0, "pending": 2, "failed": 0}
+    due = await store.claim_webhooks(time.time() + 1, lease=60, limit=10)
+    assert sorted(d.id for d in due) == sorted(d.id for d in claimed)
+    assert await store.retry_webhooks([]) == 0
