@@ -41,6 +41,7 @@ class NewMessage:
     message_id_header: str  # the Message-ID header value
     decision: TrackingDecision
     in_reply_to: tuple[str, ...] = ()  # Message-IDs from In-Reply-To/References
+    tags: tuple[str, ...] = ()  # from X-Tag and the vendors' tag headers (relay/smtp/tags.py)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Message:
     subject: str
     message_id_header: str
     decision: TrackingDecision
+    tags: tuple[str, ...] = ()  # filled by the lists and the report; get_message leaves ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,9 @@ class MessageSummary:
     states: dict[str, int]  # copy state -> number of copies
     opens: dict[str, int]  # class -> count, plus "unique_human"
     clicks: dict[str, int]  # class -> count, plus "unique_human"
+    # unique human opens (clicks) / copies delivered; 0.0 when none was delivered
+    open_rate: float = 0.0
+    click_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,11 +205,61 @@ class MessageReport:
 
 @dataclass(frozen=True)
 class MessageFilter:
-    """Narrows the messages list: exact sender address, received in [since, until)."""
+    """Narrows the messages list; every field given must hold (AND).
+
+    q: words of the subject (each must appear, case-insensitively) and addresses
+    (a word with an @: the sender or a recipient of a copy of its own)."""
 
     sender: str | None = None
     since: float | None = None  # unix time
     until: float | None = None
+    q: str | None = None
+    recipient: str | None = None  # a recipient of a copy of its own (copies_by_recipient)
+    tag: str | None = None  # compared case-insensitively
+    state: str | None = None  # some copy of the message is in this delivery state
+
+
+@dataclass(frozen=True)
+class TagSummary:
+    """A tag as GET /api/tags lists it."""
+
+    tag: str  # as the newest message spelled it
+    messages: int
+    last_used: float  # unix time the newest message with it was received
+
+
+@dataclass(frozen=True)
+class TagReport:
+    """A tag's campaign report over the messages received in [since, until) (SPEC 8).
+
+    Unique = copies (a recipient's copy, or a shared copy once); rates are over
+    delivered copies, click_to_open over copies with a unique human open; 0.0 when
+    the denominator is 0."""
+
+    tag: str
+    messages: int
+    recipients: int
+    delivered: int
+    bounced: int
+    opens: dict[str, int]  # unique_human, unique_maybe (proxy only: "opened, maybe")
+    clicks: dict[str, int]  # unique_human
+    open_rate: float
+    proxy_rate: float
+    click_rate: float
+    click_to_open: float
+    links: tuple[tuple[str, int], ...]  # (url, copies with a human click), most first
+
+
+@dataclass(frozen=True)
+class ClientOpen:
+    """Opens of one copy by one user agent in one class (human, not inferred, or proxy):
+    what the mail-clients table is made of (tracking_http/readers.py names the client)."""
+
+    copy_id: int
+    klass: str
+    user_agent: str
+    reasons: tuple[str, ...]
+    opens: int
 
 
 @dataclass(frozen=True)

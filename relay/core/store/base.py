@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from relay.core.models import (
+    ClientOpen,
     ContactReport,
     Copy,
     CopyPart,
@@ -24,6 +25,8 @@ from relay.core.models import (
     NewMessage,
     PendingBounce,
     QueueEntry,
+    TagReport,
+    TagSummary,
     WebhookDelivery,
     WebhookRow,
     WebhookTarget,
@@ -196,7 +199,8 @@ class Store(Protocol):
     async def find_messages(
         self, where: MessageFilter, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[MessageSummary], str | None]:
-        """list_messages narrowed by sender and date, with the same cursors."""
+        """list_messages narrowed by sender, date, words, recipient, tag and copy state,
+        with the same cursors."""
 
     async def message_events(self, message_id: str, limit: int = 500) -> list[Event]:
         """One message's events, oldest first."""
@@ -208,6 +212,23 @@ class Store(Protocol):
         self, start: float, end: float, width: float, message_id: str | None = None
     ) -> list[EventBucket]:
         """Event counts per ``width``-second bucket of [start, end), by kind and class."""
+
+    # --- tags and mail clients (store/sql/tags.py) -------------------------------
+    async def list_tags(self, limit: int = 500) -> list[TagSummary]:
+        """Every tag with its message count and newest use, most recently used first."""
+
+    async def tag_report(
+        self, tag: str, since: float | None = None, until: float | None = None
+    ) -> TagReport | None:
+        """A tag's campaign counts over messages received in [since, until); None: no message."""
+
+    async def message_clients(self, message_id: str) -> list[ClientOpen]:
+        """Human (not inferred) and proxy opens of one message by copy, class and user agent."""
+
+    async def tag_clients(
+        self, tag: str, since: float | None = None, until: float | None = None
+    ) -> list[ClientOpen]:
+        """message_clients over the tag's messages received in [since, until)."""
 
     # --- live feed and webhooks -------------------------------------------------
     async def last_event_id(self) -> int:

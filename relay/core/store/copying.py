@@ -35,6 +35,7 @@ TABLES = (
     "copies",
     "links",
     "message_links",
+    "message_tags",
     "events",
     "secrets",
     "bounces",

@@ -271,8 +271,18 @@ _TRIGGERS = (
 
 _V8_BASELINE: tuple[str, ...] = (*_TABLES, *_INDEXES, *_TRIGGERS)
 
+_V9_TAGS_SEARCH: tuple[str, ...] = (  # the SQLite list's step 9 (its comments say why)
+    """CREATE TABLE message_tags (
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        tag_key TEXT NOT NULL,
+        PRIMARY KEY (message_id, tag_key)
+    )""",
+    "CREATE INDEX message_tags_by_tag ON message_tags(tag_key, message_id)",
+)
+
 # One baseline step for the SQLite list's first eight; the steps after it are 1:1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V8_BASELINE,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V8_BASELINE, _V9_TAGS_SEARCH)
 BASELINE_VERSION = 8
 SCHEMA_VERSION = BASELINE_VERSION + len(MIGRATIONS) - 1
 

@@ -14,6 +14,7 @@ The schema is checked at open, never changed there: `relay migrate`
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from relay.core.models import (
+    ClientOpen,
     ContactReport,
     Copy,
     CopyPart,
@@ -36,6 +38,8 @@ from relay.core.models import (
     NewMessage,
     PendingBounce,
     QueueEntry,
+    TagReport,
+    TagSummary,
     WebhookDelivery,
     WebhookRow,
     WebhookTarget,
@@ -57,9 +61,9 @@ from relay.core.store.sql import (
     queue,
     reads,
     reports,
+    tags,
     writes,
 )
-from relay.core.store.sqlite.hitclient import HitWriter
 from relay.core.store.sqlite.writer import Bulk
 
 T = TypeVar("T")
@@ -67,7 +71,6 @@ MAX_PAGE = 1000
 MAX_DUE = 10_000
 MAX_BUCKETS = 1000
 HIT_TIMEOUT = 1.0  # seconds a tracking hit may wait for its commit (Store.record_hit)
-HITPROC = "relay.core.store.postgres.hitproc"  # the event writer process's module
 SECRETS_LOCK = 0x72656C6179 + 1  # pg_advisory_xact_lock key: one first key per database
 
 
@@ -97,15 +100,9 @@ def migrate_database(url: str) -> tuple[int, int]:
 class PostgresStore:
     """The Store protocol over one PostgreSQL database (see relay.core.store.base)."""
 
-    def __init__(
-        self, url: str, events_process: bool = False, hit_timeout: float = HIT_TIMEOUT
-    ) -> None:
-        """events_process: tracking hits are committed by a process of their own
-        (postgres/hitproc.py), as ``relay http`` wants; otherwise by this process's writer."""
+    def __init__(self, url: str, hit_timeout: float = HIT_TIMEOUT) -> None:
         self.url = url
         self.hit_timeout = hit_timeout
-        self._events_process = events_process
-        self._hits = HitWriter(_InProcess(self), timeout=hit_timeout)
         self._writer: PostgresWriter | None = None
         self._reads: ReadPool | None = None
         self._open = False
@@ -116,11 +113,6 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r})"
-
-    @property
-    def events_pid(self) -> int | None:
-        """The event writer process's pid while it runs (tests, logs)."""
-        return self._hits.pid
 
     @property
     def transactions(self) -> int:
@@ -145,15 +137,11 @@ class PostgresStore:
         self._reads = ReadPool(functools.partial(Connection.connect, self.url, read_only=True))
         writer.start()
         self._open = True
-        if self._events_process:
-            self._hits = HitWriter(_InProcess(self), self.url, self.hit_timeout, child=HITPROC)
-            await self._hits.start()
 
     async def close(self) -> None:
         """Flush queued writes, then close every connection; a second call does nothing."""
         if self._closed:
             return
-        await self._hits.close()  # its last hits may fall back to the writer below
         self._closed = True
         await self._listener.close()
         if self._writer is not None:
@@ -306,17 +294,14 @@ class PostgresStore:
         return await self._read(reads.list_events, max(0, since_id), kind, recipient, limit)
 
     async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
-        """Through the event writer process when it runs; bounded by hit_timeout
-        (TimeoutError; the hit may still be committed later)."""
-        return await self._hits.record_hit(event, relabel_client)
-
-    async def record_hit_here(self, event: Event, relabel_client: bool = False) -> list[Event]:
-        """In this process's writer. A plain hit joins its batch's one multi-row INSERT."""
+        """Bounded by hit_timeout (TimeoutError; the hit may still be committed later).
+        A plain hit joins its batch's one multi-row INSERT."""
         plain = event.kind == "open" and not relabel_client
-        return await self._write(
-            lambda c: labels.record_hit(c, event, relabel_client),
-            bulk=Bulk(writes.insert_hits, event) if plain else None,
-        )
+        async with asyncio.timeout(self.hit_timeout):
+            return await self._write(
+                lambda c: labels.record_hit(c, event, relabel_client),
+                bulk=Bulk(writes.insert_hits, event) if plain else None,
+            )
 
     async def record_replies(
         self, referenced: Sequence[str], rcpt_tos: Sequence[str], at: float
@@ -372,6 +357,25 @@ class PostgresStore:
         if width <= 0 or (end - start) / width > MAX_BUCKETS:
             raise ValueError(f"at most {MAX_BUCKETS} buckets")
         return await self._read(history.event_histogram, start, end, width, message_id)
+
+    # --- tags and mail clients -----------------------------------------------------
+    async def list_tags(self, limit: int = 500) -> list[TagSummary]:
+        return await self._read(tags.list_tags, _clamp(limit, 1, MAX_PAGE))
+
+    async def tag_report(
+        self, tag: str, since: float | None = None, until: float | None = None
+    ) -> TagReport | None:
+        low, high = tags.tag_range(since, until)
+        return await self._read(snapshot(tags.tag_report), tag, low, high)
+
+    async def message_clients(self, message_id: str) -> list[ClientOpen]:
+        return await self._read(tags.message_clients, message_id)
+
+    async def tag_clients(
+        self, tag: str, since: float | None = None, until: float | None = None
+    ) -> list[ClientOpen]:
+        low, high = tags.tag_range(since, until)
+        return await self._read(tags.tag_clients, tag, low, high)
 
     # --- live feed and webhooks -------------------------------------------------
     async def last_event_id(self) -> int:
@@ -444,13 +448,3 @@ def _first_secret(conn: Connection) -> list[str]:
     conn.execute("SELECT pg_advisory_xact_lock(?)", (SECRETS_LOCK,))
     shared: Any = conn  # the shared SQL is typed for sqlite3; the adapter stands in
     return writes.ensure_secret(shared)
-
-
-class _InProcess:
-    """The store's own writer, where the event writer process sends what it cannot take."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
-        return await self._store.record_hit_here(event, relabel_client)

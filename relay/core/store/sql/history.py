@@ -18,7 +18,7 @@ from relay.core.models import (
     MessageFilter,
     MessageSummary,
 )
-from relay.core.store.sql import reports, rollup
+from relay.core.store.sql import reports, rollup, tags
 from relay.core.store.sql.classes import COUNTED_CLASS, HUMAN
 from relay.core.store.sql.dialect import whole
 from relay.core.store.sql.reads import (
@@ -40,7 +40,8 @@ def id_bound(ts: float) -> str:
 def find_messages(
     conn: sqlite3.Connection, limit: int, after_id: str | None, where: MessageFilter
 ) -> tuple[list[MessageSummary], str | None]:
-    """The messages list narrowed by sender and date; a date range is an id range."""
+    """The messages list narrowed by sender, date and search (store/sql/tags.py); a date
+    range is an id range."""
     filters: list[tuple[str, object]] = []
     if where.sender is not None:
         filters.append(("sender = ?", where.sender))
@@ -48,6 +49,7 @@ def find_messages(
         filters.append(("id >= ?", id_bound(where.since)))
     if where.until is not None:
         filters.append(("id < ?", id_bound(where.until)))
+    filters.extend(tags.search_filters(where))
     return reports.list_messages(conn, limit, after_id, filters)
 
 

@@ -33,6 +33,7 @@ from relay.core.store.sql.reads import (
     copy_from_row,
     message_from_row,
 )
+from relay.core.store.sql.tags import tags_of
 
 OPEN_KEYS = ("human", "inferred", "proxy", "bot", "prefetch", "self")
 CLICK_KEYS = ("human", "bot", "prefetch", "self")
@@ -63,10 +64,13 @@ def list_messages(
     after_id: str | None,
     filters: Sequence[tuple[str, object]] = (),
 ) -> tuple[list[MessageSummary], str | None]:
-    """filters: extra ``(constant SQL condition, bound value)`` pairs, e.g. by sender."""
+    """filters: extra ``(constant SQL condition, bound value)`` pairs, e.g. by sender; a
+    tuple value binds each of its items in turn (a condition with several ``?``)."""
     clauses = [("id < ?", after_id), *filters] if after_id else list(filters)
     where = "WHERE " + " AND ".join(c for c, _ in clauses) if clauses else ""
-    params = tuple(value for _, value in clauses)
+    params = tuple(
+        item for _, value in clauses for item in (value if isinstance(value, tuple) else (value,))
+    )
     rows = conn.execute(
         f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY id DESC LIMIT ?",
         (*params, limit + 1),
@@ -85,11 +89,25 @@ def list_messages(
     ):
         states[mid][state] = n
     opens, clicks = summary_counts(conn, ids, OPEN_KEYS, CLICK_KEYS)
+    tags = tags_of(conn, ids)
     page = [
-        MessageSummary(m, len(m.rcpt_tos), states[m.id], opens[m.id], clicks[m.id])
+        MessageSummary(
+            dataclasses.replace(m, tags=tags.get(m.id, ())),
+            len(m.rcpt_tos),
+            states[m.id],
+            opens[m.id],
+            clicks[m.id],
+            open_rate=rate(opens[m.id]["unique_human"], states[m.id].get("delivered", 0)),
+            click_rate=rate(clicks[m.id]["unique_human"], states[m.id].get("delivered", 0)),
+        )
         for m in messages
     ]
     return page, next_cursor
+
+
+def rate(part: int, delivered: int) -> float:
+    """part / delivered, at most 1.0, rounded to 4 places; 0.0 when nothing was delivered."""
+    return 0.0 if delivered <= 0 else round(min(1.0, part / delivered), 4)
 
 
 @dataclass
@@ -180,7 +198,9 @@ def message_report(conn: sqlite3.Connection, message_id: str) -> MessageReport |
     shared = next((c for c in copies if c.recipient is None), None)
     distinct = list({id(t): t for t in tallies.values()}.values())
     return MessageReport(
-        message_from_row(row),
+        dataclasses.replace(
+            message_from_row(row), tags=tags_of(conn, [message_id]).get(message_id, ())
+        ),
         tuple(recipients),
         someone.report(None, shared),
         message_links(distinct),

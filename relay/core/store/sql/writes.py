@@ -24,6 +24,7 @@ from relay.core.models import (
     event_from,
 )
 from relay.core.store.sql.dialect import inserted_ids, json_object_of
+from relay.core.store.sql.tags import insert_tags
 
 MAX_COPIES = 100_000
 MAX_LINKS = 100_000
@@ -89,6 +90,8 @@ def insert_message(
             for spec in copies
         ],
     )
+    if msg.tags:
+        insert_tags(conn, message_id, msg.tags)
     return message_id
 
 

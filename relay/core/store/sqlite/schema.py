@@ -258,6 +258,20 @@ _V8_LEASES: tuple[str, ...] = (  # work shared by leases: any number of deliveri
     ) WITHOUT ROWID""",
 )
 
+_V9_TAGS_SEARCH: tuple[str, ...] = (  # tags and search (store/sql/tags.py)
+    # A message's tags, from X-Tag and the vendors' tag headers: tag as the sender spelled
+    # it, tag_key folded to lower case in Python (compared on both engines alike).
+    """CREATE TABLE message_tags (
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        tag_key TEXT NOT NULL,
+        PRIMARY KEY (message_id, tag_key)
+    ) WITHOUT ROWID""",
+    # A tag's messages in id (time) order: the tags list, a tag's report over a date
+    # range, the messages list narrowed by tag.
+    "CREATE INDEX message_tags_by_tag ON message_tags(tag_key, message_id)",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2_DELIVERY,
@@ -267,6 +281,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V6_RECIPIENT_OUTCOMES,
     _V7_LEAN_STORE,
     _V8_LEASES,
+    _V9_TAGS_SEARCH,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 WAL_SIZE_LIMIT = 64 * 1024 * 1024

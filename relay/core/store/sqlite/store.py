@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from relay.core.models import (
+    ClientOpen,
     ContactReport,
     Copy,
     CopyPart,
@@ -33,6 +34,8 @@ from relay.core.models import (
     NewMessage,
     PendingBounce,
     QueueEntry,
+    TagReport,
+    TagSummary,
     WebhookDelivery,
     WebhookRow,
     WebhookTarget,
@@ -49,6 +52,7 @@ from relay.core.store.sql import (
     queue,
     reads,
     reports,
+    tags,
     writes,
 )
 from relay.core.store.sqlite import schema
@@ -365,6 +369,25 @@ class SQLiteStore:
         if width <= 0 or (end - start) / width > MAX_BUCKETS:
             raise ValueError(f"at most {MAX_BUCKETS} buckets")
         return await self._read(history.event_histogram, start, end, width, message_id)
+
+    # --- tags and mail clients -----------------------------------------------------
+    async def list_tags(self, limit: int = 500) -> list[TagSummary]:
+        return await self._read(tags.list_tags, _clamp(limit, 1, MAX_PAGE))
+
+    async def tag_report(
+        self, tag: str, since: float | None = None, until: float | None = None
+    ) -> TagReport | None:
+        low, high = tags.tag_range(since, until)
+        return await self._read(_snapshot(tags.tag_report), tag, low, high)
+
+    async def message_clients(self, message_id: str) -> list[ClientOpen]:
+        return await self._read(tags.message_clients, message_id)
+
+    async def tag_clients(
+        self, tag: str, since: float | None = None, until: float | None = None
+    ) -> list[ClientOpen]:
+        low, high = tags.tag_range(since, until)
+        return await self._read(tags.tag_clients, tag, low, high)
 
     # --- live feed and webhooks -------------------------------------------------
     async def last_event_id(self) -> int:
