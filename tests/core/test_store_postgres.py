@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -310,6 +312,43 @@ def test_a_deadlocked_batch_is_run_again_op_by_op(postgres_url: str) -> None:
     conn.close()
 
 
+def test_an_op_whose_failure_shows_only_later_in_the_pipeline_fails_alone(
+    postgres_url: str,
+) -> None:
+    """In pipeline mode a statement nobody reads fails at the next read, or at COMMIT:
+    still only its own op fails, and the others are stored."""
+    migrate_database(postgres_url)
+    conn = Connection.connect(postgres_url)
+
+    def setting(name: str) -> WriteItem:
+        def op(c: Connection) -> str:
+            c.execute("INSERT INTO settings (name, value) VALUES (?, 'x')", (name,))
+            return name
+
+        return WriteItem(op, False)
+
+    def reads(c: Connection) -> int:
+        return len(c.execute("SELECT name FROM settings").fetchall())
+
+    for batch, failing in (
+        (["p", "p", "q"], 1),  # found by the next op's statements: the read of "reads"
+        (["r", "s", "r"], 2),  # unread to the end: found at COMMIT
+    ):
+        items = [setting(name) for name in batch]
+        items.insert(2, WriteItem(reads, False))
+        results, commits = commit_items(conn, items)
+        assert commits == 1
+        oks = [ok for ok, _ in results]
+        expected = [True] * 4
+        expected[failing if failing < 2 else failing + 1] = False
+        assert oks == expected, results
+        assert isinstance(results[failing if failing < 2 else 3][1], ValueError)
+    rows = query(postgres_url, "SELECT name FROM settings WHERE name IN ('p', 'q', 'r', 's')")
+    assert sorted(row[0] for row in rows) == ["p", "q", "r", "s"]
+    assert not conn.in_transaction
+    conn.close()
+
+
 async def test_a_held_lock_costs_the_hit_timeout_not_the_hit(postgres_url: str) -> None:
     migrate_database(postgres_url)
     store = PostgresStore(postgres_url, hit_timeout=0.3)
@@ -383,3 +422,44 @@ async def test_a_reader_paging_by_id_misses_no_event_of_concurrent_nodes(
     finally:
         for store in nodes:
             await store.close()
+
+
+# --- the event writer process ------------------------------------------------------
+
+
+async def test_hits_go_through_an_event_writer_process_that_may_die(postgres_url: str) -> None:
+    """relay http's store (events_process): hits are committed by a process of their
+    own, whose URL (password and all) never shows on its command line; when it is
+    killed, the hits in flight go through the store's own writer and none is lost."""
+    migrate_database(postgres_url)
+    store = PostgresStore(postgres_url, events_process=True)
+    await store.open()
+    try:
+        message_id, copy_id = await spool_one(store)
+        pid = store.events_pid
+        assert pid is not None
+        cmdline = await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_text)
+        assert postgres_url not in cmdline
+        async with asyncio.timeout(30):
+            results = await asyncio.gather(
+                *(store.record_hit(an_open(copy_id, message_id)) for _ in range(200))
+            )
+            click = Event("click", copy_id, message_id, None, time.time(), "192.0.2.9", "UA")
+            clicked = await store.record_hit(click, relabel_client=True)
+            with pytest.raises(ValueError, match=r"no such copy|no copy"):
+                await store.record_hit(an_open(999_999, message_id))
+        assert [e.kind for e in clicked] == ["click"]  # a human open came before it
+        assert all(events[0].recipient == BOB for events in results)
+        assert store.transactions <= 2  # the spool; the process wrote the events
+        in_flight = [
+            asyncio.create_task(store.record_hit(an_open(copy_id, message_id))) for _ in range(50)
+        ]
+        await asyncio.sleep(0)
+        os.kill(pid, signal.SIGKILL)
+        async with asyncio.timeout(30):
+            answered = await asyncio.gather(*in_flight)
+        ids = {e.id for events in [*results, clicked, *answered] for e in events}
+        stored = {e.id for e in await store.list_events(limit=1000)}
+        assert ids <= stored and None not in ids
+    finally:
+        await store.close()

@@ -15,7 +15,7 @@ def open_store(config: StoreConfig, *, events_process: bool = False) -> Store:
     if config.url:  # store.url wins over store.path
         from relay.core.store.postgres import PostgresStore  # psycopg only when wanted
 
-        return PostgresStore(config.url)
+        return PostgresStore(config.url, events_process=events_process)
     from relay.core.store.sqlite import SQLiteStore  # keeps `import relay.core.store` light
 
     return SQLiteStore(config.path, events_process=events_process)

@@ -14,7 +14,6 @@ The schema is checked at open, never changed there: `relay migrate`
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +63,7 @@ from relay.core.store.sql import (
     tags,
     writes,
 )
+from relay.core.store.sqlite.hitclient import HitWriter
 from relay.core.store.sqlite.writer import Bulk
 
 T = TypeVar("T")
@@ -71,6 +71,7 @@ MAX_PAGE = 1000
 MAX_DUE = 10_000
 MAX_BUCKETS = 1000
 HIT_TIMEOUT = 1.0  # seconds a tracking hit may wait for its commit (Store.record_hit)
+HITPROC = "relay.core.store.postgres.hitproc"  # the event writer process's module
 SECRETS_LOCK = 0x72656C6179 + 1  # pg_advisory_xact_lock key: one first key per database
 
 
@@ -100,9 +101,15 @@ def migrate_database(url: str) -> tuple[int, int]:
 class PostgresStore:
     """The Store protocol over one PostgreSQL database (see relay.core.store.base)."""
 
-    def __init__(self, url: str, hit_timeout: float = HIT_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, events_process: bool = False, hit_timeout: float = HIT_TIMEOUT
+    ) -> None:
+        """events_process: tracking hits are committed by a process of their own
+        (postgres/hitproc.py), as ``relay http`` wants; otherwise by this process's writer."""
         self.url = url
         self.hit_timeout = hit_timeout
+        self._events_process = events_process
+        self._hits = HitWriter(_InProcess(self), timeout=hit_timeout)
         self._writer: PostgresWriter | None = None
         self._reads: ReadPool | None = None
         self._open = False
@@ -113,6 +120,11 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r})"
+
+    @property
+    def events_pid(self) -> int | None:
+        """The event writer process's pid while it runs (tests, logs)."""
+        return self._hits.pid
 
     @property
     def transactions(self) -> int:
@@ -137,11 +149,15 @@ class PostgresStore:
         self._reads = ReadPool(functools.partial(Connection.connect, self.url, read_only=True))
         writer.start()
         self._open = True
+        if self._events_process:
+            self._hits = HitWriter(_InProcess(self), self.url, self.hit_timeout, child=HITPROC)
+            await self._hits.start()
 
     async def close(self) -> None:
         """Flush queued writes, then close every connection; a second call does nothing."""
         if self._closed:
             return
+        await self._hits.close()  # its last hits may fall back to the writer below
         self._closed = True
         await self._listener.close()
         if self._writer is not None:
@@ -294,14 +310,17 @@ class PostgresStore:
         return await self._read(reads.list_events, max(0, since_id), kind, recipient, limit)
 
     async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
-        """Bounded by hit_timeout (TimeoutError; the hit may still be committed later).
-        A plain hit joins its batch's one multi-row INSERT."""
+        """Through the event writer process when it runs; bounded by hit_timeout
+        (TimeoutError; the hit may still be committed later)."""
+        return await self._hits.record_hit(event, relabel_client)
+
+    async def record_hit_here(self, event: Event, relabel_client: bool = False) -> list[Event]:
+        """In this process's writer. A plain hit joins its batch's one multi-row INSERT."""
         plain = event.kind == "open" and not relabel_client
-        async with asyncio.timeout(self.hit_timeout):
-            return await self._write(
-                lambda c: labels.record_hit(c, event, relabel_client),
-                bulk=Bulk(writes.insert_hits, event) if plain else None,
-            )
+        return await self._write(
+            lambda c: labels.record_hit(c, event, relabel_client),
+            bulk=Bulk(writes.insert_hits, event) if plain else None,
+        )
 
     async def record_replies(
         self, referenced: Sequence[str], rcpt_tos: Sequence[str], at: float
@@ -448,3 +467,13 @@ def _first_secret(conn: Connection) -> list[str]:
     conn.execute("SELECT pg_advisory_xact_lock(?)", (SECRETS_LOCK,))
     shared: Any = conn  # the shared SQL is typed for sqlite3; the adapter stands in
     return writes.ensure_secret(shared)
+
+
+class _InProcess:
+    """The store's own writer, where the event writer process sends what it cannot take."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def record_hit(self, event: Event, relabel_client: bool = False) -> list[Event]:
+        return await self._store.record_hit_here(event, relabel_client)

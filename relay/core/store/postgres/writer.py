@@ -211,34 +211,44 @@ def run_batch(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]
 
 def run_plainly(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]] | None:
     """BEGIN, every op without a SAVEPOINT, COMMIT, in pipeline mode: their results, or
-    None when one failed (nothing of the batch is then stored; it is rolled back)."""
+    None when one failed (nothing of the batch is then stored; it is rolled back).
+
+    COMMIT goes out right behind the last op's statements, so a batch whose ops read
+    everything they need on the way ends with one round trip. Should one of those last
+    statements fail, the server skips the COMMIT and the transaction is left aborted:
+    that tells an op's failure (run the batch again, op by op) from the COMMIT's own."""
     results: list[tuple[bool, Any]] = []
     shared: Any = conn  # the shared SQL is typed for sqlite3; the adapter stands in
     failure: Exception | None = None
-    with conn.pipelined():
-        conn.execute("BEGIN")
-        try:
-            for group in bulk_groups(items):
-                if len(group) == 1:
-                    results.append((True, group[0].op(shared)))
-                    continue
-                bulks = [item.bulk for item in group if item.bulk is not None]
-                values = bulks[0].run(shared, [bulk.item for bulk in bulks])
-                if len(values) != len(group):
-                    raise _Mismatch(f"bulk write returned {len(values)} results for {len(group)}")
-                results.extend((True, value) for value in values)
-            conn.sync()  # an op's statement that failed unread fails it here, not the COMMIT
-        except Exception as exc:
-            if is_retryable(exc) or not conn.usable or isinstance(exc, _Mismatch):
-                raise
-            failure = exc
-        else:
-            conn.execute("COMMIT")
-    if failure is not None:
-        log.debug("store: a write of a batch of %d failed: %r", len(items), failure)
-        conn.rollback_if_open()
-        return None
-    return results
+    try:
+        with conn.pipelined():
+            try:
+                conn.execute("BEGIN")
+                for group in bulk_groups(items):
+                    if len(group) == 1:
+                        results.append((True, group[0].op(shared)))
+                        continue
+                    bulks = [item.bulk for item in group if item.bulk is not None]
+                    values = bulks[0].run(shared, [bulk.item for bulk in bulks])
+                    if len(values) != len(group):
+                        raise _Mismatch(f"bulk write returned {len(values)} for {len(group)}")
+                    results.extend((True, value) for value in values)
+                conn.execute("COMMIT")
+                conn.sync()
+            except Exception as exc:
+                failure = exc
+    except Exception:  # leaving pipeline mode: the statements skipped after a failure
+        if failure is None:
+            raise
+    if failure is None:
+        return results
+    if is_retryable(failure) or not conn.usable or isinstance(failure, _Mismatch):
+        raise failure
+    if not conn.in_transaction:  # the COMMIT itself failed: nothing of the batch is stored
+        raise failure
+    log.debug("store: a write of a batch of %d failed: %r", len(items), failure)
+    conn.execute("ROLLBACK")
+    return None
 
 
 def run_items(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:

@@ -45,11 +45,13 @@ MAX_PENDING = 20_000  # hits in flight; beyond this the store is overwhelmed: re
 # writer inserts the first ones while the rest are handled, and commits sooner.
 FRAME_HITS = 16
 PACKAGE_ROOT = Path(__file__).resolve().parents[4]
-# The child imports this same ``relay`` package, installed or run from a checkout.
+# The child imports this same ``relay`` package, installed or run from a checkout, and
+# runs the ``main`` of the engine's event writer module (``child``).
 CHILD_MAIN = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from relay.core.store.sqlite.hitproc import main; sys.exit(main(sys.argv[2:]))"
+    "import sys, importlib; sys.path.insert(0, sys.argv[1]); "
+    "sys.exit(importlib.import_module(sys.argv[2]).main(sys.argv[3:]))"
 )
+SQLITE_CHILD = "relay.core.store.sqlite.hitproc"
 
 
 class HitStore(Protocol):
@@ -75,7 +77,12 @@ class _Pending:
 
 
 class HitWriter:
-    """Records hits through a writer process on ``path``, or through ``fallback``."""
+    """Records hits through a writer process on ``path``, or through ``fallback``.
+
+    ``child`` is the writer process's module (its ``main(argv)``): SQLite's by
+    default; PostgreSQL's (store/postgres/hitproc.py) speaks the same frames.
+    The process gets ``path`` (a file, or a URL that may hold a password) as its
+    first frame on the socket, never on its command line."""
 
     def __init__(
         self,
@@ -84,8 +91,10 @@ class HitWriter:
         timeout: float = 1.0,
         restart_delay: float = RESTART_DELAY,
         frame_hits: int = FRAME_HITS,
+        child: str = SQLITE_CHILD,
     ) -> None:
         self._fallback = fallback
+        self._child = child
         self.frame_hits = frame_hits
         self._path = path
         self.timeout = timeout
@@ -168,8 +177,8 @@ class HitWriter:
                 "-c",
                 CHILD_MAIN,
                 str(PACKAGE_ROOT),
+                self._child,
                 str(theirs.fileno()),
-                self._path,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
             )
@@ -179,6 +188,7 @@ class HitWriter:
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
+        writer.write(encode_frame(self._path))
         try:
             async with asyncio.timeout(STARTUP_TIMEOUT):
                 hello = await _read_frame(reader)

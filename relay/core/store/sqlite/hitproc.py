@@ -228,14 +228,27 @@ def _receive(sock: socket.socket, wait: bool) -> bytes | None:
         return None
 
 
+def read_target(sock: socket.socket, reader: FrameReader) -> str:
+    """The first frame from the HTTP side: the store's file (or URL) to write to."""
+    while True:
+        data = sock.recv(RECV_SIZE)
+        if not data:
+            raise ConnectionResetError("the HTTP side closed before naming the store")
+        frames = reader.feed(data)
+        if frames:
+            target = frames[0]
+            if len(frames) > 1 or not isinstance(target, str):
+                raise ValueError("expected the store's location first, alone")
+            return target
+
+
 def main(argv: list[str]) -> int:
-    """``[fd, database path]``: the socket inherited from hitclient and the store's file."""
+    """``[fd]``: the socket inherited from hitclient; the store's file is its first frame."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, path = int(argv[0]), argv[1]
-    with socket.socket(fileno=fd) as sock:
+    with socket.socket(fileno=int(argv[0])) as sock:
         try:
-            serve(sock, path)
+            serve(sock, read_target(sock, FrameReader()))
         except (BrokenPipeError, ConnectionResetError):
             return 1  # the HTTP process is gone; what was committed stays
     return 0
