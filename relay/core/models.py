@@ -26,6 +26,12 @@ class TrackingDecision:
     reasons: tuple[str, ...] = ()  # why (header, policy rule, DKIM, ...), shown to operators
 
 
+# A message's tags (relay/smtp/tags.py reads them, the store keeps them): at most
+# MAX_TAGS, each at most MAX_TAG_CHARS long.
+MAX_TAGS = 20
+MAX_TAG_CHARS = 100
+
+
 @dataclass(frozen=True)
 class NewMessage:
     """A message accepted over SMTP, before it is spooled."""

@@ -166,6 +166,7 @@ class RelayHandler:
             message_id_header=parsed.message_id,
             decision=parsed.decision,
             in_reply_to=parsed.in_reply_to,
+            tags=parsed.tags,
         )
         copies = copy_specs(self.config, parsed.decision, rcpts)
         try:

@@ -25,6 +25,7 @@ from relay.rewrite.headers import (
     prepend_headers,
     remove_headers,
 )
+from relay.smtp.tags import message_tags, tag_header_names
 
 MAX_SUBJECT = 998
 MAX_REFERENCES = 50
@@ -54,6 +55,7 @@ class ParsedMessage:
     message_id: str
     decision: TrackingDecision
     in_reply_to: tuple[str, ...]
+    tags: tuple[str, ...] = ()
 
 
 def valid_address(address: str) -> bool:
@@ -188,13 +190,16 @@ def prepare_message(
     """Decide tracking, drop control headers, add Received and a missing Message-ID."""
     senders = from_addresses(raw)
     sender = senders[0] if senders else ""
-    decision = decide_tracking(config, sender=sender, auth_user=auth_user, headers=header_map(raw))
+    headers = header_map(raw)
+    decision = decide_tracking(config, sender=sender, auth_user=auth_user, headers=headers)
     message_id = next((v for v in header_values(raw, "message-id") if v), "")
     added = [received_header(config, helo=helo, ip=ip, protocol=protocol, rcpt_tos=rcpt_tos)]
     if not message_id:
         message_id = f"<{secrets.token_hex(16)}@{config.smtp.hostname}>"
         added.append(f"Message-ID: {message_id}")
-    stripped = remove_headers(raw, control_header_names(config.smtp))
+    stripped = remove_headers(
+        raw, (*control_header_names(config.smtp), *tag_header_names(config.smtp))
+    )
     return ParsedMessage(
         raw=prepend_headers(stripped, added),
         sender=sender,
@@ -202,4 +207,5 @@ def prepare_message(
         message_id=message_id,
         decision=decision,
         in_reply_to=referenced_ids(raw),
+        tags=message_tags(headers),
     )

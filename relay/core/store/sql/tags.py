@@ -17,12 +17,17 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from relay.core.models import ClientOpen, MessageFilter, TagReport, TagSummary
+from relay.core.models import (
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    ClientOpen,
+    MessageFilter,
+    TagReport,
+    TagSummary,
+)
 from relay.core.store.sql.classes import HUMAN, NOT_INFERRED
 from relay.core.store.sql.counting import maybe_opened
 
-MAX_TAGS = 20  # per message
-MAX_TAG_CHARS = 100
 MAX_LINKS = 200  # links in a tag's report, most clicked first
 MAX_WORDS = 8  # of a search's q
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
