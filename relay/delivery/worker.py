@@ -192,41 +192,40 @@ class DeliveryWorker:
         message, raw = loaded
         rewritten = await build_copy(self.config, self.codec, copy, message, raw, self.templates)
         rewritten = await sign_copy(self.signer, raw, rewritten)
-        # The links go to the writer before the copy goes out, so they are stored long
-        # before anyone can click; the send does not wait for their commit. (A click
-        # never needs them: its URL is in its token.)
-        links = self._record_links(copy, rewritten.links)
         started = time.monotonic()
-        try:
-            outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
-        finally:
-            await links
+        outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
         if self.metrics is not None:
             self.metrics.upstream_attempt(time.monotonic() - started)
         self._recording.add(copy.id)
         if self._backlog:  # its slot is free for the next copy while the outcome is written
             self._wake.set()
-        await self._record(copy, message.received_at, outcome, "; ".join(rewritten.notes))
-
-    def _record_links(self, copy: Copy, links: tuple[str, ...]) -> asyncio.Future[None]:
-        if not links:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return asyncio.ensure_future(self.store.record_links(copy.id, list(links)))
+        # The links the rewrite made are recorded with the outcome, in the same write: one
+        # write per copy, not two. (A click never needs them: its URL is in its token.)
+        links = list(rewritten.links) or None
+        await self._record(copy, message.received_at, outcome, "; ".join(rewritten.notes), links)
 
     async def _record(
-        self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
+        self,
+        copy: Copy,
+        received_at: float,
+        outcome: DeliveryOutcome,
+        note: str,
+        links: list[str] | None = None,
     ) -> None:
         if outcome.refused and copy.recipient is None:
-            await self._record_parts(copy, received_at, outcome, note)
+            await self._record_parts(copy, received_at, outcome, note, links)
             return
         outcome, next_at = self._schedule(copy, received_at, outcome)
-        await self.store.record_outcome(copy.id, outcome, next_at, note)
+        await self.store.record_outcome(copy.id, outcome, next_at, note, links)
         self._recorded(copy.id, copy.rcpt_tos, outcome, next_at, received_at)
 
     async def _record_parts(
-        self, copy: Copy, received_at: float, outcome: DeliveryOutcome, note: str
+        self,
+        copy: Copy,
+        received_at: float,
+        outcome: DeliveryOutcome,
+        note: str,
+        links: list[str] | None,
     ) -> None:
         """A shared copy whose recipients were answered apart: one part per outcome."""
         parts: list[CopyPart] = []
@@ -238,11 +237,11 @@ class DeliveryWorker:
             parts.append(CopyPart(group.rcpt_tos, settled, next_at, replies))
         if len(parts) == 1 and not parts[0].replies:
             await self.store.record_outcome(
-                copy.id, parts[0].outcome, parts[0].next_attempt_at, note
+                copy.id, parts[0].outcome, parts[0].next_attempt_at, note, links
             )
             ids = [copy.id]
         else:
-            ids = await self.store.record_parts(copy.id, parts, note)
+            ids = await self.store.record_parts(copy.id, parts, note, links)
         for copy_id, part in zip(ids, parts, strict=True):
             self._recorded(copy_id, part.rcpt_tos, part.outcome, part.next_attempt_at, received_at)
 

@@ -252,6 +252,31 @@ async def test_a_copy_with_other_links_keeps_its_own(store: AnyStore) -> None:
     }
 
 
+async def test_links_recorded_with_the_outcome_are_stored_as_record_links_stores_them(
+    store: AnyStore, backend: Backend
+) -> None:
+    """The delivery worker's one write per attempt: outcome and links together."""
+    urls = [f"https://example.com/page/{i}" for i in range(5)]
+    message_id, (bob, carol) = await spool(store, message())
+    await store.record_outcome(bob, DEFERRED, T0 + 60, links=urls)
+    await store.record_outcome(bob, DELIVERED, None, links=urls)  # the retry: the same list
+    await store.record_outcome(carol, BOUNCED, None, links=urls[:2])  # a list of its own
+    assert backend.rows("SELECT count(*) FROM message_links") == [(5,)]
+    assert backend.rows("SELECT count(*) FROM links") == [(2,)]
+    report = await store.message_report(message_id)
+    assert report is not None
+    by_address = {r.address: [link.url for link in r.links] for r in report.recipients}
+    assert by_address == {"bob@example.net": urls, "carol@example.org": urls[:2]}
+    assert {c.id: c.state for c in await store.copies_of(message_id)} == {
+        bob: "delivered",
+        carol: "bounced",
+    }
+    assert [b.copy_id for b in await store.due_bounces(4e9, 10)] == [carol]
+    assert backend.rows("SELECT body FROM messages") == [("held",)]  # the bounce needs it
+    with pytest.raises(ValueError, match="no copy"):
+        await store.record_outcome(424242, DELIVERED, None, links=urls)
+
+
 @pytest.mark.parametrize("waiting", [0, 1])
 async def test_oldest_queued(store: AnyStore, waiting: int) -> None:
     _message_id, copies = await spool(store, message())

@@ -76,17 +76,24 @@ class Store(Protocol):
         outcome: DeliveryOutcome,
         next_attempt_at: float | None,
         rewrite_note: str = "",
+        links: Sequence[str] | None = None,
     ) -> None:
         """delivered/permanent end the copy; temporary defers it to next_attempt_at.
 
-        A copy that ends bounced gets a bounce record in the same transaction."""
+        A copy that ends bounced gets a bounce record in the same transaction. ``links``,
+        when given, are recorded as record_links would, in the same write (one write per
+        attempt instead of two)."""
 
     async def record_parts(
-        self, copy_id: int, parts: Sequence[CopyPart], rewrite_note: str = ""
+        self,
+        copy_id: int,
+        parts: Sequence[CopyPart],
+        rewrite_note: str = "",
+        links: Sequence[str] | None = None,
     ) -> list[int]:
         """A shared copy whose recipients got different outcomes: the copy keeps the first
         part, each other part becomes a new copy with its outcome; all in one transaction.
-        Returns the copies' ids, in the order of parts."""
+        Returns the copies' ids, in the order of parts. ``links`` as for record_outcome."""
 
     async def release_bodies(self) -> int:
         """Empty the raw body of every message no copy, bounce or log needs any more

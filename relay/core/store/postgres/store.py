@@ -202,16 +202,24 @@ class PostgresStore:
         outcome: DeliveryOutcome,
         next_attempt_at: float | None,
         rewrite_note: str = "",
+        links: Sequence[str] | None = None,
     ) -> None:
+        urls = None if links is None else list(links)
         await self._write(
-            lambda c: queue.record_outcome(c, copy_id, outcome, next_attempt_at, rewrite_note)
+            lambda c: queue.record_outcome(c, copy_id, outcome, next_attempt_at, rewrite_note, urls)
         )
 
     async def record_parts(
-        self, copy_id: int, parts: Sequence[CopyPart], rewrite_note: str = ""
+        self,
+        copy_id: int,
+        parts: Sequence[CopyPart],
+        rewrite_note: str = "",
+        links: Sequence[str] | None = None,
     ) -> list[int]:
-        wanted = list(parts)
-        return await self._write(lambda c: queue.record_parts(c, copy_id, wanted, rewrite_note))
+        wanted, urls = list(parts), None if links is None else list(links)
+        return await self._write(
+            lambda c: queue.record_parts(c, copy_id, wanted, rewrite_note, urls)
+        )
 
     async def release_bodies(self) -> int:
         """One sweep over held bodies, a batch per write op; returns how many were released."""

@@ -46,6 +46,12 @@ def release_if_done(conn: sqlite3.Connection, message_ids: Iterable[str]) -> int
     return released
 
 
+def release_unread(conn: sqlite3.Connection, message_id: str) -> None:
+    """release_if_done for one message, its count not read (in PostgreSQL's pipeline mode
+    the statement then costs no round trip of its own)."""
+    conn.execute(_RELEASE, (b"", message_id))
+
+
 def release_of_copy(conn: sqlite3.Connection, copy_id: int) -> int:
     row = conn.execute("SELECT message_id FROM copies WHERE id = ?", (copy_id,)).fetchone()
     return 0 if row is None else release_if_done(conn, [str(row[0])])

@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 
 from relay.core.models import Copy, CopyPart, DeliveryOutcome, PendingBounce, QueueEntry
-from relay.core.store.sql.bodies import release_if_done, release_of_copy
+from relay.core.store.sql.bodies import release_if_done, release_of_copy, release_unread
 from relay.core.store.sql.reads import COPY_COLUMNS, copy_from_row
-from relay.core.store.sql.writes import apply_outcome, clean_text
+from relay.core.store.sql.writes import clean_text, store_links, update_outcome
 
 QUEUED = "state IN ('queued', 'deferred')"
 MAX_IDS = 10_000  # ids per retry/delete call; the CLI sends larger sets in batches
@@ -28,31 +28,57 @@ def record_outcome(
     outcome: DeliveryOutcome,
     next_attempt_at: float | None,
     rewrite_note: str,
+    links: Sequence[str] | None = None,
 ) -> None:
-    """apply_outcome, plus a bounces row when the copy is now bounced; then the
-    message's body is released if this was the last copy it was kept for."""
-    apply_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
-    row = conn.execute(
-        "SELECT c.state, c.message_id, m.mail_from FROM copies c"
-        " JOIN messages m ON m.id = c.message_id WHERE c.id = ?",
-        (copy_id,),
-    ).fetchone()
-    if row is None or row[0] == "deferred":
+    """writes.apply_outcome, and writes.replace_links when ``links`` is given (the
+    links the copy's rewrite made, recorded in the same write), plus a bounces row when
+    the copy is now bounced; then the message's body is released if this was the last
+    copy it was kept for.
+
+    One result is read, the first: the copy's message, its sender and the message's
+    shared links. Everything after it only writes, so in PostgreSQL's pipeline mode the
+    whole outcome costs one round trip (it was five, and a second write op for links)."""
+    if links is None:
+        rows = conn.execute(
+            "SELECT c.message_id, m.mail_from, NULL FROM copies c"
+            " JOIN messages m ON m.id = c.message_id WHERE c.id = ?",
+            (copy_id,),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT c.message_id, m.mail_from, ml.url FROM copies c"
+            " JOIN messages m ON m.id = c.message_id"
+            " LEFT JOIN message_links ml ON ml.message_id = c.message_id"
+            " WHERE c.id = ? ORDER BY ml.idx",
+            (copy_id,),
+        ).fetchall()
+    if not rows:
+        raise ValueError(f"no copy {copy_id}")
+    message_id, mail_from = str(rows[0][0]), rows[0][1]
+    if links is not None:
+        shared = [str(row[2]) for row in rows if row[2] is not None]
+        store_links(conn, copy_id, message_id, links, shared)
+    state = update_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
+    if state == "deferred":
         return
-    if row[0] == "bounced":
+    if state == "bounced":
         # Never a DSN for a message whose sender was empty (RFC 5321 6.1: no bounce loops).
-        state = "pending" if row[2] else "skipped"
+        kind = "pending" if mail_from else "skipped"
         now = time.time()
         conn.execute(
             "INSERT INTO bounces (copy_id, message_id, state, reason, created_at,"
             " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (copy_id, row[1], state, clean_text(outcome.reply), now, now),
+            (copy_id, message_id, kind, clean_text(outcome.reply), now, now),
         )
-    release_if_done(conn, [str(row[1])])
+    release_unread(conn, message_id)
 
 
 def record_parts(
-    conn: sqlite3.Connection, copy_id: int, parts: Sequence[CopyPart], rewrite_note: str
+    conn: sqlite3.Connection,
+    copy_id: int,
+    parts: Sequence[CopyPart],
+    rewrite_note: str,
+    links: Sequence[str] | None = None,
 ) -> list[int]:
     """A shared copy whose recipients got different outcomes, split by outcome.
 
@@ -81,8 +107,11 @@ def record_parts(
         ).fetchone()
         ids.append(int(new[0]))
     for part_id, part in zip(ids, parts, strict=True):
-        note = rewrite_note if part_id == copy_id else ""
-        record_outcome(conn, part_id, part.outcome, part.next_attempt_at, note)
+        first = part_id == copy_id
+        note = rewrite_note if first else ""
+        record_outcome(
+            conn, part_id, part.outcome, part.next_attempt_at, note, links if first else None
+        )
         conn.execute(  # JSON text is ASCII (escaped), so no clean_text is needed
             "UPDATE copies SET rcpt_tos = ?, rcpt_replies = ? WHERE id = ?",
             (json.dumps(list(part.rcpt_tos)), json.dumps(dict(part.replies)), part_id),

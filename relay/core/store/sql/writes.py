@@ -108,14 +108,25 @@ def replace_links(conn: sqlite3.Connection, copy_id: int, urls: Sequence[str]) -
     row = conn.execute("SELECT message_id FROM copies WHERE id = ?", (copy_id,)).fetchone()
     if row is None:
         raise ValueError(f"no copy {copy_id}")
-    message_id, cleaned = str(row[0]), [clean_text(url) for url in urls]
-    conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
+    message_id = str(row[0])
     shared = [
         str(r[0])
         for r in conn.execute(
             "SELECT url FROM message_links WHERE message_id = ? ORDER BY idx", (message_id,)
         )
     ]
+    store_links(conn, copy_id, message_id, urls, shared)
+
+
+def store_links(
+    conn: sqlite3.Connection, copy_id: int, message_id: str, urls: Sequence[str], shared: list[str]
+) -> None:
+    """replace_links once the message's shared list (``shared``) is known: only writes,
+    no result read (in PostgreSQL's pipeline mode they cost no round trip)."""
+    if len(urls) > MAX_LINKS:
+        raise ValueError(f"at most {MAX_LINKS} links per copy")
+    cleaned = [clean_text(url) for url in urls]
+    conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
     if cleaned and not shared:
         conn.executemany(
             "INSERT INTO message_links (message_id, idx, url) VALUES (?, ?, ?)",
@@ -144,13 +155,28 @@ def apply_outcome(
     attempt are cleared (queue.record_parts sets them again for a split).
     """
     _require_copy(conn, copy_id)
-    now = time.time()
+    update_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
+
+
+def outcome_state(outcome: DeliveryOutcome, next_attempt_at: float | None) -> str:
+    """The state an outcome leaves its copy in (apply_outcome)."""
     if outcome.status == "delivered":
-        state, delivered_at = "delivered", now
-    elif outcome.status == "temporary" and next_attempt_at is not None:
-        state, delivered_at = "deferred", None
-    else:
-        state, delivered_at = "bounced", None
+        return "delivered"
+    if outcome.status == "temporary" and next_attempt_at is not None:
+        return "deferred"
+    return "bounced"
+
+
+def update_outcome(
+    conn: sqlite3.Connection,
+    copy_id: int,
+    outcome: DeliveryOutcome,
+    next_attempt_at: float | None,
+    rewrite_note: str,
+) -> str:
+    """apply_outcome of a copy known to exist: one UPDATE, no result read; the new state."""
+    state = outcome_state(outcome, next_attempt_at)
+    delivered_at = time.time() if state == "delivered" else None
     conn.execute(
         "UPDATE copies SET state = ?, attempts = attempts + 1, last_reply = ?,"
         " rcpt_replies = '{}', lease_owner = NULL, lease_until = NULL,"
@@ -170,6 +196,7 @@ def apply_outcome(
             copy_id,
         ),
     )
+    return state
 
 
 _INSERT_EVENTS = (
