@@ -21,6 +21,7 @@ from tracking_http.admin.metrics_view import metrics_handler
 from tracking_http.admin.openapi import tracking_openapi_handler
 from tracking_http.admin.privacy_views import PrivacyViews
 from tracking_http.admin.routes import add_dashboard
+from tracking_http.admin.tags_api import add_tag_api
 from tracking_http.guard import guard_app
 from tracking_http.headers import SECURITY_HEADERS, add_security_headers
 from tracking_http.health import RunState, add_health
@@ -117,6 +118,7 @@ def create_admin_app(
     add_dashboard(app, config.admin, store)
     app.router.add_get("/api/messages", views.list_messages)
     app.router.add_get("/api/messages/{id}", views.message_detail)
+    add_tag_api(app, store)
     privacy = PrivacyViews(store)
     app.router.add_get("/api/messages/{id}/raw", privacy.raw_message)
     app.router.add_delete("/api/contacts/{address}", privacy.erase_contact)

@@ -56,7 +56,7 @@ async def test_tags_are_stored_listed_and_searched(store: Store) -> None:
         third: (),
     }
     listed = await store.list_tags()
-    assert [(t.tag, t.messages) for t in listed] == [("billing", 1), ("Promo", 2), ("spring", 1)]
+    assert [(t.tag, t.messages) for t in listed] == [("billing", 1), ("PROMO", 2), ("spring", 1)]
     assert abs(listed[1].last_used - (now - DAY)) < 1
 
     async def ids(where: MessageFilter) -> list[str]:

@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.core.models import Copy, LinkReport, MessageSummary, RecipientReport
+from relay.core.models import Copy, LinkReport, MessageFilter, MessageSummary, RecipientReport
 from relay.core.store import Store
 from relay.core.store.sql.reports import decode_cursor, encode_cursor
 from tracking_http.admin.params import is_digits, is_message_id
+from tracking_http.admin.search import BadSearch, search_filter
 
 log = logging.getLogger("tracking_http.admin")
 
@@ -64,10 +65,11 @@ def summary_json(summary: MessageSummary) -> JsonObject:
         "subject": message.subject,
         "created_at": iso_time(message.received_at),
         "recipients": summary.recipients,
-        "opens": counts(LIST_OPEN_KEYS, summary.opens),
-        "clicks": counts(LIST_CLICK_KEYS, summary.clicks),
+        "opens": {**counts(LIST_OPEN_KEYS, summary.opens), "rate": summary.open_rate},
+        "clicks": {**counts(LIST_CLICK_KEYS, summary.clicks), "rate": summary.click_rate},
         "state": overall_state(summary.states),
         "states": dict(summary.states),
+        "tags": list(message.tags),
     }
 
 
@@ -176,7 +178,14 @@ class AdminViews:
         if after is not None and not is_message_id(after):
             return json_error(400, "cursor must be the next of a previous page (a message id)")
         cursor = None if after is None else encode_cursor(after)
-        page, next_cursor = await self._store.list_messages(limit=limit, cursor=cursor)
+        try:
+            where = search_filter(request.query)
+        except BadSearch as exc:
+            return json_error(400, str(exc))
+        if where == MessageFilter():
+            page, next_cursor = await self._store.list_messages(limit=limit, cursor=cursor)
+        else:
+            page, next_cursor = await self._store.find_messages(where, limit=limit, cursor=cursor)
         return json_response(
             {"messages": [summary_json(s) for s in page], "next": page_after(next_cursor)}
         )
@@ -194,6 +203,7 @@ class AdminViews:
             "sender": message.sender,
             "subject": message.subject,
             "created_at": iso_time(message.received_at),
+            "tags": list(message.tags),
             "mail_from": message.mail_from,
             "message_id_header": message.message_id_header,
             "tracking": {

@@ -134,6 +134,29 @@ EVENT_FILTERS = (
     ),
 )
 ID_PARAM = path("id", "a message id", MESSAGE_ID)
+# Search and tags (tracking_http.admin.search, tracking_http.admin.tags_api).
+TIME_PARAM = {
+    "type": "string",
+    "pattern": params.TIME,
+    "description": "unix seconds, or an ISO 8601 date or date and time (UTC unless offset)",
+}
+TAG_TEXT = {"type": "string", "minLength": 1, "maxLength": params.MAX_TAG}
+TAG_PARAM = path("tag", "a tag (compared case-insensitively)", TAG_TEXT)
+TIME_RANGE = (
+    query("since", "messages received at or after this", TIME_PARAM),
+    query("until", "messages received before this", TIME_PARAM),
+)
+SEARCH = (
+    query(
+        "q",
+        "words of the subject (each must appear) and addresses (sender or recipient)",
+        {"type": "string", "maxLength": 200},
+    ),
+    query("recipient", "a recipient of a copy of its own", ADDRESS),
+    query("tag", "messages with this tag", TAG_TEXT),
+    query("state", "messages with a copy in this delivery state", {"enum": list(params.STATES)}),
+    *TIME_RANGE,
+)
 ADDRESS_PARAM = path("address", "a recipient address", ADDRESS)
 
 
@@ -303,7 +326,7 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         "get",
         "/api/messages",
         "listMessages",
-        "Messages, newest first",
+        "Messages, newest first; the search parameters narrow them (all must hold)",
         "api",
         {"200": answer("A page", "application/json", ref("MessagePage")), **JSON_400, **API_401},
         (
@@ -313,6 +336,7 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
             ),
             query("cursor", "the previous page's next (a message id)", MESSAGE_ID),
+            *SEARCH,
         ),
         links={
             "200": {
@@ -333,6 +357,66 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         },
         (ID_PARAM,),
         links={"200": MESSAGE_LINKS},
+    ),
+    Operation(
+        "get",
+        "/api/messages/{id}/clients",
+        "getMessageClients",
+        "Which mail clients and platforms opened the message (readers: unique copies)",
+        "api",
+        {
+            "200": answer("Readers by client and platform", "application/json", ref("Readers")),
+            "404": error("No such message"),
+            **API_401,
+        },
+        (ID_PARAM,),
+    ),
+    Operation(
+        "get",
+        "/api/tags",
+        "listTags",
+        "Every tag with its message count and newest use, most recently used first",
+        "api",
+        {"200": answer("The tags", "application/json", ref("TagList")), **API_401},
+        links={"200": {"GetFirstTag": link("getTag", tag="$response.body#/tags/0/tag")}},
+    ),
+    Operation(
+        "get",
+        "/api/tags/{tag}",
+        "getTag",
+        "A tag's campaign report over messages received in [since, until);"
+        " format=csv: the same as CSV, one row per link then a totals row (empty url)",
+        "api",
+        {
+            "200": {
+                "description": "The report",
+                "content": {
+                    "application/json": {"schema": ref("TagReport")},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            **JSON_400,
+            "404": error("No message with this tag in that time"),
+            **API_401,
+        },
+        (
+            TAG_PARAM,
+            *TIME_RANGE,
+            query("format", "json (default) or csv", {"enum": ["json", "csv"]}),
+        ),
+    ),
+    Operation(
+        "get",
+        "/api/tags/{tag}/clients",
+        "getTagClients",
+        "Which mail clients and platforms opened the tag's messages",
+        "api",
+        {
+            "200": answer("Readers by client and platform", "application/json", ref("Readers")),
+            **JSON_400,
+            **API_401,
+        },
+        (TAG_PARAM, *TIME_RANGE),
     ),
     Operation(
         "get",
@@ -566,6 +650,15 @@ RECIPIENT: JsonObject = {
     },
     "required": ["address", "state", "opens", "clicks", "links"],
 }
+RATE = {"type": "number", "minimum": 0, "maximum": 1}
+# Counts by class and unique_human, and rate: unique_human over delivered copies.
+RATED_COUNTS = {
+    "type": "object",
+    "properties": {"rate": RATE},
+    "additionalProperties": {"type": "integer", "minimum": 0},
+    "required": ["rate"],
+}
+TAGS = {"type": "array", "items": {"type": "string"}}
 SUMMARY: JsonObject = {
     "type": "object",
     "properties": {
@@ -574,10 +667,11 @@ SUMMARY: JsonObject = {
         "subject": {"type": "string"},
         "created_at": TIME,
         "recipients": {"type": "integer"},
-        "opens": COUNTS,
-        "clicks": COUNTS,
+        "opens": RATED_COUNTS,
+        "clicks": RATED_COUNTS,
         "state": {"type": "string"},
         "states": COUNTS,
+        "tags": TAGS,
     },
     "required": ["id", "sender", "subject", "created_at", "recipients", "opens", "clicks"],
 }
@@ -605,11 +699,115 @@ SCHEMAS: JsonObject = {
         "required": ["messages", "next"],
     },
     "MessageSummary": SUMMARY,
+    "TagList": {
+        "type": "object",
+        "properties": {
+            "tags": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "tag": {"type": "string"},
+                        "messages": {"type": "integer", "minimum": 1},
+                        "last_used": TIME,
+                    },
+                    "required": ["tag", "messages", "last_used"],
+                },
+            }
+        },
+        "required": ["tags"],
+    },
+    "TagReport": {
+        "type": "object",
+        "description": "unique = copies; rates over delivered recipients (0.0: none delivered)",
+        "properties": {
+            "tag": {"type": "string"},
+            "since": nullable("string", format="date-time"),
+            "until": nullable("string", format="date-time"),
+            **{
+                key: {"type": "integer", "minimum": 0}
+                for key in ("messages", "recipients", "delivered", "bounced")
+            },
+            "opens": {
+                "type": "object",
+                "properties": {
+                    "unique_human": {"type": "integer", "minimum": 0},
+                    "rate": RATE,
+                    "unique_maybe": {"type": "integer", "minimum": 0},
+                    "proxy_rate": RATE,
+                },
+                "required": ["unique_human", "rate", "proxy_rate"],
+            },
+            "clicks": {
+                "type": "object",
+                "properties": {
+                    "unique_human": {"type": "integer", "minimum": 0},
+                    "rate": RATE,
+                    "click_to_open": RATE,
+                },
+                "required": ["unique_human", "rate", "click_to_open"],
+            },
+            "links": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "url": {"type": "string"},
+                        "unique_human": {"type": "integer", "minimum": 0},
+                    },
+                    "required": ["url", "unique_human"],
+                },
+            },
+        },
+        "required": [
+            "tag",
+            "messages",
+            "recipients",
+            "delivered",
+            "bounced",
+            "opens",
+            "clicks",
+            "links",
+        ],
+    },
+    "Readers": {
+        "type": "object",
+        "description": "human: copies a person opened with it; proxy: copies its proxy fetched",
+        "properties": {
+            "clients": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "client": {"type": "string"},
+                        "platform": {"enum": ["mobile", "desktop", "webmail", "unknown"]},
+                        "human": {"type": "integer", "minimum": 0},
+                        "proxy": {"type": "integer", "minimum": 0},
+                    },
+                    "required": ["client", "platform", "human", "proxy"],
+                },
+            },
+            "platforms": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "platform": {"enum": ["mobile", "desktop", "webmail", "unknown"]},
+                        "human": {"type": "integer", "minimum": 0},
+                        "proxy": {"type": "integer", "minimum": 0},
+                    },
+                    "required": ["platform", "human", "proxy"],
+                },
+            },
+        },
+        "required": ["clients", "platforms"],
+    },
     "Recipient": RECIPIENT,
     "MessageDetail": {
         "type": "object",
         "properties": {
             **{k: SUMMARY["properties"][k] for k in ("id", "sender", "subject", "created_at")},
+            "tags": TAGS,
             "mail_from": {"type": "string"},
             "message_id_header": {"type": "string"},
             "tracking": {

@@ -75,9 +75,13 @@ def received_at_of(message_id: str) -> float:
 
 
 def list_tags(conn: sqlite3.Connection, limit: int) -> list[TagSummary]:
+    """Each tag spelled as its newest message spelled it (message_tags_by_tag, then the
+    primary key)."""
     rows = conn.execute(
-        "SELECT max(tag), count(*), max(message_id) AS newest FROM message_tags"
-        " GROUP BY tag_key ORDER BY newest DESC, tag_key LIMIT ?",
+        "SELECT t.tag, g.n, g.newest FROM (SELECT tag_key, count(*) AS n,"
+        " max(message_id) AS newest FROM message_tags GROUP BY tag_key) AS g"
+        " JOIN message_tags t ON t.message_id = g.newest AND t.tag_key = g.tag_key"
+        " ORDER BY g.newest DESC, g.tag_key LIMIT ?",
         (limit,),
     ).fetchall()
     return [TagSummary(tag, int(n), received_at_of(newest)) for tag, n, newest in rows]
@@ -105,13 +109,16 @@ def tag_report(
     key = tag_key(tag)
     tagged, params = _tagged(key, since_id, until_id)
     row = conn.execute(
-        f"SELECT count(*), max(tag) FROM message_tags WHERE message_id IN ({tagged})"
-        " AND tag_key = ?",
-        [*params, key],
+        "SELECT count(*), max(message_id) FROM message_tags WHERE tag_key = ?"
+        " AND message_id >= ? AND message_id < ?",
+        params,
     ).fetchone()
     if row is None or not row[0]:
         return None
-    messages, spelled = int(row[0]), str(row[1])
+    messages = int(row[0])
+    spelled = conn.execute(
+        "SELECT tag FROM message_tags WHERE message_id = ? AND tag_key = ?", (row[1], key)
+    ).fetchone()[0]
     recipients, by_state = 0, {"delivered": 0, "bounced": 0}
     for state, rcpt_tos in conn.execute(
         f"SELECT state, rcpt_tos FROM copies WHERE message_id IN ({tagged})", params
