@@ -23,7 +23,7 @@ from relay.core.models import (
     TrackingDecision,
     event_from,
 )
-from relay.core.store.sql.dialect import inserted_ids, json_object_of
+from relay.core.store.sql.dialect import inserted_ids, is_postgres, json_object_of
 from relay.core.store.sql.tags import insert_tags
 
 MAX_COPIES = 100_000
@@ -270,6 +270,8 @@ def insert_hits(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[
     Each event gets its copy's recipient as it is now (an erased copy records
     "someone"); an unknown copy raises ValueError before anything is written.
     """
+    if is_postgres(conn):
+        return _insert_hits_postgres(conn, events)
     wanted = sorted({event.copy_id for event in events})
     marks = ",".join("?" * len(wanted))
     row = conn.execute(  # one row, one step, whatever the number of copies
@@ -284,6 +286,37 @@ def insert_hits(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[
     for event, event_id in zip(placed, ids, strict=True):
         event.__dict__["id"] = event_id  # our own fresh copies, not yet seen by anyone
     return [[event] for event in placed]
+
+
+# PostgreSQL: the hits as one array per column, each row joined to its copy for the
+# recipient, in ONE statement whose text never changes (parsed and planned once per
+# connection; a VALUES list of n rows is a new statement for every n). ORDER BY the
+# ordinality inserts the rows, and so draws their ids, in the order of the hits.
+_INSERT_HITS_POSTGRES = (
+    _INSERT_EVENTS.removesuffix(" VALUES ")
+    + " SELECT h.kind, h.copy_id, h.message_id, c.recipient, h.at, h.ip, h.user_agent,"
+    " h.klass, h.reasons, h.url, h.link_index, h.inferred, h.extra"
+    " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::float8[], ?::text[], ?::text[],"
+    " ?::text[], ?::text[], ?::text[], ?::integer[], ?::integer[], ?::text[])"
+    " WITH ORDINALITY AS h(kind, copy_id, message_id, at, ip, user_agent, klass, reasons,"
+    " url, link_index, inferred, extra, n)"
+    " JOIN copies c ON c.id = h.copy_id ORDER BY h.n RETURNING id, recipient"
+)
+
+
+def _insert_hits_postgres(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[Event]]:
+    rows = [event_row(event) for event in events]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    del columns[3]  # the recipient: the copy's, joined in
+    stored = sorted(conn.execute(_INSERT_HITS_POSTGRES, columns).fetchall())
+    if len(stored) != len(events):  # an unknown copy: its hit had no row to join
+        raise ValueError("no such copy")
+    placed = []
+    for event, (event_id, recipient) in zip(events, stored, strict=True):
+        hit = placed_event(event, recipient)
+        hit.__dict__["id"] = int(event_id)  # our own fresh copies, not yet seen by anyone
+        placed.append([hit])
+    return placed
 
 
 def placed_event(event: Event, recipient: str | None) -> Event:
