@@ -157,6 +157,41 @@ SEARCH = (
     query("state", "messages with a copy in this delivery state", {"enum": list(params.STATES)}),
     *TIME_RANGE,
 )
+# The queue and webhooks pages' buttons (tracking_http.admin.queue_views).
+PAGE_NOTE = (
+    query("done", "what a button just did", {"enum": ["retried", "deleted", "hooks"]}),
+    query("n", "how many it did that to", {"type": "integer", "minimum": 0, "maximum": 999999}),
+)
+FORM_ANSWERS = {
+    "400": error("The body is not a form, or an id is not one (1 to 500 of them)"),
+    "403": plain("Missing or stale csrf value (or no bearer header): reload the page"),
+    **TOO_LARGE,
+}
+
+
+def ids_form(name: str, text: str, confirm: bool = False) -> JsonObject:
+    """A button's form: one or more ids (the field repeated), maybe confirm=yes. Browsers
+    also send the page's csrf field; a script sends the bearer header instead."""
+    one = {
+        "anyOf": [
+            {"type": "string", "pattern": "^[0-9]{1,18}$"},
+            {"type": "integer", "minimum": 0, "maximum": params.MAX_EVENT_ID},
+        ]
+    }
+    many = {"type": "array", "items": one, "minItems": 1, "maxItems": 500}
+    properties: JsonObject = {name: {"anyOf": [one, many], "description": text}}
+    if confirm:
+        properties["confirm"] = {"type": "string", "enum": ["yes"]}
+    return {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "properties": properties, "required": [name]}
+            }
+        },
+    }
+
+
 ADDRESS_PARAM = path("address", "a recipient address", ADDRESS)
 
 
@@ -304,6 +339,68 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         "Dashboard: the live feed",
         "dashboard",
         {"200": html("The page"), **PAGE_303},
+    ),
+    Operation(
+        "get",
+        "/messages/{id}/preview",
+        "messagePreview",
+        "Dashboard: a logged copy's HTML, for the message page's sandboxed frame",
+        "dashboard",
+        {
+            "200": html("The HTML part, under a CSP that allows no remote load, script or form"),
+            "404": html("Not a logged copy, or no HTML part"),
+            **PAGE_303,
+        },
+        (ID_PARAM,),
+    ),
+    Operation(
+        "get",
+        "/queue",
+        "queuePage",
+        "Dashboard: queued, deferred and bounced copies",
+        "dashboard",
+        {"200": html("The page"), "400": html("done or n is not one a button sends"), **PAGE_303},
+        PAGE_NOTE,
+    ),
+    Operation(
+        "post",
+        "/queue/retry",
+        "queueRetry",
+        "Dashboard: make queued or deferred copies due now",
+        "dashboard",
+        {**FORM_ANSWERS, "303": redirect("Done: back to the queue page, saying how many")},
+        body=ids_form("copy", "a copy id"),
+    ),
+    Operation(
+        "post",
+        "/queue/delete",
+        "queueDelete",
+        "Dashboard: drop queued or deferred copies (no bounce)",
+        "dashboard",
+        {
+            **FORM_ANSWERS,
+            "200": html("Without confirm=yes: a page asking to confirm"),
+            "303": redirect("Deleted: back to the queue page, saying how many"),
+        },
+        body=ids_form("copy", "a copy id", confirm=True),
+    ),
+    Operation(
+        "get",
+        "/webhooks",
+        "webhooksPage",
+        "Dashboard: webhook deliveries pending or failed",
+        "dashboard",
+        {"200": html("The page"), "400": html("done or n is not one a button sends"), **PAGE_303},
+        PAGE_NOTE,
+    ),
+    Operation(
+        "post",
+        "/webhooks/retry",
+        "webhooksRetry",
+        "Dashboard: send webhook deliveries again now (failed ones too)",
+        "dashboard",
+        {**FORM_ANSWERS, "303": redirect("Done: back to the webhooks page, saying how many")},
+        body=ids_form("delivery", "an outbox row id"),
     ),
     Operation(
         "get",

@@ -15,6 +15,7 @@ import jinja2
 from aiohttp import web
 
 from tracking_http.admin import session
+from tracking_http.admin.forms import FormGuard
 
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -57,9 +58,12 @@ def create_templates() -> jinja2.Environment:
 class Pages:
     """Renders templates for one admin app; knows the token to make the CSRF value."""
 
-    def __init__(self, templates: jinja2.Environment, token: str) -> None:
+    def __init__(
+        self, templates: jinja2.Environment, token: str, guard: FormGuard | None = None
+    ) -> None:
         self.templates = templates
         self._token = token
+        self.guard = guard or FormGuard(token, open_mode=False)
 
     def render(
         self, request: web.Request, name: str, status: int = 200, **context: Any
@@ -68,7 +72,10 @@ class Pages:
         cookie = request.cookies.get(session.COOKIE, "")
         valid = session.is_valid(cookie, self._token)
         csrf = session.csrf_value(cookie, self._token) if valid else ""
-        body = self.templates.get_template(name).render(csrf=csrf, **context)
+        action_csrf = self.guard.value(request)
+        body = self.templates.get_template(name).render(
+            csrf=csrf, action_csrf=action_csrf, **context
+        )
         return web.Response(
             status=status,
             text=body,

@@ -10,9 +10,12 @@ from aiohttp.typedefs import Handler
 
 from relay.core.config import AdminConfig
 from relay.core.store import Store
+from tracking_http.admin.auth import open_without_token
 from tracking_http.admin.dashboard import DashboardViews
+from tracking_http.admin.forms import FormGuard
 from tracking_http.admin.login import LoginViews
 from tracking_http.admin.pages import Pages, create_templates
+from tracking_http.admin.queue_views import QueueViews
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The dashboard's own files and their types: fixed here, not guessed from the host's
@@ -51,9 +54,12 @@ def static_handler() -> Handler:
 
 def add_dashboard(app: web.Application, config: AdminConfig, store: Store) -> None:
     """Every asset is served from the package: the dashboard works offline, with no CDN."""
-    pages = Pages(create_templates(), config.token)
+    pages = Pages(
+        create_templates(), config.token, FormGuard(config.token, open_without_token(config))
+    )
     login = LoginViews(config, pages)
     views = DashboardViews(store, pages)
+    queue = QueueViews(store, pages)
     app.router.add_get("/login", login.form)
     app.router.add_post("/login", login.login)
     app.router.add_post("/logout", login.logout)
@@ -63,4 +69,9 @@ def add_dashboard(app: web.Application, config: AdminConfig, store: Store) -> No
     app.router.add_get("/contacts/{address}", views.contact)
     app.router.add_get("/charts", views.charts)
     app.router.add_get("/feed", views.feed)
+    app.router.add_get("/queue", queue.queue)
+    app.router.add_post("/queue/retry", queue.retry)
+    app.router.add_post("/queue/delete", queue.delete)
+    app.router.add_get("/webhooks", queue.webhooks)
+    app.router.add_post("/webhooks/retry", queue.retry_webhooks)
     app.router.add_get("/static/{filename}", static_handler())
