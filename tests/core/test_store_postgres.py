@@ -448,6 +448,16 @@ async def test_hits_go_through_an_event_writer_process_that_may_die(postgres_url
             clicked = await store.record_hit(click, relabel_client=True)
             with pytest.raises(ValueError, match=r"no such copy|no copy"):
                 await store.record_hit(an_open(999_999, message_id))
+            mixed = await asyncio.gather(  # in the same batches: each fails or not alone
+                *(store.record_hit(an_open(copy_id, message_id)) for _ in range(20)),
+                store.record_hit(an_open(999_999, message_id)),
+                store.record_hit(click),
+                *(store.record_hit(an_open(copy_id, message_id)) for _ in range(20)),
+                return_exceptions=True,
+            )
+        assert [type(r).__name__ for r in mixed].count("ValueError") == 1
+        assert isinstance(mixed[20], ValueError)
+        results += [r for r in mixed if isinstance(r, list)]
         assert [e.kind for e in clicked] == ["click"]  # a human open came before it
         assert all(events[0].recipient == BOB for events in results)
         assert store.transactions <= 2  # the spool; the process wrote the events

@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from relay.core.models import (
     CopySpec,
@@ -300,22 +301,40 @@ _INSERT_HITS_POSTGRES = (
     " ?::text[], ?::text[], ?::text[], ?::integer[], ?::integer[], ?::text[])"
     " WITH ORDINALITY AS h(kind, copy_id, message_id, at, ip, user_agent, klass, reasons,"
     " url, link_index, inferred, extra, n)"
-    " JOIN copies c ON c.id = h.copy_id ORDER BY h.n RETURNING id, recipient"
+    " JOIN copies c ON c.id = h.copy_id ORDER BY h.n RETURNING id, copy_id, recipient"
 )
 
 
 def _insert_hits_postgres(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[Event]]:
-    rows = [event_row(event) for event in events]
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    del columns[3]  # the recipient: the copy's, joined in
-    stored = sorted(conn.execute(_INSERT_HITS_POSTGRES, columns).fetchall())
-    if len(stored) != len(events):  # an unknown copy: its hit had no row to join
+    sql, params = postgres_hits(events)
+    placed = placed_hits(events, conn.execute(sql, params).fetchall())
+    if any(hit is None for hit in placed):
         raise ValueError("no such copy")
-    placed = []
-    for event, (event_id, recipient) in zip(events, stored, strict=True):
-        hit = placed_event(event, recipient)
-        hit.__dict__["id"] = int(event_id)  # our own fresh copies, not yet seen by anyone
-        placed.append([hit])
+    return [hit for hit in placed if hit is not None]
+
+
+def postgres_hits(events: Sequence[Event]) -> tuple[str, list[list[object]]]:
+    """The statement that stores plain hits on PostgreSQL, and its parameters: rows come
+    back as (id, copy_id, recipient), for placed_hits."""
+    columns = [list(column) for column in zip(*map(event_row, events), strict=True)]
+    del columns[3]  # the recipient: the copy's, joined in
+    return _INSERT_HITS_POSTGRES, columns
+
+
+def placed_hits(events: Sequence[Event], rows: Sequence[Any]) -> list[list[Event] | None]:
+    """Each hit as postgres_hits stored it, with its id and its copy's recipient; None for
+    a hit whose copy is unknown (it had no row to join, so it was not stored)."""
+    stored = sorted(rows)
+    placed: list[list[Event] | None] = []
+    at = 0
+    for event in events:
+        if at < len(stored) and stored[at][1] == event.copy_id:
+            hit = placed_event(event, stored[at][2])
+            hit.__dict__["id"] = int(stored[at][0])  # our own fresh copy, not yet seen by anyone
+            placed.append([hit])
+            at += 1
+        else:  # rows keep the hits' order, and a copy's hits are all stored or none is
+            placed.append(None)
     return placed
 
 
