@@ -1,5 +1,9 @@
 """Dashboard pages with 100,000 messages and 1,000,000 events, and the live feed's fan-out.
 
+Also search and tags (issue 15): 200 tags over the messages, and the p50 of a search
+by recipient, by a subject word, a tag's report over 30 days and the messages list
+with rates, through the JSON API.
+
 1. Fills a store with the bulk loader (relay.core.store.sqlite.bulk), or reuses --db.
 2. Starts `python -m relay http` on it and a bare aiohttp server (the baseline) that
    answers a static page of the same size as the messages list, each as its own process.
@@ -9,7 +13,7 @@
    1,000/s for a few seconds; counts the events each client received.
 
     .venv/bin/python benchmarks/dashboard.py [--messages 100000] [--events 1000000]
-        [--requests 200] [--feeds 100] [--rate 1000] [--seconds 5] [--db FILE]
+        [--tags 200] [--requests 200] [--feeds 100] [--rate 1000] [--seconds 5] [--db FILE]
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DAYS = 30
 SENDERS = [f"sender{i}@example.com" for i in range(50)]
 CLASSES = ["human"] * 6 + ["proxy", "bot", "prefetch", "self"]
+# Subject words: each message's subject has three of them, so a word is in about 1 in 170.
+WORDS = [
+    f"{stem}{n}" for stem in ("spring", "sale", "invoice", "news", "update") for n in range(100)
+]
+DELIVERED_SHARE = 9  # of 10 copies are delivered; the rest stay queued (the pixel tokens)
 
 BARE = r"""
 import sys
@@ -103,7 +112,22 @@ def synthetic_events(
             )
 
 
-def fill(db: Path, messages: int, events: int) -> None:
+def subject_of(i: int) -> str:
+    words = (
+        WORDS[i % len(WORDS)],
+        WORDS[(i * 7 + 3) % len(WORDS)],
+        WORDS[(i * 13 + 5) % len(WORDS)],
+    )
+    return f"{words[0].title()} {words[1]} and {words[2]}: offer {i} <b>this week</b>"
+
+
+def tags_of(i: int, tags: int) -> tuple[str, ...]:
+    """One campaign tag of ``tags`` for each message, and a second one for every third."""
+    first = f"campaign-{i % tags}"
+    return (first, f"campaign-{(i * 11 + 1) % tags}") if i % 3 == 0 else (first,)
+
+
+def fill(db: Path, messages: int, events: int, tags: int) -> None:
     started, now = time.monotonic(), time.time()
     copies: list[tuple[str, int, str, float]] = []
     with BulkLoader(str(db)) as load:
@@ -118,16 +142,27 @@ def fill(db: Path, messages: int, events: int) -> None:
                 client_addr="127.0.0.1",
                 auth_user=None,
                 sender=SENDERS[i % len(SENDERS)],
-                subject=f"Offer number {i} <b>this week</b>",
+                subject=subject_of(i),
                 message_id_header=f"<{i}@example.com>",
                 decision=TrackingDecision(opens=True, clicks=True),
+                tags=tags_of(i, tags),
             )
             message_id, ids = load.add_message(msg, [CopySpec(r, (r,)) for r in rcpts])
             for copy_id, rcpt in zip(ids, rcpts, strict=True):
                 load.add_links(copy_id, ["https://example.com/offer"])
                 copies.append((message_id, copy_id, rcpt, sent))
         load.add_events(synthetic_events(copies, events, now))
-    print(f"filled {messages} messages, {events} events in {time.monotonic() - started:.0f} s")
+        load.deliver(
+            [
+                (copy_id, sent + 5)
+                for n, (_, copy_id, _, sent) in enumerate(copies)
+                if n % 10 < DELIVERED_SHARE
+            ]
+        )
+    print(
+        f"filled {messages} messages, {events} events, {tags} tags"
+        f" in {time.monotonic() - started:.0f} s"
+    )
 
 
 async def timed(
@@ -270,6 +305,42 @@ async def pages(admin: str, args: argparse.Namespace) -> None:
         print(f"{name:<18} {p50:8.1f} {p95:8.1f} {n:8d} {p50 / base:14.1f}x")
 
 
+async def search(admin: str, args: argparse.Namespace) -> None:
+    """The JSON API's search and tags: p50 and p95 against the issue's targets."""
+    rng = random.Random(5)
+    since = int(time.time() - DAYS * 86400)
+
+    def recipient() -> str:
+        return f"{admin}/api/messages?recipient=user{rng.randrange(20000)}@example.net"
+
+    def word() -> str:
+        return f"{admin}/api/messages?q={rng.choice(WORDS)}"
+
+    def tag_report() -> str:
+        return f"{admin}/api/tags/campaign-{rng.randrange(args.tags)}?since={since}"
+
+    cases = [  # (name, urls, target p50 in ms)
+        ("search: recipient", recipient, 200.0),
+        ("search: subject word", word, 200.0),
+        ("tag report, 30 days", tag_report, 300.0),
+        ("messages with rates", lambda: f"{admin}/api/messages", 200.0),
+        ("search: word, no match", lambda: f"{admin}/api/messages?q=nowhere", None),
+        ("tags list", lambda: f"{admin}/api/tags", None),
+        ("tag's clients, 30 d", lambda: tag_report().replace("?", "/clients?"), None),
+    ]
+    async with aiohttp.ClientSession() as session:
+        rows = [
+            (name, await timed(session, urls, args.requests), target)
+            for name, urls, target in cases
+        ]
+    print(f"{'API call':<24} {'p50 ms':>8} {'p95 ms':>8} {'bytes':>8} {'target p50':>11}")
+    for name, (p50, p95, n), target in rows:
+        verdict = (
+            "" if target is None else f"< {target:.0f} " + ("ok" if p50 < target else "MISSED")
+        )
+        print(f"{name:<24} {p50:8.1f} {p95:8.1f} {n:8d} {verdict:>11}")
+
+
 async def stored_opens(db: Path, count_from: int) -> int:
     """The id of the newest event when count_from is 0, else how many opens came after it."""
     store = open_store(StoreConfig(path=str(db)))
@@ -300,6 +371,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--tags", type=int, default=200)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--feeds", type=int, default=100)
     parser.add_argument("--rate", type=int, default=1000)
@@ -309,7 +381,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db_path = (args.db or Path(tmp) / "bench.db").resolve()
         if not db.exists():
-            fill(db, args.messages, args.events)
+            fill(db, args.messages, args.events, args.tags)
         tokens = asyncio.run(tokens_for(db, 1000))
         ports = {"smtp": free_port(), "tracking": free_port(), "admin": free_port()}
         config = Path(tmp) / "relay.toml"
@@ -327,6 +399,7 @@ def main() -> None:
             admin = f"http://127.0.0.1:{ports['admin']}"
             tracking = f"http://127.0.0.1:{ports['tracking']}"
             asyncio.run(pages(admin, args))
+            asyncio.run(search(admin, args))
             asyncio.run(fan_out(admin, tracking, tokens, args))
         finally:
             relay.terminate()

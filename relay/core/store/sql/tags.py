@@ -127,13 +127,14 @@ def tag_report(
         recipients += n
         if state in by_state:
             by_state[state] += n
-    unique = {"open": 0, "click": 0}
-    for kind, n in conn.execute(
-        f"SELECT kind, count(DISTINCT copy_id) FROM events WHERE message_id IN ({tagged})"
-        f" AND kind IN ('open', 'click') AND {HUMAN} GROUP BY kind",
-        params,
-    ):
-        unique[kind] = int(n)
+    unique = {}
+    for kind in ("open", "click"):  # one kind each: events_by_message (message_id, kind)
+        row = conn.execute(
+            f"SELECT count(DISTINCT copy_id) FROM events WHERE message_id IN ({tagged})"
+            f" AND kind = ? AND {HUMAN}",
+            [*params, kind],
+        ).fetchone()
+        unique[kind] = int(row[0]) if row else 0
     where = f"message_id IN ({tagged})"
     maybe = sum(int(n) for _, n in conn.execute(maybe_opened(where), [*params, *params]))
     links = tuple(
