@@ -195,12 +195,22 @@ def _like(word: str) -> str:
     return f"%{escaped}%"
 
 
+# Most copies end delivered: those are found by walking messages newest first and looking
+# at each one's copies (copies_by_message; ``state || ''`` keeps SQLite off copies_by_state)
+# until a page is full. Queued, deferred and bounced copies are few: their message ids
+# come from copies_by_state.
+_STATE_DELIVERED = (
+    "EXISTS (SELECT 1 FROM copies c WHERE c.message_id = messages.id AND c.state || '' = ?)"
+)
+_STATE_FEW = "id IN (SELECT message_id FROM copies WHERE state = ?)"
+
+
 def search_filters(where: MessageFilter) -> list[tuple[str, tuple[object, ...]]]:
     """The conditions on messages for q, recipient, tag and state, with their values.
 
     Subject words: lower(subject) LIKE, scanned newest first (the list's order) until a
-    page is full; addresses, tags and states: the indexes copies_by_recipient,
-    message_tags_by_tag and copies_by_message."""
+    page is full; addresses and tags: the indexes copies_by_recipient and
+    message_tags_by_tag; states: see _STATE_DELIVERED."""
     found: list[tuple[str, tuple[object, ...]]] = []
     for word in (where.q or "").split()[:MAX_WORDS]:
         if "@" in word:
@@ -222,10 +232,7 @@ def search_filters(where: MessageFilter) -> list[tuple[str, tuple[object, ...]]]
         )
     if where.state is not None:
         found.append(
-            (
-                "EXISTS (SELECT 1 FROM copies c WHERE c.message_id = messages.id AND c.state = ?)",
-                (where.state,),
-            )
+            (_STATE_DELIVERED if where.state == "delivered" else _STATE_FEW, (where.state,))
         )
     return found
 
