@@ -7,6 +7,8 @@ always gets the GIF, whatever the store does (see tracking_http.events).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,13 +41,36 @@ NO_CACHE = {
 # Whole header sets, built once: the security hook then has nothing to add (headers.py).
 PIXEL_HEADERS = answer_headers({hdrs.CONTENT_TYPE: "image/gif", **NO_CACHE})
 REDIRECT_HEADERS = answer_headers({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+# A link that is not one of ours (cut short by a mail program, mistyped, forged): a page
+# that says so, styled by its one inline <style>, which the CSP allows by its hash and
+# nothing else (no script, no image, no remote load); no Location, so no open redirect.
+NOT_FOUND_STYLE = (
+    "body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d232b;"
+    "background:#f6f8fa}main{max-width:32rem;margin:12vh auto 0;padding:1.5rem;background:#fff;"
+    "border:1px solid #dde3ea;border-radius:8px}h1{font-size:1.35rem;margin:0 0 .6rem}"
+    "p{margin:.4rem 0}.hint{color:#5f6b7a;font-size:.9rem}"
+)
+NOT_FOUND_CSP = (
+    "default-src 'none'; style-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(NOT_FOUND_STYLE.encode()).digest()).decode()
+    + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 NOT_FOUND_HEADERS = answer_headers(
-    {hdrs.CONTENT_TYPE: "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    {
+        hdrs.CONTENT_TYPE: "text/html; charset=utf-8",
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": NOT_FOUND_CSP,
+    }
 )
 NOT_FOUND_PAGE = (
-    '<!doctype html><html><head><meta charset="utf-8"><title>Link not found</title>'
-    "</head><body><h1>Link not found</h1><p>This link is not valid. If you copied it, "
-    "check that it is complete.</p></body></html>"
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    f"<title>Link not found</title><style>{NOT_FOUND_STYLE}</style></head><body><main>"
+    "<h1>Link not found</h1><p>This link is broken: it is not complete, or it was changed "
+    "on the way, so it cannot say where it was meant to go.</p>"
+    "<p>If you copied it from an email, check that you copied all of it, or open the link "
+    "from the email again.</p>"
+    '<p class="hint">No page was opened and nothing was recorded.</p></main></body></html>'
 )
 NOT_FOUND_BODY = NOT_FOUND_PAGE.encode("utf-8")
 

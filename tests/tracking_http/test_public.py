@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import ipaddress
 import random
+import re
 import sqlite3
 import string
 import time
@@ -268,10 +271,33 @@ async def test_every_public_answer_carries_the_security_headers(
         await client.post("/healthz"),
     ]
     assert [a.status for a in answers] == [200, 200, 200, 302, 404, 200, 404, 405]
+    not_found = answers[4]
     for answer in answers:
         for name, value in SECURITY_HEADERS.items():
-            assert answer.headers[name] == value, (answer.url, name)
+            if answer is not not_found or name != "Content-Security-Policy":
+                assert answer.headers[name] == value, (answer.url, name)
         assert answer.headers["Server"] == "relay"
-    not_found = answers[4]
     assert not_found.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "Link not found" in await not_found.text()
+
+
+async def test_a_broken_link_gets_a_styled_page_and_nothing_else(
+    store: Store, codec: TokenCodec, spooled: Any, serve: Any
+) -> None:
+    """Its one inline style is allowed by hash; no script, image, remote load or redirect."""
+    client = await serve(create_tracking_app(Config(), store, codec))
+    good = codec.click_token(spooled.copies[BOB].id, 0, URL)
+    resp = await client.get(f"/c/{good[:-3]}", allow_redirects=False)
+    assert resp.status == 404 and "Location" not in resp.headers
+    page = await resp.text()
+    assert "This link is broken" in page and '<meta name="viewport"' in page
+    csp = resp.headers["Content-Security-Policy"]
+    style = re.search(r"<style>(.*)</style>", page)
+    assert style is not None
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+    assert csp == (
+        f"default-src 'none'; style-src 'sha256-{digest}'; base-uri 'none';"
+        " form-action 'none'; frame-ancestors 'none'"
+    )
+    assert "<script" not in page and "<img" not in page and "http" not in page.lower()
+    assert await events(store) == []

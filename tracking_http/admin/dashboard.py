@@ -29,6 +29,27 @@ RAW_ROUTE = "/api/messages/{id}/raw"
 STREAM = "/api/events/stream"
 
 
+FEED_ON_LOAD = 50  # events the live feed shows when the page opens
+FEED_WINDOWS = (100, 1000)  # ids looked back for them (ids may have gaps)
+
+
+async def recent_events(store: Store) -> tuple[list[Event], int]:
+    """The newest FEED_ON_LOAD events, newest first, and the id the stream resumes after."""
+    floor = await store.last_event_id()
+    found: list[Event] = []
+    for look_back in FEED_WINDOWS:
+        since = max(0, floor - look_back)
+        found = [e for e in await store.list_events(since, limit=1000) if (e.id or 0) <= floor]
+        if len(found) >= FEED_ON_LOAD or since == 0:
+            break
+    return found[-FEED_ON_LOAD:][::-1], floor
+
+
+def stream_url(floor: int) -> str:
+    """The live feed's stream, resuming after the events the page already shows."""
+    return f"{STREAM}?last_event_id={floor}"
+
+
 class BadQuery(ValueError):
     """A filter the page cannot use; the message is shown to the user."""
 
@@ -85,11 +106,13 @@ class DashboardViews:
                 error=error,
                 next_url="",
                 stream=STREAM,
+                recent=[],
             )
         kept = {k: v for k, v in query.items() if v}
         after = page_after(next_cursor)
         next_url = str(URL("/").with_query({**kept, "cursor": after})) if after else ""
         rows = [(s, overall_state(s.states)) for s in page]
+        recent, floor = await recent_events(self._store)
         return self._pages.render(
             request,
             "messages.html",
@@ -97,7 +120,8 @@ class DashboardViews:
             query=query,
             error="",
             next_url=next_url,
-            stream=STREAM,
+            stream=stream_url(floor),
+            recent=recent,
         )
 
     async def message(self, request: web.Request) -> web.Response:
@@ -178,7 +202,8 @@ class DashboardViews:
         return self._pages.render(request, "charts.html", chart=chart, days=days)
 
     async def feed(self, request: web.Request) -> web.Response:
-        return self._pages.render(request, "feed.html", stream=STREAM)
+        recent, floor = await recent_events(self._store)
+        return self._pages.render(request, "feed.html", stream=stream_url(floor), recent=recent)
 
     async def _chart(self, first: float, now: float, message_id: str) -> Chart:
         start, width, count = window(first, now)

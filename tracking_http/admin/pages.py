@@ -36,6 +36,11 @@ def iso(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def hms(ts: float) -> str:
+    """The time of day (UTC) the live feed shows: ``10:00:05``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -52,6 +57,7 @@ def create_templates() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["iso"] = iso
     env.filters["clip"] = clip
+    env.filters["hms"] = hms
     return env
 
 

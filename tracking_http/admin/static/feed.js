@@ -41,6 +41,7 @@
     var kind = field(data, ["type", "kind", "event"]) || message.type;
     var item = document.createElement("li");
     item.className = "feed-item kind-" + kind.replace(/[^a-z_-]/gi, "");
+    item.title = field(data, ["user_agent"]);
     item.appendChild(span("when", timeText(data) + " "));
     item.appendChild(span("kind", kind + " "));
     item.appendChild(span("klass", field(data, ["class", "klass"]) + " "));
