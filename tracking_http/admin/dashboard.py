@@ -17,12 +17,23 @@ from relay.core.models import Event, MessageFilter
 from relay.core.store import Store
 from relay.core.store.sql.reports import encode_cursor
 from tracking_http.admin.api import overall_state, page_after
-from tracking_http.admin.charts import Chart, build_chart, window
+from tracking_http.admin.charts import Chart, build_chart, hbars, window
 from tracking_http.admin.pages import Pages
-from tracking_http.admin.params import MAX_ADDRESS, is_address, is_date, is_digits, is_message_id
+from tracking_http.admin.params import (
+    MAX_ADDRESS,
+    MAX_TAG,
+    STATES,
+    is_address,
+    is_date,
+    is_digits,
+    is_message_id,
+)
 from tracking_http.admin.preview import PREVIEW_CSP, PREVIEW_ROUTE, Preview, build
+from tracking_http.admin.search import MAX_Q
+from tracking_http.readers import count_platforms, count_readers
 
 PAGE_SIZE = 50
+TAGS_OFFERED = 200  # tags the search form suggests (the most recently used)
 MAX_TIMELINE = 500
 MAX_CHART_DAYS = 90
 RAW_ROUTE = "/api/messages/{id}/raw"
@@ -67,14 +78,38 @@ def parse_day(raw: str, name: str) -> float | None:
     return day.timestamp()
 
 
+SEARCH_KEYS = ("q", "recipient", "sender", "tag", "state", "from", "to")
+
+
 def message_filter(query: dict[str, str]) -> MessageFilter:
+    """The messages page's search form as a MessageFilter; BadQuery names a bad field."""
     sender = query.get("sender", "")
     if len(sender) > MAX_ADDRESS:
         raise BadQuery("sender: too long for an address")
     sender = sender.strip()
     since = parse_day(query.get("from", ""), "from")
     until = parse_day(query.get("to", ""), "to")
-    return MessageFilter(sender or None, since, None if until is None else until + 86400)
+    q = query.get("q", "").strip()
+    if len(q) > MAX_Q:
+        raise BadQuery(f"words: at most {MAX_Q} characters")
+    recipient = query.get("recipient", "")
+    if recipient and not is_address(recipient):
+        raise BadQuery("recipient: an address like bob@example.net")
+    tag = query.get("tag", "").strip()
+    if len(tag) > MAX_TAG:
+        raise BadQuery(f"tag: at most {MAX_TAG} characters")
+    state = query.get("state", "")
+    if state and state not in STATES:
+        raise BadQuery(f"state: one of {', '.join(STATES)}")
+    return MessageFilter(
+        sender or None,
+        since,
+        None if until is None else until + 86400,
+        q=q or None,
+        recipient=recipient or None,
+        tag=tag or None,
+        state=state or None,
+    )
 
 
 def has_route(app: web.Application, canonical: str) -> bool:
@@ -87,7 +122,7 @@ class DashboardViews:
         self._pages = pages
 
     async def messages(self, request: web.Request) -> web.Response:
-        query = {k: request.query.get(k, "") for k in ("sender", "from", "to")}
+        query = {k: request.query.get(k, "") for k in SEARCH_KEYS}
         after = request.query.get("cursor")
         try:
             where = message_filter(query)
@@ -107,6 +142,8 @@ class DashboardViews:
                 next_url="",
                 stream=STREAM,
                 recent=[],
+                states=STATES,
+                tags=[],
             )
         kept = {k: v for k, v in query.items() if v}
         after = page_after(next_cursor)
@@ -122,6 +159,8 @@ class DashboardViews:
             next_url=next_url,
             stream=stream_url(floor),
             recent=recent,
+            states=STATES,
+            tags=await self._store.list_tags(limit=TAGS_OFFERED),
         )
 
     async def message(self, request: web.Request) -> web.Response:
@@ -140,6 +179,7 @@ class DashboardViews:
         if report.message.decision.log_copy and has_route(request.app, RAW_ROUTE):
             raw_url = RAW_ROUTE.replace("{id}", message_id)
         preview = await self._preview(message_id) if report.message.decision.log_copy else None
+        readers = count_readers(await self._store.message_clients(message_id))
         someone = report.someone
         return self._pages.render(
             request,
@@ -150,6 +190,9 @@ class DashboardViews:
             chart=chart,
             raw_url=raw_url,
             preview=preview,
+            readers=readers,
+            platforms=count_platforms(readers),
+            bars=hbars([(f"{r.client} ({r.platform})", r.human + r.proxy) for r in readers]),
             preview_url=PREVIEW_ROUTE.replace("{id}", message_id),
             show_someone=bool(by_recipient.get(None))
             or any(someone.opens.values())

@@ -41,6 +41,12 @@ def hms(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
+def pct(rate: float) -> str:
+    """A rate (0.0 to 1.0) as a whole percentage, or one decimal below 10 %: ``42%``."""
+    value = 100.0 * rate
+    return f"{value:.1f}%" if 0 < value < 10 else f"{value:.0f}%"
+
+
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -58,6 +64,7 @@ def create_templates() -> jinja2.Environment:
     env.filters["iso"] = iso
     env.filters["clip"] = clip
     env.filters["hms"] = hms
+    env.filters["pct"] = pct
     return env
 
 

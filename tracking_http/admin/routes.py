@@ -16,6 +16,7 @@ from tracking_http.admin.forms import FormGuard
 from tracking_http.admin.login import LoginViews
 from tracking_http.admin.pages import Pages, create_templates
 from tracking_http.admin.queue_views import QueueViews
+from tracking_http.admin.tag_pages import TagPages
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The dashboard's own files and their types: fixed here, not guessed from the host's
@@ -60,6 +61,7 @@ def add_dashboard(app: web.Application, config: AdminConfig, store: Store) -> No
     login = LoginViews(config, pages)
     views = DashboardViews(store, pages)
     queue = QueueViews(store, pages)
+    tags = TagPages(store, pages)
     app.router.add_get("/login", login.form)
     app.router.add_post("/login", login.login)
     app.router.add_post("/logout", login.logout)
@@ -69,6 +71,8 @@ def add_dashboard(app: web.Application, config: AdminConfig, store: Store) -> No
     app.router.add_get("/contacts/{address}", views.contact)
     app.router.add_get("/charts", views.charts)
     app.router.add_get("/feed", views.feed)
+    app.router.add_get("/tags", tags.tags)
+    app.router.add_get("/tags/{tag}", tags.tag)
     app.router.add_get("/queue", queue.queue)
     app.router.add_post("/queue/retry", queue.retry)
     app.router.add_post("/queue/delete", queue.delete)
