@@ -101,6 +101,8 @@ async def test_tag_report_rates_links_and_clients(store: Store) -> None:
             reasons=("ua:google-image-proxy",),
         ),
         Event("click", copies[CAROL], mid, CAROL, now - 10, "192.0.2.9", "x", klass="bot", url="b"),
+        # a proxy fetch of a copy a person opened too: opened, not "maybe"
+        Event("open", copies[BOB], mid, BOB, now - 5, "17.0.0.1", "bare", klass="proxy"),
     ]
     for event in events:
         await store.record_event(event)
@@ -125,11 +127,12 @@ async def test_tag_report_rates_links_and_clients(store: Store) -> None:
     clients = await store.message_clients(mid)
     assert sorted((c.copy_id, c.klass, c.user_agent, c.opens) for c in clients) == [
         (copies[BOB], "human", outlook, 2),
+        (copies[BOB], "proxy", "bare", 1),
         (copies[CAROL], "proxy", gmail, 1),
     ]
-    proxy = next(c for c in clients if c.klass == "proxy")
+    proxy = next(c for c in clients if c.user_agent == gmail)
     assert proxy.reasons == ("ua:google-image-proxy",)
-    assert len(await store.tag_clients("launch", since=now - 30 * DAY)) == 2
+    assert len(await store.tag_clients("launch", since=now - 30 * DAY)) == 3
     assert await store.tag_clients("launch", until=now - 30 * DAY) == []
 
 

@@ -25,8 +25,7 @@ from relay.core.models import (
     TagReport,
     TagSummary,
 )
-from relay.core.store.sql.classes import HUMAN, NOT_INFERRED
-from relay.core.store.sql.counting import maybe_opened
+from relay.core.store.sql.classes import HUMAN, INFERRED, NOT_INFERRED
 
 MAX_LINKS = 200  # links in a tag's report, most clicked first
 MAX_WORDS = 8  # of a search's q
@@ -100,6 +99,17 @@ def _ratio(part: int, whole: int) -> float:
     return 0.0 if whole <= 0 else round(min(1.0, part / whole), 4)
 
 
+# Copies with a proxy open and no human one ("opened, maybe", as counting.maybe_opened
+# says), each proxy open checked against its own copy's opens (events_by_message):
+# PostgreSQL turns maybe_opened's NOT IN into a scan of every open.
+_MAYBE = (
+    "SELECT count(DISTINCT e.copy_id) FROM events e WHERE e.message_id IN ({tagged})"
+    f" AND e.kind = 'open' AND e.klass = 'proxy' AND e.{NOT_INFERRED}"
+    " AND NOT EXISTS (SELECT 1 FROM events h WHERE h.message_id = e.message_id"
+    f" AND h.kind = 'open' AND h.copy_id = e.copy_id AND (h.klass = 'human' OR h.{INFERRED}))"
+)
+
+
 def tag_report(
     conn: sqlite3.Connection, tag: str, since_id: str, until_id: str
 ) -> TagReport | None:
@@ -135,8 +145,8 @@ def tag_report(
             [*params, kind],
         ).fetchone()
         unique[kind] = int(row[0]) if row else 0
-    where = f"message_id IN ({tagged})"
-    maybe = sum(int(n) for _, n in conn.execute(maybe_opened(where), [*params, *params]))
+    row = conn.execute(_MAYBE.format(tagged=tagged), params).fetchone()
+    maybe = int(row[0]) if row else 0
     links = tuple(
         (str(url), int(n))
         for url, n in conn.execute(
