@@ -119,7 +119,7 @@ class OpenBatch:
             try:
                 conn = self._connection()
                 conn.execute("COMMIT")
-                conn.sync()
+                self._pipeline.close()  # leaving pipeline mode syncs: the COMMIT's round trip
                 committed = True
             except Exception as exc:
                 log.debug("event writer: a batch failed to commit: %r", exc)

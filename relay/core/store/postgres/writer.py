@@ -233,13 +233,12 @@ def run_plainly(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, An
                     if len(values) != len(group):
                         raise _Mismatch(f"bulk write returned {len(values)} for {len(group)}")
                     results.extend((True, value) for value in values)
-                conn.execute("COMMIT")
-                conn.sync()
+                conn.execute("COMMIT")  # leaving pipeline mode below syncs: its round trip
             except Exception as exc:
                 failure = exc
-    except Exception:  # leaving pipeline mode: the statements skipped after a failure
+    except Exception as exc:  # at the sync: an op's unread statement failed, or the COMMIT
         if failure is None:
-            raise
+            failure = exc
     if failure is None:
         return results
     if is_retryable(failure) or not conn.usable or isinstance(failure, _Mismatch):
