@@ -61,13 +61,7 @@ class RecentMessages:
         return loaded
 
     async def _load(self, message_id: str) -> Loaded:
-        message = await self._store.get_message(message_id)
-        if message is None:
-            return None
-        try:
-            return message, await self._store.load_raw(message_id)
-        except KeyError:  # deleted between the two reads
-            return None
+        return await self._store.load_message(message_id)  # one read, one hop
 
     def _expire(self, now: float) -> None:
         while self._entries:

@@ -283,3 +283,16 @@ async def test_oldest_queued(store: AnyStore, waiting: int) -> None:
     for copy_id in copies[waiting:]:
         await store.record_outcome(copy_id, DELIVERED, None)
     assert await store.oldest_queued() == (T0 if waiting else None)
+
+
+async def test_load_message_reads_the_message_and_its_body_together(store: AnyStore) -> None:
+    message_id, (bob, carol) = await spool(store, message())
+    loaded = await store.load_message(message_id)
+    assert loaded is not None
+    found, raw = loaded
+    assert found == await store.get_message(message_id)
+    assert raw == await store.load_raw(message_id)
+    assert await store.load_message("no-such-message") is None
+    for copy_id in (bob, carol):
+        await store.record_outcome(copy_id, DELIVERED, None)
+    assert await store.load_message(message_id) is None  # released: as load_raw's KeyError

@@ -19,12 +19,9 @@ class CountingStore:
         self.store = real
         self.reads: list[str] = []
 
-    async def get_message(self, message_id: str) -> Message | None:
+    async def load_message(self, message_id: str) -> tuple[Message, bytes] | None:
         self.reads.append(message_id)
-        return await self.store.get_message(message_id)
-
-    async def load_raw(self, message_id: str) -> bytes:
-        return await self.store.load_raw(message_id)
+        return await self.store.load_message(message_id)
 
 
 def recent(counting: CountingStore, **kwargs: Any) -> RecentMessages:

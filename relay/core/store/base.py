@@ -65,6 +65,9 @@ class Store(Protocol):
 
     async def load_raw(self, message_id: str) -> bytes: ...
 
+    async def load_message(self, message_id: str) -> tuple[Message, bytes] | None:
+        """get_message and load_raw in one read; None when either would find nothing."""
+
     async def get_copy(self, copy_id: int) -> Copy | None: ...
 
     async def record_links(self, copy_id: int, urls: Sequence[str]) -> None:

@@ -102,6 +102,17 @@ def load_raw(conn: sqlite3.Connection, message_id: str) -> bytes | None:
     return None if row is None or row[1] == "released" else bytes(row[0])
 
 
+def load_message(conn: sqlite3.Connection, message_id: str) -> tuple[Message, bytes] | None:
+    """get_message and load_raw in one statement (delivery reads both for every message);
+    None for an unknown message, and for one whose body was released."""
+    row = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS}, raw, body FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    if row is None or row[-1] == "released":
+        return None
+    return message_from_row(row[:-2]), bytes(row[-2])
+
+
 def get_copy(conn: sqlite3.Connection, copy_id: int) -> Copy | None:
     row = conn.execute(f"SELECT {COPY_COLUMNS} FROM copies WHERE id = ?", (copy_id,)).fetchone()
     return None if row is None else copy_from_row(row)

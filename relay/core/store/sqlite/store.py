@@ -177,6 +177,9 @@ class SQLiteStore:
             raise KeyError(message_id)
         return raw
 
+    async def load_message(self, message_id: str) -> tuple[Message, bytes] | None:
+        return await self._read(reads.load_message, message_id)
+
     async def get_copy(self, copy_id: int) -> Copy | None:
         return await self._read(reads.get_copy, copy_id)
 
