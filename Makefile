@@ -43,6 +43,11 @@ sysdeps:
 	  echo "installing chromium"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	    chromium >/dev/null; }
+	@# npm, which installs axe-core for the browser tests' accessibility checks.
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing npm"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    npm >/dev/null; }
 	@# Debian's nginx for the README's reverse-proxy recipe (tests/integration); a
 	@# policy-rc.d of our own keeps the package from starting the system's nginx on port 80.
 	@test -x /usr/sbin/nginx || { \
@@ -75,7 +80,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) sysdeps lint
+# axe-core, which the browser tests inject to check each page's accessibility: the npm
+# package pinned by tests/browser/package-lock.json, installed beside the tests.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(AXE)
+
+test: $(STAMP) sysdeps $(AXE) lint
 	$(BIN)/pytest -q
 
 # The rewriter under atheris (installed on demand), by hand: make fuzz FUZZ_ARGS=-runs=100000

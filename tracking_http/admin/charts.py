@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 from relay.core.models import EventBucket
 
-WIDTH = 720
-HEIGHT = 180
+WIDTH = 960
+HEIGHT = 220
 AXIS = 20  # room for the time labels under the bars
-LEFT = 40  # room for the count labels left of the bars
+LEFT = 48  # room for the count labels left of the bars
 TOP = 10  # room for the top tick's label
 MAX_LABELS = 8
 MAX_BAR = 24.0  # a few buckets still look like bars, not walls
