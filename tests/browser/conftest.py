@@ -38,6 +38,8 @@ listen = "127.0.0.1:{tracking}"
 base_url = "http://127.0.0.1:{tracking}"
 # The test's reader opens the mail a moment after delivery, which in life is a sandbox.
 bot_open_window = "0"
+# Nor is its click (or the page tests' reader's) a scanner's for following soon after delivery.
+bot_click_window = "0"
 # Its one-line mail would get no pixel otherwise (it would read as image-only to filters).
 avoid_image_only = false
 

@@ -14,8 +14,13 @@ upstream is back.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import re
 import smtplib
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,6 +37,12 @@ TOKEN = "t0ken"
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 WAIT_MS = 20_000
+AGENTS = (
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Mobile/15E148",
+    "Microsoft Outlook 16.0.17928; Microsoft Outlook 16.0.17928; Pro (16.0.17928.20114)",
+)
 
 RELAY_TOML = """
 [smtp]
@@ -139,6 +150,9 @@ WIDEST = """() => [...document.querySelectorAll("body *")]
     .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
     .filter((e) => !e.parentElement.closest(".table-box, .chart-box, pre"))
     .slice(0, 5)
+    .concat([...document.querySelectorAll("body *")]
+        .filter((e) => e.scrollWidth > e.clientWidth + 1)
+        .filter((e) => getComputedStyle(e).overflowX === "visible").slice(0, 5))
     .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)"""
 
 
@@ -180,26 +194,70 @@ async def new_context(browser: Browser, width: str, **options: Any) -> BrowserCo
     return await browser.new_context(viewport={"width": w, "height": h}, **options)
 
 
+NEWSLETTER = (
+    "<html><body><h1>Spring is here</h1><p>Hi, 20% off everything this week:"
+    ' <a href="{remote}/offer">see the offer</a> or <a href="{remote}/shop">the shop</a>.</p>'
+    "</body></html>"
+)
+
+
+def read(url: str, agent: str) -> None:
+    """A reader's mail program fetching a pixel or following a link (not the redirect)."""
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    request = urllib.request.Request(url, headers={"User-Agent": agent})
+    try:
+        urllib.request.build_opener(Stay).open(request, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 302, url
+
+
+async def delivered(outbox: Path, count: int) -> list[str]:
+    """The HTML of each delivered .eml, oldest first."""
+    deadline = time.monotonic() + 20
+    while True:
+        files = sorted((outbox / "new").glob("*.eml")) if (outbox / "new").exists() else []
+        if len(files) >= count:
+            break
+        assert time.monotonic() < deadline, "nothing was delivered"
+        await asyncio.sleep(0.1)
+    out = []
+    for file in files:
+        parsed = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+        body = parsed.get_body(("html",))  # type: ignore[attr-defined]
+        out.append(str(body.get_content()) if body is not None else "")
+    return out
+
+
 async def test_pages_fit_both_widths_and_pass_axe(
-    down_relay: RelayProcess,
+    relay: RelayProcess,
     browser: Browser,
     remote: tuple[TestServer, list[str]],
     output_dir: Path,
 ) -> None:
-    relay = down_relay
+    """A campaign delivered to three readers, opened in three mail programs and clicked."""
     server, _seen = remote
-    html = campaign_html(relay.tracking_url, str(server.make_url("")).rstrip("/"))
+    html = NEWSLETTER.format(remote=str(server.make_url("")).rstrip("/"))
+    readers = ("bob@example.net", "carol@example.org", "erin@example.com")
     await asyncio.to_thread(
-        send, relay, "Spring offer", "bob@example.net", html, X_Tag="spring", X_Track_Log="yes"
+        send, relay, "Spring offer", ", ".join(readers), html, X_Tag="spring", X_Track_Log="yes"
     )
     await asyncio.to_thread(send, relay, "Invoice 42", "dan@example.com", "<p>Due soon.</p>")
+    copies = [h for h in await delivered(relay.workdir / "outbox", 4) if "Spring" in h]
+    assert len(copies) == 3
+    for copy, agent in zip(copies, AGENTS, strict=True):
+        for url in re.findall(re.escape(relay.tracking_url) + r"/o/[^\"']+", copy):
+            await asyncio.to_thread(read, url, agent)
+    clicks = re.findall(re.escape(relay.tracking_url) + r"/c/[^\"']+", copies[0])
+    await asyncio.to_thread(read, clicks[0], AGENTS[0])
     for width in WIDTHS:
         # axe is injected as a script of its own: only these contexts set the pages' CSP aside.
         context = await new_context(browser, width, bypass_csp=True)
         page = await context.new_page()
         await log_in(page, relay)
-        await wait_for_queue(relay, page, 2)
-        await page.goto(relay.admin_url + "/")
         message_link = page.locator("td.subject a", has_text="Spring offer")
         pages = {
             "messages": relay.admin_url + "/",
@@ -213,9 +271,12 @@ async def test_pages_fit_both_widths_and_pass_axe(
         for name, url in pages.items():
             answer = await page.goto(url)
             assert answer is not None and answer.status == 200, url
+            if name == "tag":
+                await expect(page.locator(".cards")).to_contain_text("Opened")
+                await expect(page.locator("table.clients")).to_contain_text("Thunderbird")
             await no_sideways_scroll(page)
             assert await axe_violations(page) == [], f"{name} at {width}"
-            if name in ("messages", "message", "queue", "tag"):
+            if name in ("messages", "message", "tag"):
                 shot = output_dir / f"{name}-{WIDTHS[width][0]}.png"
                 await page.screenshot(path=str(shot), full_page=name != "message")
         await context.close()
@@ -266,7 +327,7 @@ async def test_the_preview_loads_nothing_remote(
 
 
 async def test_search_finds_a_message_by_recipient_and_a_retry_delivers(
-    down_relay: RelayProcess, browser: Browser, upstream_port: int
+    down_relay: RelayProcess, browser: Browser, upstream_port: int, output_dir: Path
 ) -> None:
     relay = down_relay
     await asyncio.to_thread(send, relay, "Spring offer", "bob@example.net", "<p>Hi</p>")
@@ -287,6 +348,11 @@ async def test_search_finds_a_message_by_recipient_and_a_retry_delivers(
     page = await context.new_page()
     await log_in(page, relay)
     await wait_for_queue(relay, page, 2)
+    await page.screenshot(path=str(output_dir / "queue-390.png"), full_page=True)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await no_sideways_scroll(page)
+    await page.screenshot(path=str(output_dir / "queue-1280.png"))
+    await page.set_viewport_size({"width": 390, "height": 844})
     controller = Controller(sink, hostname="127.0.0.1", port=upstream_port)
     controller.start()  # the upstream is back; the copies would wait an hour by themselves
     try:
