@@ -136,6 +136,22 @@ async def test_tag_report_rates_links_and_clients(store: Store) -> None:
     assert await store.tag_clients("launch", until=now - 30 * DAY) == []
 
 
+async def test_subject_words_are_literal(store: Store) -> None:
+    now = time.time()
+    percent, _ = await spool(store, new_message("Now 100% OFF", now - 3))
+    underscore, _ = await spool(store, new_message("file a_b.txt", now - 2))
+    await spool(store, new_message("file axb.txt", now - 1))
+
+    async def ids(q: str) -> list[str]:
+        found, _ = await store.find_messages(MessageFilter(q=q))
+        return [s.message.id for s in found]
+
+    assert await ids("0%") == [percent]
+    assert await ids("100% off") == [percent]
+    assert await ids("a_b") == [underscore]
+    assert await ids("a\\b") == []
+
+
 async def test_bad_tags_never_fail_a_message(store: Store) -> None:
     tags = ("", "  ", "x" * 500, *(f"t{i}" for i in range(40)), "T1", "a\x00b")
     message_id, _ = await spool(store, new_message("many", time.time(), tags))

@@ -129,24 +129,8 @@ def tag_report(
     spelled = conn.execute(
         "SELECT tag FROM message_tags WHERE message_id = ? AND tag_key = ?", (row[1], key)
     ).fetchone()[0]
-    recipients, by_state = 0, {"delivered": 0, "bounced": 0}
-    for state, rcpt_tos in conn.execute(
-        f"SELECT state, rcpt_tos FROM copies WHERE message_id IN ({tagged})", params
-    ):
-        n = len(json.loads(rcpt_tos))
-        recipients += n
-        if state in by_state:
-            by_state[state] += n
-    unique = {}
-    for kind in ("open", "click"):  # one kind each: events_by_message (message_id, kind)
-        row = conn.execute(
-            f"SELECT count(DISTINCT copy_id) FROM events WHERE message_id IN ({tagged})"
-            f" AND kind = ? AND {HUMAN}",
-            [*params, kind],
-        ).fetchone()
-        unique[kind] = int(row[0]) if row else 0
-    row = conn.execute(_MAYBE.format(tagged=tagged), params).fetchone()
-    maybe = int(row[0]) if row else 0
+    recipients, by_state = _addresses(conn, tagged, params)
+    unique, maybe = _unique_copies(conn, tagged, params)
     links = tuple(
         (str(url), int(n))
         for url, n in conn.execute(
@@ -170,6 +154,37 @@ def tag_report(
         click_to_open=_ratio(unique["click"], unique["open"]),
         links=links,
     )
+
+
+def _addresses(
+    conn: sqlite3.Connection, tagged: str, params: list[Any]
+) -> tuple[int, dict[str, int]]:
+    """Recipients of the tagged messages' copies, and of those delivered and bounced."""
+    recipients, by_state = 0, {"delivered": 0, "bounced": 0}
+    for state, rcpt_tos in conn.execute(
+        f"SELECT state, rcpt_tos FROM copies WHERE message_id IN ({tagged})", params
+    ):
+        n = len(json.loads(rcpt_tos))
+        recipients += n
+        if state in by_state:
+            by_state[state] += n
+    return recipients, by_state
+
+
+def _unique_copies(
+    conn: sqlite3.Connection, tagged: str, params: list[Any]
+) -> tuple[dict[str, int], int]:
+    """Copies with a human open and with a human click; copies opened only by a proxy."""
+    unique = {}
+    for kind in ("open", "click"):  # one kind each: events_by_message (message_id, kind)
+        row = conn.execute(
+            f"SELECT count(DISTINCT copy_id) FROM events WHERE message_id IN ({tagged})"
+            f" AND kind = ? AND {HUMAN}",
+            [*params, kind],
+        ).fetchone()
+        unique[kind] = int(row[0]) if row else 0
+    row = conn.execute(_MAYBE.format(tagged=tagged), params).fetchone()
+    return unique, int(row[0]) if row else 0
 
 
 _CLIENT_OPENS = (
