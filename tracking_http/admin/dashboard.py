@@ -33,7 +33,6 @@ from tracking_http.admin.search import MAX_Q
 from tracking_http.readers import count_platforms, count_readers
 
 PAGE_SIZE = 50
-TAGS_OFFERED = 200  # tags the search form suggests (the most recently used)
 MAX_TIMELINE = 500
 MAX_CHART_DAYS = 90
 RAW_ROUTE = "/api/messages/{id}/raw"
@@ -143,7 +142,6 @@ class DashboardViews:
                 stream=STREAM,
                 recent=[],
                 states=STATES,
-                tags=[],
             )
         kept = {k: v for k, v in query.items() if v}
         after = page_after(next_cursor)
@@ -160,7 +158,6 @@ class DashboardViews:
             stream=stream_url(floor),
             recent=recent,
             states=STATES,
-            tags=await self._store.list_tags(limit=TAGS_OFFERED),
         )
 
     async def message(self, request: web.Request) -> web.Response:
