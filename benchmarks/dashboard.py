@@ -72,6 +72,9 @@ base_url = "http://127.0.0.1:{tracking}"
 [admin]
 listen = "127.0.0.1:{admin}"
 token = "bench-token"
+# The fan-out test holds --feeds streams from one address (the default cap is 64).
+max_connections_per_address = 1024
+max_connections = 2048
 [store]
 path = "{db}"
 """
