@@ -76,6 +76,17 @@ async def test_tags_are_stored_listed_and_searched(store: Store) -> None:
     assert report is not None and report.message.tags == ("Promo", "spring")
 
 
+async def test_a_shared_copys_recipients_find_their_message(store: Store) -> None:
+    msg = new_message("team news", time.time(), (), (BOB, "Erin@Example.com"))
+    shared = await store.spool(msg, [CopySpec(None, msg.rcpt_tos)])  # one copy for both
+    found, _ = await store.find_messages(MessageFilter(recipient="erin@example.com"))
+    assert [s.message.id for s in found] == [shared]
+    found, _ = await store.find_messages(MessageFilter(q=BOB))
+    assert [s.message.id for s in found] == [shared]
+    found, _ = await store.find_messages(MessageFilter(recipient="b@example.net"))
+    assert found == []  # a whole address, not a part of one
+
+
 async def test_tag_report_rates_links_and_clients(store: Store) -> None:
     now = time.time()
     old, _ = await spool(store, new_message("old", now - 40 * DAY, ("launch",)))

@@ -69,7 +69,7 @@ def _drop_webhooks(conn: sqlite3.Connection, address: str) -> int:
     return int(queued) + int(outbox)
 
 
-def _quoted_pattern(address: str) -> str:
+def quoted_pattern(address: str) -> str:
     """A LIKE pattern (ESCAPE '\\') for the (lower-case) address as a JSON string anywhere
     in a column; matched against lower(column), since PostgreSQL's LIKE, unlike SQLite's,
     tells case apart."""
@@ -83,7 +83,7 @@ def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: 
     rows = conn.execute(
         f"SELECT id, rcpt_tos FROM {table} WHERE lower(rcpt_tos) LIKE ? ESCAPE '\\'"
         f" AND {where} LIMIT ?",
-        (_quoted_pattern(address), MAX_ERASE_MESSAGES),
+        (quoted_pattern(address), MAX_ERASE_MESSAGES),
     ).fetchall()
     changed = []
     for row_id, rcpts_json in rows:
@@ -100,7 +100,7 @@ def _drop_replies(conn: sqlite3.Connection, address: str, where: str) -> None:
     rows = conn.execute(
         f"SELECT id, rcpt_replies FROM copies WHERE lower(rcpt_replies) LIKE ? ESCAPE '\\'"
         f" AND {where} LIMIT ?",
-        (_quoted_pattern(address), MAX_ERASE_MESSAGES),
+        (quoted_pattern(address), MAX_ERASE_MESSAGES),
     ).fetchall()
     changed = []
     for copy_id, replies_json in rows:

@@ -26,6 +26,7 @@ from relay.core.models import (
     TagSummary,
 )
 from relay.core.store.sql.classes import HUMAN, INFERRED, NOT_INFERRED
+from relay.core.store.sql.privacy import quoted_pattern
 
 MAX_LINKS = 200  # links in a tag's report, most clicked first
 MAX_WORDS = 8  # of a search's q
@@ -230,6 +231,19 @@ _STATE_DELIVERED = (
 _STATE_FEW = "id IN (SELECT message_id FROM copies WHERE state = ?)"
 
 
+# A recipient's messages: their copies of their own (copies_by_recipient), and shared
+# copies whose recipient list names them (the NULL key of the same index, then the list).
+_TO_ADDRESS = (
+    "id IN (SELECT message_id FROM copies WHERE recipient = ?"
+    " UNION ALL SELECT message_id FROM copies WHERE recipient IS NULL"
+    " AND lower(rcpt_tos) LIKE ? ESCAPE '\\')"
+)
+
+
+def _to_address(address: str) -> tuple[str, str]:
+    return address, quoted_pattern(address.lower())
+
+
 def search_filters(where: MessageFilter) -> list[tuple[str, tuple[object, ...]]]:
     """The conditions on messages for q, recipient, tag and state, with their values.
 
@@ -239,18 +253,11 @@ def search_filters(where: MessageFilter) -> list[tuple[str, tuple[object, ...]]]
     found: list[tuple[str, tuple[object, ...]]] = []
     for word in (where.q or "").split()[:MAX_WORDS]:
         if "@" in word:
-            found.append(
-                (
-                    "(sender = ? OR id IN (SELECT message_id FROM copies WHERE recipient = ?))",
-                    (word, word),
-                )
-            )
+            found.append((f"(sender = ? OR {_TO_ADDRESS})", (word, *_to_address(word))))
         else:
             found.append(("lower(subject) LIKE ? ESCAPE '\\'", (_like(word.lower()),)))
     if where.recipient is not None:
-        found.append(
-            ("id IN (SELECT message_id FROM copies WHERE recipient = ?)", (where.recipient,))
-        )
+        found.append((_TO_ADDRESS, _to_address(where.recipient)))
     if where.tag is not None:
         found.append(
             ("id IN (SELECT message_id FROM message_tags WHERE tag_key = ?)", (tag_key(where.tag),))
