@@ -357,3 +357,4 @@ class QueueEntry:
     sender: str
     subject: str
     received_at: float
+    body_kept: bool = True  # a bounced copy can be sent again only while its body is kept

@@ -90,3 +90,33 @@ async def test_webhook_rows_are_listed_and_retried(store: Store) -> None:
     due = await store.claim_webhooks(time.time() + 1, lease=60, limit=10)
     assert sorted(d.id for d in due) == sorted(d.id for d in claimed)
     assert await store.retry_webhooks([]) == 0
+
+
+async def test_a_bounced_copy_is_sent_again_only_while_its_body_is_kept(store: Store) -> None:
+    copies = await spool(store, time.time(), "Again", BOB, CAROL)
+    bob, carol = copies[BOB], copies[CAROL]
+    for copy in (bob, carol):
+        await store.record_outcome(copy.id, DeliveryOutcome("permanent", "550 full"), None)
+    await store.settle_bounce(carol.id, "sent", "250 ok")  # carol's DSN went out
+    entries = {e.copy.id: e for e in await store.queue_entries(("bounced",))}
+    assert entries[bob.id].body_kept and entries[carol.id].body_kept  # bob's DSN still waits
+    assert await store.requeue_bounced([bob.id, carol.id, 10**9]) == 2
+    assert await store.bounce_state(bob.id) is None  # not sent: dropped
+    assert await store.bounce_state(carol.id) == "sent"  # sent: stays recorded
+    taken = await store.claim_copies("w", time.time(), 60.0, 10)
+    assert sorted(c.id for c in taken) == sorted([bob.id, carol.id])
+    for copy in taken:
+        await store.record_outcome(copy.id, DeliveryOutcome("delivered", "250 ok"), None)
+    assert await store.release_bodies() >= 0
+    assert await store.requeue_bounced([bob.id]) == 0  # delivered now: not bounced
+
+
+async def test_a_released_body_cannot_be_sent_again(store: Store) -> None:
+    [copy] = (await spool(store, time.time(), "Gone", DAN)).values()
+    await store.record_outcome(copy.id, DeliveryOutcome("permanent", "550 no"), None)
+    await store.settle_bounce(copy.id, "sent", "250 ok")  # the last thing it was kept for
+    await store.release_bodies()
+    [entry] = await store.queue_entries(("bounced",))
+    assert not entry.body_kept
+    assert await store.requeue_bounced([copy.id]) == 0
+    assert (await store.get_copy(copy.id)).state == "bounced"  # type: ignore[union-attr]

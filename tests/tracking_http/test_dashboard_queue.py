@@ -54,6 +54,14 @@ async def test_queue_page_lists_waiting_and_bounced_copies(store: Store, serve: 
     assert copy is not None and copy.next_attempt_at <= time.time()
     shown = await (await client.get("/queue?done=retried&n=1")).text()
     assert "1 copy will be tried again now." in shown
+    assert f'aria-label="Send again: copy {ids[CAROL]}"' in shown  # its body is kept
+    again = await client.post(
+        "/queue/retry", data={"copy": str(ids[CAROL]), "csrf": csrf}, allow_redirects=False
+    )
+    assert again.headers["Location"] == "/queue?done=retried&n=1"
+    sent_again = await store.get_copy(ids[CAROL])
+    assert sent_again is not None and sent_again.state == "queued"
+    assert await store.bounce_state(ids[CAROL]) is None  # its DSN, not sent yet, is dropped
     assert (await client.get("/queue?n=1")).status == 200  # half a note: no note
     for bad in ("done=<script>&n=1", "done=retried&n=x", "done=retried&n=-1"):
         answer = await client.get(f"/queue?{bad}")

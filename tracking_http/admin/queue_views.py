@@ -87,7 +87,8 @@ class QueueViews:
         ids = await self._posted_ids(request, "copy")
         if isinstance(ids, web.Response):
             return ids
-        return back("/queue", "retried", await self._store.retry_now(ids))
+        retried = await self._store.retry_now(ids) + await self._store.requeue_bounced(ids)
+        return back("/queue", "retried", retried)
 
     async def delete(self, request: web.Request) -> web.Response:
         """First post: a page asking to confirm; with confirm=yes: the copies go."""

@@ -125,6 +125,10 @@ class Store(Protocol):
     async def retry_now(self, copy_ids: Sequence[int]) -> int:
         """Make these queued/deferred copies due now; returns how many were."""
 
+    async def requeue_bounced(self, copy_ids: Sequence[int]) -> int:
+        """Send these bounced copies again, due now, while their message's body is kept
+        (a pending DSN is dropped); returns how many were."""
+
     async def delete_queued(self, copy_ids: Sequence[int]) -> int:
         """Drop queued/deferred copies without a bounce; returns how many were."""
 

@@ -259,6 +259,10 @@ class PostgresStore:
         ids, now = list(copy_ids), time.time()
         return await self._write(lambda c: queue.retry_now(c, ids, now))
 
+    async def requeue_bounced(self, copy_ids: Sequence[int]) -> int:
+        ids, now = list(copy_ids), time.time()
+        return await self._write(lambda c: queue.requeue_bounced(c, ids, now))
+
     async def delete_queued(self, copy_ids: Sequence[int]) -> int:
         ids = list(copy_ids)
         return await self._write(lambda c: queue.delete_queued(c, ids))

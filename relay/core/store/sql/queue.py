@@ -167,12 +167,15 @@ def queue_entries(
         return []
     marks = ",".join("?" * len(wanted))
     rows = conn.execute(
-        f"SELECT {_COPY_COLUMNS_C}, m.sender, m.subject, m.received_at FROM copies c"
+        f"SELECT {_COPY_COLUMNS_C}, m.sender, m.subject, m.received_at, m.body FROM copies c"
         f" JOIN messages m ON m.id = c.message_id WHERE c.state IN ({marks}) AND c.id < ?"
         " ORDER BY c.id DESC LIMIT ?",
         (*wanted, 2**62 if before_id is None else before_id, limit),
     ).fetchall()
-    return [QueueEntry(copy_from_row(r), str(r[-3]), str(r[-2]), float(r[-1])) for r in rows]
+    return [
+        QueueEntry(copy_from_row(r), str(r[-4]), str(r[-3]), float(r[-2]), r[-1] != "released")
+        for r in rows
+    ]
 
 
 def copies_of(conn: sqlite3.Connection, message_id: str) -> list[Copy]:
@@ -188,6 +191,30 @@ def retry_now(conn: sqlite3.Connection, copy_ids: Sequence[int], now: float) -> 
     cursor = conn.executemany(
         f"UPDATE copies SET next_attempt_at = ? WHERE id = ? AND {QUEUED}",
         [(now, cid) for cid in copy_ids],
+    )
+    return max(0, cursor.rowcount)
+
+
+def requeue_bounced(conn: sqlite3.Connection, copy_ids: Sequence[int], now: float) -> int:
+    """Send bounced copies again (an operator fixed what refused them): queued, due now.
+
+    Only while the message's body is kept (store/sql/bodies.py releases it once nothing
+    waits). A DSN not sent yet is dropped with its pending row; one already sent stays
+    recorded, and the copy, should it bounce again, gets no second one."""
+    _check_ids(copy_ids)
+    if not copy_ids:
+        return 0
+    marks = ",".join("?" * len(copy_ids))
+    cursor = conn.execute(
+        "UPDATE copies SET state = 'queued', next_attempt_at = ?, lease_owner = NULL,"
+        f" lease_until = NULL WHERE id IN ({marks}) AND state = 'bounced' AND message_id IN"
+        " (SELECT id FROM messages WHERE body != 'released')",
+        (now, *copy_ids),
+    )
+    conn.execute(
+        f"DELETE FROM bounces WHERE copy_id IN ({marks}) AND state = 'pending'"
+        " AND copy_id IN (SELECT id FROM copies WHERE state = 'queued')",
+        list(copy_ids),
     )
     return max(0, cursor.rowcount)
 
