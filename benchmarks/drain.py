@@ -24,7 +24,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from smtp_load import RECIPIENTS_PER_MESSAGE, REPO, free_port, load, spawn, start_sink, stop
+from smtp_load import (
+    RECIPIENTS_PER_MESSAGE,
+    REPO,
+    free_port,
+    load,
+    migrated,
+    spawn,
+    start_sink,
+    stop,
+)
 
 sys.path.insert(0, str(REPO / "tests"))
 from support.postgres import PostgresServer
@@ -109,12 +118,9 @@ def run_sqlite(workdir: Path, messages: int) -> dict[int, float]:
 def run_postgres(workdir: Path, messages: int) -> dict[int, float]:
     server = PostgresServer()
     try:
-        url = server.create_database("filled")
+        url = migrated(server.create_database("filled"))
         filled = workdir / "pg-filled"
         filled.mkdir()
-        migrate = spawn([sys.executable, "-m", "relay", "migrate", "--store", url], filled)
-        if migrate.wait(timeout=120) != 0:
-            raise SystemExit("relay migrate failed")
         fill(filled, f'url = "{url}"', messages)
         results = {}
         for workers in (1, 2):

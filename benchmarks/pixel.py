@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smtp_load import free_port, wait_port  # the benchmarks' shared loopback helpers
+from smtp_load import free_port, migrated, wait_port  # the benchmarks' shared loopback helpers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -345,13 +345,7 @@ def compare_backends(args: argparse.Namespace) -> None:
 
     server = PostgresServer()
     try:
-        url = server.create_database("pixels")
-        migrate = subprocess.run(
-            [sys.executable, "-m", "relay", "migrate", "--store", url],
-            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-        )  # fmt: skip
-        if migrate.returncode != 0:
-            raise SystemExit(f"relay migrate failed: {migrate.stderr.decode()}")
+        url = migrated(server.create_database("pixels"))
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             results = {}

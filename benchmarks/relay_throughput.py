@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,16 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from smtp_load import RECIPIENTS_PER_MESSAGE, REPO, free_port, load, spawn, start_sink, stop
+from smtp_load import (
+    RECIPIENTS_PER_MESSAGE,
+    REPO,
+    free_port,
+    load,
+    migrated,
+    spawn,
+    start_sink,
+    stop,
+)
 
 sys.path.insert(0, str(REPO / "tests"))
 from support.postfix import running_postfix
@@ -172,13 +179,7 @@ def compare_backends(args: argparse.Namespace, workdir: Path) -> None:
 
     server = PostgresServer()
     try:
-        url = server.create_database("throughput")
-        migrate = subprocess.run(
-            [sys.executable, "-m", "relay", "migrate", "--store", url],
-            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-        )  # fmt: skip
-        if migrate.returncode != 0:
-            raise SystemExit(f"relay migrate failed: {migrate.stderr.decode()}")
+        url = migrated(server.create_database("throughput"))
 
         def on_postgres(port: int, upstream_port: int, work: Path) -> AbstractContextManager[None]:
             return relay_front(port, upstream_port, work, store=f'url = "{url}"')

@@ -35,7 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixel import at, at_url, prepare_store, store_toml, wrk
-from smtp_load import RECIPIENTS_PER_MESSAGE, REPO, free_port, load, spawn, start_sink, wait_port
+from smtp_load import (
+    RECIPIENTS_PER_MESSAGE,
+    REPO,
+    free_port,
+    load,
+    migrated,
+    spawn,
+    start_sink,
+    wait_port,
+)
 
 sys.path.insert(0, str(REPO / "tests"))
 from support.postgres import PostgresServer
@@ -200,10 +209,7 @@ def main() -> None:
         results["sqlite"] = measure(at(Path(tmp) / "relay.db"), None, args)
     server = PostgresServer()
     try:
-        url = server.create_database("scaling")
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        subprocess.run([sys.executable, "-m", "relay", "migrate", "--store", url],
-                       env=env, check=True, capture_output=True)  # fmt: skip
+        url = migrated(server.create_database("scaling"))
         results["postgres"] = measure(at_url(url), server.port, args)
     finally:
         server.stop()

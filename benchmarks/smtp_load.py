@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -159,3 +160,15 @@ def load(port: int, messages: int, concurrency: int) -> tuple[float, float]:
     if done.returncode != 0:
         raise SystemExit(f"smtp-source failed: {done.stdout}{done.stderr}".strip())
     return started, ended
+
+
+def migrated(url: str) -> str:
+    """``relay migrate`` run on a new PostgreSQL database (the benchmarks' private
+    server): the schema a relay there needs. Returns the URL."""
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "migrate", "--store", url],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"relay migrate failed: {done.stderr.strip()}")
+    return url

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 
 from relay.core.config import Config
-from relay.core.store import Store, open_store
+from relay.core.store import Store, holder_name, open_store
 
 log = logging.getLogger("relay.retention")
 
@@ -36,7 +34,7 @@ class RetentionPurger:
         self._retention = retention
         self._interval = purge_interval(retention) if interval is None else interval
         self._task: asyncio.Task[None] | None = None
-        self._owner = f"{socket.gethostname()}/{os.getpid()}/purge"
+        self._owner = holder_name("purge")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="retention-purge")

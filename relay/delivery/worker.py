@@ -14,15 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 import time
 
 from relay.core.config import Config, UpstreamConfig
 from relay.core.metrics import DeliveryMetrics
 from relay.core.models import Copy, CopyPart, DeliveryOutcome, Message
-from relay.core.store import DELIVERER_LEASE, Store
+from relay.core.store import DELIVERER_LEASE, Store, holder_name
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import BounceSender
 from relay.delivery.copies import RewriteTemplates, build_copy
@@ -43,7 +41,7 @@ STOP_GRACE_SECONDS = 30.0  # longest stop() waits for copies in flight
 
 def worker_name() -> str:
     """A lease holder's name: the host and process, and a nonce for this worker."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+    return holder_name(secrets.token_hex(3))
 
 
 def retry_at(config: UpstreamConfig, attempts: int, received_at: float, now: float) -> float | None:

@@ -3,7 +3,7 @@
 import asyncio
 
 from relay.core.config import StoreConfig
-from relay.core.store.base import DELIVERER_LEASE, Store, StoreUnavailable
+from relay.core.store.base import DELIVERER_LEASE, Store, StoreUnavailable, holder_name
 
 
 def open_store(config: StoreConfig, *, events_process: bool = False) -> Store:
@@ -72,6 +72,7 @@ __all__ = [
     "DELIVERER_LEASE",
     "Store",
     "StoreUnavailable",
+    "holder_name",
     "migrate_store",
     "open_store",
     "store_location",

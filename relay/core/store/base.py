@@ -6,6 +6,8 @@ connection or a process: each backend (sqlite/, postgres/) keeps its own.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -31,6 +33,12 @@ from relay.core.models import (
     WebhookRow,
     WebhookTarget,
 )
+
+
+def holder_name(role: str) -> str:
+    """A lease holder's name: the host and process it runs in, then ``role``."""
+    return f"{socket.gethostname()}/{os.getpid()}/{role}"
+
 
 # Each delivery worker holds a named lease DELIVERER_LEASE + its name while it runs:
 # how /metrics on any node tells how many workers deliver from the store.

@@ -35,12 +35,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.postgres.connection import Connection, is_retryable, translate_error
-from relay.core.store.sqlite.writer import MAX_BATCH, MAX_QUEUED, Bulk, WriteItem, bulk_groups
+from relay.core.store.sqlite.writer import (
+    MAX_QUEUED,
+    Bulk,
+    Pending,
+    WriteItem,
+    bulk_groups,
+    next_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +61,6 @@ class _Retry(Exception):
 
 class _Mismatch(RuntimeError):
     """A Bulk runner returned a result count other than its group's (a bug)."""
-
-
-@dataclass
-class _Pending:
-    item: WriteItem
-    future: asyncio.Future[Any]
 
 
 class _Lane:
@@ -91,7 +91,7 @@ class PostgresWriter:
 
     def __init__(self, connect: Callable[[], Connection], lanes: int = LANES) -> None:
         self._lanes = [_Lane(connect, n) for n in range(max(1, lanes))]
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(MAX_QUEUED)
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(MAX_QUEUED)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.transactions = 0
@@ -112,7 +112,7 @@ class PostgresWriter:
         if self._closed:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(WriteItem(op, False, bulk), future))
+        await self._queue.put(Pending(WriteItem(op, False, bulk), future))
         return await future
 
     async def close(self) -> None:
@@ -135,19 +135,11 @@ class PostgresWriter:
     async def _run(self, lane: _Lane) -> None:
         stop = False
         while not stop:
-            first = await self._queue.get()
-            batch: list[_Pending] = [] if first is None else [first]
-            stop = first is None
-            while not stop and len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
+            batch, stop = await next_batch(self._queue)
             if batch:
                 await self._commit_batch(batch, lane)
 
-    async def _commit_batch(self, batch: list[_Pending], lane: _Lane) -> None:
+    async def _commit_batch(self, batch: list[Pending], lane: _Lane) -> None:
         items = [p.item for p in batch]
         loop = asyncio.get_running_loop()
         try:

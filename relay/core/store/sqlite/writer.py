@@ -60,7 +60,9 @@ class WriteItem:
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A submitted write and the future its caller awaits."""
+
     item: WriteItem
     future: asyncio.Future[Any]
 
@@ -70,7 +72,7 @@ class GroupWriter:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(MAX_QUEUED)
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(MAX_QUEUED)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.transactions = 0
@@ -93,7 +95,7 @@ class GroupWriter:
         if self._closed:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(WriteItem(op, single_statement, bulk), future))
+        await self._queue.put(Pending(WriteItem(op, single_statement, bulk), future))
         return await future
 
     async def close(self) -> None:
@@ -112,19 +114,11 @@ class GroupWriter:
     async def _run(self) -> None:
         stop = False
         while not stop:
-            first = await self._queue.get()
-            batch: list[_Pending] = [] if first is None else [first]
-            stop = first is None
-            while not stop and len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
+            batch, stop = await next_batch(self._queue)
             if batch:
                 await self._commit_batch(batch)
 
-    async def _commit_batch(self, batch: list[_Pending]) -> None:
+    async def _commit_batch(self, batch: list[Pending]) -> None:
         items = [p.item for p in batch]
         try:
             results = await run_in_thread(self._conn, run_batch, items)
@@ -140,6 +134,21 @@ class GroupWriter:
                 pending.future.set_result(value)
             else:
                 pending.future.set_exception(value)
+
+
+async def next_batch(queue: asyncio.Queue[Pending | None]) -> tuple[list[Pending], bool]:
+    """The writes waiting now (at least one, at most MAX_BATCH), and whether the stop mark
+    (None) came: a writer takes whatever queued while it committed the last batch."""
+    first = await queue.get()
+    if first is None:
+        return [], True
+    batch = [first]
+    while len(batch) < MAX_BATCH and not queue.empty():
+        item = queue.get_nowait()
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
 
 
 def run_batch(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
