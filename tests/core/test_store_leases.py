@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from pathlib import Path
+
+from support.stores import open_sqlite
 
 from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
 from relay.core.store import Store
+from relay.core.store.sql import leases, reads
 
 A, B, C = "a@example.net", "b@example.net", "c@example.net"
 
@@ -74,3 +79,30 @@ async def test_a_named_lease_has_one_holder_until_it_ends_or_is_dropped(store: S
     assert await store.take_lease("purge", "w2", 0.05)
     await asyncio.sleep(0.1)
     assert await store.take_lease("purge", "w3", 30.0)  # w2's lease ended
+
+
+async def test_sqlite_walks_the_due_index_to_claim_instead_of_sorting_the_queue(
+    tmp_path: Path,
+) -> None:
+    """Without statistics SQLite's planner took copies_by_state and sorted every queued
+    copy for each claim (1.4 ms a claim at 6,000 queued, growing with the queue)."""
+    store = await open_sqlite(tmp_path / "relay.db")
+    try:
+        await spool(store, (A, B, C))
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "relay.db", isolation_level=None)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    conn.execute("BEGIN IMMEDIATE")
+    assert len(leases.claim_copies(conn, "w", time.time(), time.time() + 60, 2)) == 2
+    assert len(reads.due_copies(conn, time.time(), 2)) == 2
+    conn.execute("ROLLBACK")
+    conn.set_trace_callback(None)
+    walks = [s for s in statements if "next_attempt_at" in s]
+    assert len(walks) == 2
+    for sql in walks:
+        plan = " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "INDEX copies_due" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    conn.close()

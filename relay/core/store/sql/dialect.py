@@ -49,6 +49,13 @@ def skip_locked(conn: Any) -> str:
     return " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
 
 
+def indexed_by(conn: Any, index: str) -> str:
+    """Holds SQLite's planner to ``index``: without statistics it picks copies_by_state
+    for a due-copies walk and sorts every queued copy per claim (1.4 ms at 6,000 queued,
+    0.03 ms along copies_due). PostgreSQL's planner has its statistics."""
+    return "" if is_postgres(conn) else f" INDEXED BY {index}"
+
+
 def inserted_ids(conn: Any, sql: str, params: Sequence[Any], rows: int) -> list[int]:
     """Run ``sql``, an INSERT of ``rows`` rows into a table keyed by ``id``; the new ids
     in VALUES order.

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from relay.core.models import Copy, PendingBounce
-from relay.core.store.sql.dialect import skip_locked
+from relay.core.store.sql.dialect import indexed_by, skip_locked
 from relay.core.store.sql.reads import COPY_COLUMNS, copy_from_row
 
 MAX_OWNER = 200  # characters of a worker's name
@@ -31,7 +31,8 @@ def claim_copies(
     The inner SELECT walks the partial index copies_due in order."""
     rows = conn.execute(
         f"UPDATE copies SET lease_owner = ?, lease_until = ? WHERE id IN ("
-        " SELECT id FROM copies WHERE state IN ('queued', 'deferred')"
+        f" SELECT id FROM copies{indexed_by(conn, 'copies_due')}"
+        " WHERE state IN ('queued', 'deferred')"
         " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
         f" ORDER BY next_attempt_at, id LIMIT ?{skip_locked(conn)})"
         f" RETURNING {COPY_COLUMNS}",

@@ -8,6 +8,7 @@ import sqlite3
 from typing import Any
 
 from relay.core.models import Copy, Event, Message, TrackingDecision
+from relay.core.store.sql.dialect import indexed_by
 
 MESSAGE_COLUMNS = (
     "id, mail_from, rcpt_tos, received_at, client_addr, auth_user, sender, subject,"
@@ -121,7 +122,8 @@ def get_copy(conn: sqlite3.Connection, copy_id: int) -> Copy | None:
 def due_copies(conn: sqlite3.Connection, now: float, limit: int) -> list[Copy]:
     """Served by the partial index copies_due."""
     rows = conn.execute(
-        f"SELECT {COPY_COLUMNS} FROM copies WHERE state IN ('queued', 'deferred')"
+        f"SELECT {COPY_COLUMNS} FROM copies{indexed_by(conn, 'copies_due')}"
+        " WHERE state IN ('queued', 'deferred')"
         " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
         (now, limit),
     ).fetchall()
