@@ -2,8 +2,8 @@
 
 The store is the queue, shared by any number of workers in any number of
 processes and hosts: a worker takes due copies with a lease in its own name
-(store/sql/leases.py), renews the leases of the copies it has in flight, and
-recording the outcome ends the lease. A crash or a restart loses nothing: a
+(store/sql/leases.py), up to max_connections at a time, renews the leases of the
+copies it holds, and recording the outcome ends the lease. A crash or a restart loses nothing: a
 dead worker's leases end and its copies are due again, so a copy is sent
 twice only when its worker died while sending it. It polls once a second as
 well as on wake(), so copies spooled by another process are picked up too.
@@ -12,6 +12,7 @@ well as on wake(), so copies spooled by another process are picked up too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -85,6 +86,11 @@ class DeliveryWorker:
         # Copies in flight whose send is over and whose outcome is being written: they
         # hold no upstream connection, so they do not count against the slots.
         self._recording: set[int] = set()
+        # Copies taken but not started: a claim takes max_connections copies at once, so
+        # a worker writes one claim per max_connections copies, not one per copy (every
+        # write of every process on a SQLite file takes turns on its one lock).
+        self._ready: collections.deque[Copy] = collections.deque()
+        self._more_due = False
         self.lease = config.upstream.lease_time
         self._renewing: asyncio.Task[None] | None = None
         self._name_lease = DELIVERER_LEASE + self.owner
@@ -120,6 +126,11 @@ class DeliveryWorker:
                 log.warning("stopping: copy still in flight, it will be retried")
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        else:
+            cut = []
+        cut.extend(copy.id for copy in self._ready)
+        self._ready.clear()
+        if cut:
             with contextlib.suppress(Exception):  # else its lease ends in lease_time
                 await self.store.release_copies(self.owner, cut)
         if self._renewing is not None:
@@ -143,26 +154,33 @@ class DeliveryWorker:
             self._wake.clear()
 
     async def _take_due(self) -> None:
-        """Take due copies with a lease, up to max_connections in flight, a task for each."""
+        """Start copies, up to max_connections in flight, a task for each; when none are
+        ready, take up to max_connections due copies with a lease first."""
         # A copy whose outcome is being written holds no connection, so it frees its slot
         # (at most max_connections such copies); it keeps its lease until the outcome.
         free = self._slots - len(self._inflight) + min(len(self._recording), self._slots)
         if free <= 0:
             self._backlog = True
             return
-        due = await self.store.claim_copies(self.owner, time.time(), self.lease, free)
-        self._backlog = len(due) >= free  # maybe more: the next free slot asks at once
-        for copy in due:
+        if not self._ready:
+            due = await self.store.claim_copies(self.owner, time.time(), self.lease, self._slots)
+            self._ready.extend(due)
+            self._more_due = len(due) >= self._slots  # a full claim: maybe more are due
+        while free > 0 and self._ready:
+            copy = self._ready.popleft()
             task = asyncio.create_task(self._deliver_guarded(copy), name=f"copy-{copy.id}")
             self._inflight[copy.id] = task
+            free -= 1
+        self._backlog = self._more_due or bool(self._ready)  # the next free slot asks at once
 
     async def _renew(self) -> None:
-        """Keep the leases of the copies in flight, however long their sends take."""
+        """Keep the leases of the copies held, however long their sends take."""
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
                 await self.store.take_lease(self._name_lease, self.owner, self.lease)
-                await self.store.renew_copies(self.owner, list(self._inflight), self.lease)
+                held = [*self._inflight, *(copy.id for copy in self._ready)]
+                await self.store.renew_copies(self.owner, held, self.lease)
             except Exception:  # the store may be briefly down: next time, before they end
                 log.exception("could not renew the leases of copies in flight")
 

@@ -129,3 +129,39 @@ async def test_a_live_workers_long_send_keeps_its_lease(
         await second.close()
     assert [m.rcpt_tos for m in slow.messages] == [["b@example.net"]]
     assert other.messages == []
+
+
+class SlowFor(ScriptedHandler):
+    """DATA for the listed recipients takes 1.5 s; for others it is answered at once."""
+
+    def __init__(self, slow: set[str]) -> None:
+        super().__init__()
+        self.slow = slow
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.slow & set(envelope.rcpt_tos):
+            await asyncio.sleep(1.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_stopping_worker_gives_back_the_copies_it_took_but_did_not_start(
+    store: Store,
+) -> None:
+    rcpts = [f"r{i}@example.net" for i in range(5)]
+    handler, port = SlowFor(set(rcpts[1:])), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    try:
+        copies = await spool(store, rcpts)
+        w = worker(store, port, max_connections=2)  # a claim takes two copies at a time
+        await w.start()
+        # r0 and r1 go out; r0 is answered at once, so the next claim takes r2 and r3:
+        # r2 starts in r0's slot and r3 waits for one.
+        await wait_until_delivered(store, 1)
+        await asyncio.sleep(0.2)
+        await w.stop()  # r1 and r2 finish; r3 is given back, not left to its lease
+    finally:
+        controller.stop()
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == rcpts[:3]
+    left = await store.claim_copies("other/1/x", time.time(), 60.0, 10)
+    assert [c.id for c in left] == [c.id for c in copies[3:]]  # r3 at once, r4 untouched
