@@ -6,10 +6,12 @@ hangs, and is stopped. Each run then starts from a copy of that store (SQLite:
 the file; PostgreSQL: a database made from it as a template), starts `relay
 smtp` with `upstream.delivery_workers = N` against Postfix's smtp-sink, and times
 the drain from the first copy the sink gets to the last (process start-up is not
-counted). The two worker counts run back to back in the same run; the ratio is
-what counts on a shared, noisy machine.
+counted). The two worker counts run back to back, in --rounds rounds (1 worker,
+then 2, then 1 again...); each round gives a ratio of two runs seconds apart, and
+the median of those ratios is what counts on a shared, noisy machine (single
+drains here move by up to 1.7x from one run to the next).
 
-    .venv/bin/python benchmarks/drain.py [--messages 5000] [--backends sqlite,postgres]
+    .venv/bin/python benchmarks/drain.py [--messages 5000] [--rounds 3] [--backends sqlite,postgres]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -100,62 +103,77 @@ def drain(home: Path, store: str, copies: int, workers: int) -> float:
     return done - first
 
 
-def run_sqlite(workdir: Path, messages: int) -> dict[int, float]:
+Rounds = list[dict[int, float]]  # per round: workers -> seconds
+
+
+def run_sqlite(workdir: Path, messages: int, rounds: int) -> Rounds:
     filled = workdir / "sqlite-filled"
     filled.mkdir()
     fill(filled, f'path = "{filled / "relay.db"}"', messages)
-    results = {}
-    for workers in (1, 2):
-        home = workdir / f"sqlite-{workers}"
-        home.mkdir()
-        shutil.copy(filled / "relay.db", home / "relay.db")
-        results[workers] = drain(
-            home, f'path = "{home / "relay.db"}"', messages * RECIPIENTS_PER_MESSAGE, workers
-        )
+    results: Rounds = []
+    for n in range(rounds):
+        results.append({})
+        for workers in (1, 2):
+            home = workdir / f"sqlite-{n}-{workers}"
+            home.mkdir()
+            shutil.copy(filled / "relay.db", home / "relay.db")
+            store = f'path = "{home / "relay.db"}"'
+            copies = messages * RECIPIENTS_PER_MESSAGE
+            results[n][workers] = report(
+                drain(home, store, copies, workers), "sqlite", workers, copies
+            )
     return results
 
 
-def run_postgres(workdir: Path, messages: int) -> dict[int, float]:
+def run_postgres(workdir: Path, messages: int, rounds: int) -> Rounds:
     server = PostgresServer()
     try:
         url = migrated(server.create_database("filled"))
         filled = workdir / "pg-filled"
         filled.mkdir()
         fill(filled, f'url = "{url}"', messages)
-        results = {}
-        for workers in (1, 2):
-            home = workdir / f"pg-{workers}"
-            home.mkdir()
-            name = f"run{workers}"
-            with server.connect() as conn:
-                conn.execute(f"CREATE DATABASE {name} TEMPLATE filled")
-            copies = messages * RECIPIENTS_PER_MESSAGE
-            results[workers] = drain(home, f'url = "{server.url(name)}"', copies, workers)
+        results: Rounds = []
+        for n in range(rounds):
+            results.append({})
+            for workers in (1, 2):
+                home = workdir / f"pg-{n}-{workers}"
+                home.mkdir()
+                name = f"run{n}_{workers}"
+                with server.connect() as conn:
+                    conn.execute(f"CREATE DATABASE {name} TEMPLATE filled")
+                copies = messages * RECIPIENTS_PER_MESSAGE
+                seconds = drain(home, f'url = "{server.url(name)}"', copies, workers)
+                results[n][workers] = report(seconds, "postgres", workers, copies)
     finally:
         server.stop()
     return results
 
 
+def report(seconds: float, backend: str, workers: int, copies: int) -> float:
+    print(
+        f"{backend:>8}, {workers} worker(s): {copies} copies in {seconds:.2f}s"
+        f" = {copies / seconds:.0f} copies/s",
+        flush=True,
+    )
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
     args = parser.parse_args()
     runs = {"sqlite": run_sqlite, "postgres": run_postgres}
-    copies = args.messages * RECIPIENTS_PER_MESSAGE
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             started = time.monotonic()
-            results = runs[backend](Path(tmp), args.messages)
-            for workers, seconds in results.items():
-                print(
-                    f"{backend:>8}, {workers} worker(s): {copies} copies in {seconds:.2f}s"
-                    f" = {copies / seconds:.0f} copies/s",
-                    flush=True,
-                )
-            ratio = results[1] / results[2]
+            results = runs[backend](Path(tmp), args.messages, max(1, args.rounds))
+            ratios = [r[1] / r[2] for r in results]
+            shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
             print(
-                f"{backend:>8}: 2 workers / 1 worker = {ratio:.2f}x (target >= 1.6);"
+                f"{backend:>8}: 2 workers / 1 worker = {statistics.median(ratios):.2f}x,"
+                f" the median of {len(ratios)} rounds ({shown}) (target >= 1.6);"
                 f" run took {time.monotonic() - started:.0f}s",
                 flush=True,
             )
