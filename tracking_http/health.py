@@ -54,9 +54,3 @@ class Health:
             log.warning("health: store unreachable: %r", exc)
             return "store unreachable"
         return ""
-
-
-def add_health(app: web.Application, store: Store, state: RunState) -> None:
-    health = Health(store, state)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)

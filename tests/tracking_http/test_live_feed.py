@@ -15,8 +15,7 @@ from relay.core.metrics import Metrics
 from relay.core.models import DeliveryOutcome, Event
 from relay.core.store import Store, open_store
 from relay.core.tokens import TokenCodec
-from tracking_http.admin.event_routes import FOLLOWER, LIVE_FEED
-from tracking_http.app import create_admin_app, create_tracking_app
+from tracking_http.app import FOLLOWER, LIVE_FEED, create_admin_app, create_tracking_app
 from tracking_http.notify import Checkpoint, EventBroker, StoreFollower, recorded_sink
 
 TOKEN = "live-feed-token"

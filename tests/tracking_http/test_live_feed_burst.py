@@ -19,8 +19,7 @@ from relay.core.config import AdminConfig, Config, HostPort
 from relay.core.models import DeliveryOutcome
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
-from tracking_http.admin.event_routes import FOLLOWER
-from tracking_http.app import create_admin_app, create_tracking_app
+from tracking_http.app import FOLLOWER, create_admin_app, create_tracking_app
 from tracking_http.notify import EventBroker, recorded_sink
 
 TOKEN = "burst-token"

@@ -30,9 +30,9 @@ from aiohttp.typedefs import Handler
 from relay.core.tokens import MAX_TOKEN_CHARS
 from tracking_http.admin import params, session
 from tracking_http.admin.api import MAX_LIMIT, json_response
+from tracking_http.admin.assets import STATIC_TYPES, static_files
 from tracking_http.admin.dashboard import MAX_CHART_DAYS
 from tracking_http.admin.events_api import EVENT_TYPES, MAX_EVENTS
-from tracking_http.admin.routes import STATIC_TYPES, static_files
 
 JsonObject = dict[str, Any]
 EVENT_CLASSES = ("human", "bot", "proxy", "prefetch", "self")

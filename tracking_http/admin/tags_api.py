@@ -155,11 +155,3 @@ class TagViews:
             return json_error(404, "no such message")
         rows = await self._store.message_clients(message_id)
         return json_response({"id": message_id, **readers_json(count_readers(rows))})
-
-
-def add_tag_api(app: web.Application, store: Store) -> None:
-    views = TagViews(store)
-    app.router.add_get("/api/tags", views.list_tags)
-    app.router.add_get("/api/tags/{tag}", views.tag_report)
-    app.router.add_get("/api/tags/{tag}/clients", views.tag_clients)
-    app.router.add_get("/api/messages/{id}/clients", views.message_clients)
