@@ -46,6 +46,7 @@ from relay.queue_cli import add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
 from relay.store_cli import add_store_parsers, run_migrate, run_store_copy
+from relay.webhooks import WebhookDispatcher
 from relay.workers import (
     ROLES,
     ParentLink,
@@ -66,7 +67,6 @@ from tracking_http.guard import GuardedSite, GuardSettings
 from tracking_http.health import RunState
 from tracking_http.netdata import DataError, run_update
 from tracking_http.notify import EventBroker, EventSink, recorded_sink
-from tracking_http.webhooks import WebhookDispatcher
 
 log = logging.getLogger("relay")
 

@@ -12,7 +12,7 @@ Publishing never waits: the feeds read one bounded log, each at its own
 cursor, and one that falls more than the log's length behind is dropped
 (its stream ends; the browser reconnects and catches up from the store),
 so a slow feed can never hold up a pixel.
-Webhooks (the durable outbox) are in tracking_http.webhooks.
+Webhooks (the durable outbox) are in relay.webhooks.
 """
 
 from __future__ import annotations

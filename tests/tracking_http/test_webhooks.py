@@ -21,8 +21,8 @@ from relay.core.metrics import Metrics
 from relay.core.models import DeliveryOutcome, Event
 from relay.core.store import Store, open_store
 from relay.core.tokens import TokenCodec
+from relay.webhooks import GIVE_UP_AFTER, WebhookDispatcher, next_attempt
 from tracking_http.app import create_tracking_app
-from tracking_http.webhooks import GIVE_UP_AFTER, WebhookDispatcher, next_attempt
 
 BOB, CAROL = "bob@example.net", "carol@example.org"
 GUARD = 20.0  # seconds before a hung test fails instead of hanging; not a measurement

@@ -38,7 +38,7 @@ from relay.core.metrics import Metrics
 from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget
 from relay.core.store import Store
 
-log = logging.getLogger("tracking_http.webhooks")
+log = logging.getLogger("relay.webhooks")
 
 RETRY_BASE = 30.0  # seconds before the first retry; doubles each time
 RETRY_MAX = 3600.0
