@@ -28,7 +28,7 @@ from tqdm import tqdm
 from relay import __version__
 from relay.banner import first_message_command
 from relay.core.config import Config, ConfigError, HostPort, load_config, render_config
-from relay.core.config_checks import is_loopback_host
+from relay.core.config.checks import is_loopback_host
 from relay.core.limits import RateLimitedLog, quiet_loop_errors, raise_file_limit
 from relay.core.logs import setup_logging
 from relay.core.metrics import DeliveryMetrics, Metrics, share_across_processes, stop_sharing

@@ -25,7 +25,7 @@ from relay.core.config import (
     load_config,
     render_config,
 )
-from relay.core.config_checks import format_duration, parse_duration
+from relay.core.config.checks import format_duration, parse_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

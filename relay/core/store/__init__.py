@@ -25,7 +25,7 @@ def store_location(config: StoreConfig) -> tuple[str, str]:
     """(the config key, where the store is) for messages: the SQLite file, or the
     PostgreSQL URL without its password."""
     if config.url:
-        from relay.core.config_checks import redact_url
+        from relay.core.config.checks import redact_url
 
         return "store.url", redact_url(config.url, "***")
     return "store.path", config.path

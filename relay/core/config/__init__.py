@@ -1,8 +1,10 @@
 """Configuration: TOML parsed once into frozen dataclasses.
 
-Every default and every check lives here (the dataclasses in config_schema,
-value parsers in config_checks, typed table access in config_reader), so the
-rest of the code can trust the values it is handed. Errors name the offending key (``ConfigError``).
+Every default and every check lives in this package (the dataclasses in
+schema, value parsers in checks, typed table access in reader, the TOML
+writer in toml), so the rest of the code can trust the values it is handed.
+Errors name the offending key (``ConfigError``). Import from here, not from
+the modules.
 
 Relative paths (store.path, the maildir path, TLS files, the DKIM key) are
 relative to the current directory of the process, like the default ./relay.toml.
@@ -14,15 +16,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from relay.core import config_checks as checks
-from relay.core.config_reader import (
+from relay.core.config import checks
+from relay.core.config.reader import (
     ConfigError,
     TomlTable,
     dotted_keys,
     expects,
     read_toml_file,
 )
-from relay.core.config_schema import (
+from relay.core.config.schema import (
     AdminConfig,
     Config,
     DkimConfig,
@@ -38,7 +40,7 @@ from relay.core.config_schema import (
     UpstreamConfig,
     WebhookConfig,
 )
-from relay.core.config_toml import write_toml
+from relay.core.config.toml import write_toml
 
 __all__ = [
     "AdminConfig",

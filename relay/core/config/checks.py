@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from relay.core.config_reader import expects
+from relay.core.config.reader import expects
 
 T = TypeVar("T")
 Parser = Callable[[str], T]

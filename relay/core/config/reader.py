@@ -198,7 +198,7 @@ class TomlTable:
         return tuple(items)
 
     def convert(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        """A string value run through a parser from relay.core.config_checks."""
+        """A string value run through a parser from relay.core.config.checks."""
         if name not in self.data:
             return default
         text = self._typed(name, str, "string", self.data[name], _expected(parse))

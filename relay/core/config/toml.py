@@ -13,7 +13,7 @@ import re
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from relay.core.config_checks import format_duration, redact_url
+from relay.core.config.checks import format_duration, redact_url
 
 REDACTED = "<redacted>"
 # dotted field paths (array indices left out) whose non-empty values are secrets
