@@ -51,6 +51,8 @@ REFUSAL_REASONS = (
     "queue_full",
     "storage_error",
     "malformed_header",
+    "bad_address",
+    "session_limit",
 )
 DELIVERY_OUTCOMES = ("delivered", "deferred", "bounced")
 # bad_credentials: 535; address_limit, user_limit: 454, the failure budget used up.
@@ -121,7 +123,7 @@ class Metrics:
         )
         self.messages_refused = Counter(
             "relay_messages_refused",
-            "Messages or transactions refused over SMTP, by reason",
+            "Sessions, transactions or messages refused over SMTP, by reason",
             ["reason"],
             registry=self.registry,
         )

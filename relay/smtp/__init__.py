@@ -1,1 +1,1 @@
-"""The SMTP front: aiosmtpd wiring and the handler that picks every reply code."""
+"""The SMTP front: aiosmtpd wiring, the handler that decides at each step, and intake."""

@@ -28,7 +28,6 @@ from relay.core.store import Store
 log = logging.getLogger("relay.smtp")
 
 REFRESH_SECONDS = 1.0
-QUEUE_FULL = "452 4.3.1 Insufficient system storage"
 WINDOW_SECONDS = 3.0  # rates are measured over the recounts of this long
 FLOOR_MAX = 1000  # below min(this, max_queued_copies / 10) waiting copies, no delay
 GAIN = 0.5  # the delay changes by up to this fraction of itself per recount
@@ -97,10 +96,3 @@ class SpoolGuard:
             self.delay = max(0.0, min(self.max_delay, self.delay))
         if self.metrics is not None:
             self.metrics.flow_delay.set(self.delay)
-
-
-def refuse(metrics: Metrics | None, reason: str, reply: str) -> str:
-    """The reply, counted under reason in relay_messages_refused."""
-    if metrics is not None:
-        metrics.refused(reason)
-    return reply

@@ -42,8 +42,6 @@ _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")  # RFC 5322 ftext, then the
 MAX_FROM = 16 * 1024  # characters of a From value worth parsing for allowed_senders
 _HEADERS = HeaderRegistry()
 
-BAD_HEADER_BLOCK = "550 5.6.0 Bare CR, bare LF or NUL in the header block"
-
 
 @dataclass(frozen=True)
 class ParsedMessage:

@@ -2,7 +2,9 @@
 
 RelaySMTP keeps aiosmtpd's protocol engine and changes what a relay needs:
 DATA read in blocks (long lines, our own size limit), AUTH verified off the
-event loop and throttled, relay refusals at RCPT, and a 451 for any bug.
+event loop and throttled, relay refusals at RCPT, and a 451 for any bug. Its
+replies come from replies.py, and its refusals are counted there, as the
+handler's are.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from relay.core.limits import ConnectionLimits, RateLimitedLog, peer_address
 from relay.core.metrics import Metrics
 from relay.core.store import Store
 from relay.core.tls import server_context
+from relay.smtp import replies
 from relay.smtp.addresses import plain_path
 from relay.smtp.auth import AuthThrottle, ThrottleSettings
 from relay.smtp.chunked import read_data
-from relay.smtp.handler import RelayHandler, peer_ip
+from relay.smtp.handler import RelayHandler
+from relay.smtp.replies import refuse
+from relay.smtp.session import peer_ip
 
 log = logging.getLogger("relay.smtp")
 
@@ -132,9 +137,15 @@ class RelaySMTP(SMTP):
                 self.sessions.refusals.warning(
                     "refused", f"SMTP connection from {address} refused: {refusal}"
                 )
+                handler: RelayHandler = self.event_handler
+                reply = refuse(
+                    handler.metrics,
+                    replies.SESSION_LIMIT,
+                    host=self.relay_config.hostname,
+                    why=refusal,
+                )
                 if isinstance(transport, asyncio.WriteTransport):
-                    host = self.relay_config.hostname
-                    transport.write(f"421 4.7.0 {host} Error: {refusal}\r\n".encode())
+                    transport.write(f"{reply}\r\n".encode())
                 transport.close()
                 self.refused = True
                 return
@@ -175,8 +186,8 @@ class RelaySMTP(SMTP):
         self.sessions.refusals.warning(kind, f"SMTP session from {self.address}: {why}")
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-            host = self.relay_config.hostname
-            transport.write(f"421 4.4.2 {host} Error: {why}\r\n".encode())
+            reply = replies.HANG_UP.format(host=self.relay_config.hostname, why=why)
+            transport.write(f"{reply}\r\n".encode())
         if transport is not None:
             transport.close()
 
@@ -194,7 +205,7 @@ class RelaySMTP(SMTP):
         assert self.session is not None
         handler: RelayHandler = self.event_handler
         if self.session.host_name and not handler.may_relay(self.session):
-            await self.push("554 5.7.1 Relay access denied")
+            await self.push(refuse(handler.metrics, replies.RELAY_DENIED))
             return
         await super().smtp_RCPT(arg)
 
@@ -204,27 +215,28 @@ class RelaySMTP(SMTP):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Error: need RCPT command")
+            await self.push(str(replies.NEED_RCPT))
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.push(str(replies.DATA_SYNTAX))
             return
         self.sessions.enter_data(self)
         try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self.push(str(replies.START_DATA))
             status = await self._receive_and_handle()
             await self.push(status)
         finally:
             self.sessions.leave_data(self)
 
     async def _receive_and_handle(self) -> str:
-        """Read the data (bounded), then let the handler spool it."""
+        """Read the data (bounded), then let the handler decide (and intake spool it)."""
         limit = self.relay_config.max_message_size
         result = await read_data(self._reader, limit, self._reset_timeout)
         try:
             if result.too_big:
                 log.info("%s: message over %d octets refused", peer_ip(self.session), limit)
-                return "552 5.3.4 Message size exceeds fixed maximum message size"
+                handler: RelayHandler = self.event_handler
+                return refuse(handler.metrics, replies.TOO_BIG)
             assert self.envelope is not None
             self.envelope.content = result.content
             self.envelope.original_content = result.content
@@ -233,7 +245,7 @@ class RelaySMTP(SMTP):
                 status = await self._call_handler_hook("DATA")
             finally:
                 self.spooling = False
-            reply = "250 2.0.0 Ok" if status is MISSING else str(status)
+            reply = str(replies.ACCEPTED) if status is MISSING else str(status)
             self._log_transaction(len(result.content), reply)
             return reply
         finally:
@@ -261,7 +273,7 @@ class RelaySMTP(SMTP):
             return AuthResult(success=False, handled=True)
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            await self.push("501 5.5.2 Can't split auth value")
+            await self.push(str(replies.AUTH_UNSPLITTABLE))
             return AuthResult(success=False, handled=True)
         return await self._verify(parts[1], parts[2])
 
@@ -283,7 +295,7 @@ class RelaySMTP(SMTP):
         try:
             return b64decode(args[1].encode(), validate=True)
         except (binascii.Error, ValueError):
-            await self.push("501 5.5.2 Can't decode base64")
+            await self.push(str(replies.AUTH_NOT_BASE64))
             return None
 
     async def _verify(self, login: bytes, password: bytes) -> AuthResult:
@@ -302,12 +314,12 @@ class RelaySMTP(SMTP):
             "%s: AUTH failed, %s (%d in this session)", ip, attempt.outcome, self.auth_failures
         )
         if self.auth_failures >= self.throttle.settings.failures_per_connection:
-            await self.push("421 4.7.0 Too many authentication failures; closing connection")
+            await self.push(str(replies.AUTH_TOO_MANY_IN_SESSION))
             assert self.transport is not None
             self.transport.close()
             return AuthResult(success=False, handled=True)
         if attempt.outcome != "bad_credentials":
-            await self.push("454 4.7.0 Too many failed authentications; try again later")
+            await self.push(str(replies.AUTH_BUDGET_USED))
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False)
 
@@ -346,7 +358,8 @@ class SmtpServers:
         ]
 
     async def close(self, grace: float = CLOSE_GRACE) -> None:
-        """Stop accepting; let sessions in DATA finish (at most grace seconds)."""
+        """Stop accepting; let sessions in DATA finish (at most grace seconds), then
+        the replies their messages record."""
         for server, _tls in self._servers:
             server.close()
         if self._sessions.in_data:
@@ -359,6 +372,8 @@ class SmtpServers:
                 session.transport.close()
         for server, _tls in self._servers:
             await server.wait_closed()
+        if self._handler is not None:
+            await self._handler.intake.close()
 
 
 def tls_context(config: SmtpConfig) -> ssl.SSLContext | None:

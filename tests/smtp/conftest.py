@@ -12,6 +12,7 @@ import trustme
 from smtp.running import PASSWORD, Certs, Relay, StartRelay, smtp_config
 
 from relay.core.config import Config
+from relay.core.metrics import Metrics
 from relay.core.passwords import hash_password
 from relay.core.store import Store
 from relay.smtp.auth import AuthThrottle, ThrottleSettings
@@ -44,13 +45,15 @@ async def start_relay(store: Store) -> AsyncIterator[StartRelay]:
     async def start(throttle: ThrottleSettings | None = None, **overrides: Any) -> Relay:
         config = Config(smtp=smtp_config(**overrides))
         woken: list[float] = []
+        metrics = Metrics()
         servers = await start_smtp(
             config,
             store,
             lambda: woken.append(time.time()),
             throttle=AuthThrottle(throttle or ThrottleSettings(reply_delay=0.05)),
+            metrics=metrics,
         )
-        relay = Relay(servers, store, config, woken)
+        relay = Relay(servers, store, config, woken, metrics)
         started.append(relay)
         return relay
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from relay.core.config import Config, HostPort, SmtpConfig, SmtpUser
+from relay.core.metrics import REFUSAL_REASONS, Metrics
 from relay.core.models import Copy, Message
 from relay.core.store import Store
 from relay.smtp.server import SmtpServers
@@ -36,6 +37,7 @@ class Relay:
     store: Store
     config: Config
     woken: list[float] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def port(self) -> int:
@@ -55,6 +57,17 @@ class Relay:
             raw = await self.store.load_raw(msg.id)
             result.append((msg, raw, [c for c in copies if c.message_id == msg.id]))
         return result
+
+
+def refusals(metrics: Metrics) -> dict[str, int]:
+    """relay_messages_refused_total by reason, the reasons counted at least once."""
+    counts = {
+        reason: metrics.registry.get_sample_value(
+            "relay_messages_refused_total", {"reason": reason}
+        )
+        for reason in REFUSAL_REASONS
+    }
+    return {reason: int(count) for reason, count in counts.items() if count}
 
 
 def smtp_config(**overrides: Any) -> SmtpConfig:

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from smtp.running import OUTSIDE, LineClient, StartRelay, in_thread, smtp_config
+from smtp.running import OUTSIDE, LineClient, StartRelay, in_thread, refusals, smtp_config
 
 from relay.core.config import Config
 from relay.core.limits import ConnectionLimits
@@ -119,6 +119,7 @@ async def test_pipelined_commands_of_a_refused_client_get_530_554(
     assert replies[2].startswith("503")
     await client.close()
     assert await relay.spooled() == []
+    assert refusals(relay.metrics) == {"auth_required": 1, "relay_denied": 1}
 
 
 async def test_ehlo_advertises_the_extensions(start_relay: StartRelay) -> None:

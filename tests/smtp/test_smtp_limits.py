@@ -5,7 +5,7 @@ from __future__ import annotations
 import smtplib
 
 import pytest
-from smtp.running import LineClient, StartRelay, in_thread
+from smtp.running import LineClient, StartRelay, in_thread, refusals
 
 MESSAGE = b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n"
 
@@ -44,6 +44,25 @@ async def test_data_over_the_limit_gets_552_and_the_session_goes_on(
     await client.close()
     [(msg, _raw, _copies)] = await relay.spooled()
     assert msg.subject == "small"
+
+
+async def test_refusals_at_every_step_are_counted_by_reason(start_relay: StartRelay) -> None:
+    """The front's own refusals (the 552 after the data) count as the handler's do."""
+    relay = await start_relay(max_message_size=1000, max_recipients=1)
+    client = await LineClient.connect(relay.port)
+    await client.command("EHLO client.test")
+    assert (await client.command("MAIL FROM:<a@example.com> SIZE=1001")).startswith("552 5.3.4")
+    assert (await client.command("MAIL FROM:<nodomain>")).startswith("553 5.1.3")
+    assert (await client.command("MAIL FROM:<a@example.com>")).startswith("250")
+    assert (await client.command("RCPT TO:<no-at-sign>")).startswith("553 5.1.3")
+    assert (await client.command("RCPT TO:<b@example.net>")).startswith("250")
+    assert (await client.command("RCPT TO:<c@example.net>")).startswith("452 4.5.3")
+    assert (await client.command("DATA")).startswith("354")
+    await client.send(b"Subject: big\r\n\r\n" + b"x" * 2000 + b"\r\n.\r\n")
+    assert (await client.reply()).startswith("552 5.3.4")
+    await client.close()
+    assert refusals(relay.metrics) == {"too_big": 2, "bad_address": 2, "too_many_recipients": 1}
+    assert await relay.spooled() == []
 
 
 async def test_recipients_over_max_recipients_get_452(start_relay: StartRelay) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import smtplib
 
-from smtp.running import StartRelay
+from smtp.running import StartRelay, refusals
 
 
 async def open_session(
@@ -25,6 +25,7 @@ async def test_sessions_beyond_the_caps_get_421(start_relay: StartRelay) -> None
     assert await sessions[3][0].read() == b""  # and closed
     others = [await open_session(relay.port, "127.0.0.3") for _ in range(3)]
     assert [g[:3] for _r, _w, g in others] == [b"220", b"220", b"421"]  # 5 in all
+    assert refusals(relay.metrics) == {"session_limit": 2}
     for _reader, writer, _g in sessions + others:
         writer.close()
     await asyncio.sleep(0.2)
