@@ -40,6 +40,15 @@ class RelayHandler:
         self.metrics = metrics
         self.spool_guard = SpoolGuard(config.smtp, store, metrics)
         self.intake = Intake(store, self.spool_guard, on_spooled, metrics)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        """SIGHUP sets it (SmtpServers.reload): users and their allowed_senders too."""
+        self._config = config
         self._users = {user.name: user for user in config.smtp.users}
 
     def user(self, name: str | None) -> SmtpUser | None:

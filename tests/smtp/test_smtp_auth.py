@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import smtplib
 import ssl
 import time
@@ -160,3 +161,25 @@ async def test_allowed_senders_bind_envelope_and_from(
     await in_thread(send_authenticated, relay.port, certs.client, "PLAIN", data=sales)
     [(msg, _raw, _copies)] = await relay.spooled()
     assert msg.sender == "team@sales.example.com"
+
+
+async def test_a_reload_binds_a_user_to_the_new_allowed_senders(
+    start_relay: StartRelay, certs: Certs, password_hash: str
+) -> None:
+    relay = await start_relay(
+        allowed_networks=OUTSIDE,
+        tls_cert=certs.cert,
+        tls_key=certs.key,
+        users=(alice(password_hash),),
+    )
+    await in_thread(send_authenticated, relay.port, certs.client, "PLAIN", sender="any@example.org")
+    bound = (alice(password_hash, "alice@example.com"),)
+    relay.servers.reload(
+        dataclasses.replace(relay.config, smtp=dataclasses.replace(relay.config.smtp, users=bound))
+    )
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        await in_thread(
+            send_authenticated, relay.port, certs.client, "PLAIN", sender="any@example.org"
+        )
+    assert refused.value.smtp_code == 550
+    assert len(await relay.spooled()) == 1
