@@ -9,7 +9,7 @@ from typing import Any
 from support.stores import AnyStore, Backend
 
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
-from relay.core.store.sqlite.writer import MAX_BULK, Bulk, WriteItem, bulk_groups
+from relay.core.store.batching import MAX_BULK, Bulk, WriteItem, bulk_groups
 
 T0 = 1_700_000_000.0
 BOB, CAROL = "bob@example.net", "carol@example.org"

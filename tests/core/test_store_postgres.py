@@ -22,11 +22,11 @@ from support.stores import open_postgres
 
 from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
 from relay.core.store import StoreUnavailable
+from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate
 from relay.core.store.postgres.writer import LANES, commit_items
 from relay.core.store.sqlite import schema as sqlite_schema
-from relay.core.store.sqlite.writer import WriteItem
 
 BOB = "bob@example.net"
 

@@ -43,12 +43,12 @@ from relay.core.store.sqlite.hitproc import (
     encode_frame,
     event_from_fields,
     read_target,
+    receive,
     write_item,
 )
 
 MAX_BATCH = 1000  # hits per transaction
 MAX_OPEN = 0.005  # seconds a transaction takes new hits before it is committed
-RECV_SIZE = 1 << 20
 log = logging.getLogger(__name__)
 
 Part = tuple[list[Event], Any]  # hits, and the cursor of their INSERT (or the op's result)
@@ -203,7 +203,7 @@ def serve(sock: socket.socket, url: str, reader: FrameReader) -> None:
             if batch.requests and batch.full:
                 data: bytes | None = None
             else:
-                data = _receive(sock, wait=not batch.requests)
+                data = receive(sock, wait=not batch.requests)
             if data is None:  # quiet (or full): make the batch durable and answer
                 sock.sendall(encode_frame(batch.commit()))
                 continue
@@ -214,14 +214,6 @@ def serve(sock: socket.socket, url: str, reader: FrameReader) -> None:
             sock.sendall(encode_frame(batch.commit()))
     finally:
         batch.close()
-
-
-def _receive(sock: socket.socket, wait: bool) -> bytes | None:
-    """What has arrived (b"" at the end); None when nothing waits and ``wait`` is false."""
-    try:
-        return sock.recv(RECV_SIZE, 0 if wait else socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return None
 
 
 def main(argv: list[str]) -> int:

@@ -32,21 +32,15 @@ the batch (StoreUnavailable) and the next batch connects again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from relay.core.store.base import StoreUnavailable
+from relay.core.store.batching import BatchWriter, Pending, WriteItem, bulk_groups, settle
 from relay.core.store.postgres.connection import Connection, is_retryable, translate_error
-from relay.core.store.sqlite.writer import (
-    MAX_QUEUED,
-    Bulk,
-    Pending,
-    WriteItem,
-    bulk_groups,
-    next_batch,
-)
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +80,12 @@ class _Lane:
             conn.close()
 
 
-class PostgresWriter:
-    """Owns the write connections; `transactions` counts commits (tests compare it)."""
+class PostgresWriter(BatchWriter):
+    """Owns the write connections: a task per lane commits the batches (store/batching.py)."""
 
     def __init__(self, connect: Callable[[], Connection], lanes: int = LANES) -> None:
+        super().__init__()
         self._lanes = [_Lane(connect, n) for n in range(max(1, lanes))]
-        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(MAX_QUEUED)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._closed = False
-        self.transactions = 0
 
     async def call(self, fn: Callable[[Connection], T]) -> T:
         """Run fn(connection) on the first lane, outside any batch (opening, schema)."""
@@ -104,40 +95,21 @@ class PostgresWriter:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._run(lane), name="store-writer") for lane in self._lanes
+            asyncio.create_task(
+                self._serve(functools.partial(self._commit_batch, lane=lane)), name="store-writer"
+            )
+            for lane in self._lanes
         ]
 
-    async def submit(self, op: Callable[[Any], T], bulk: Bulk | None = None) -> T:
-        """Run op in the next batch; returns its result once the batch is committed."""
-        if self._closed:
-            raise StoreUnavailable("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(Pending(WriteItem(op, False, bulk), future))
-        return await future
-
     async def close(self) -> None:
-        """Let queued writes finish, stop the writer task, close the connection."""
+        """Let queued writes finish, stop the writer tasks, close the connections."""
         if self._closed:
             return
-        self._closed = True
-        for _ in self._tasks:  # one stop mark per lane: each ends after its last batch
-            await self._queue.put(None)
-        await asyncio.gather(*self._tasks)
-        while not self._queue.empty():  # nothing should be left; never leave a caller hanging
-            item = self._queue.get_nowait()
-            if item is not None and not item.future.done():
-                item.future.set_exception(StoreUnavailable("the store is closed"))
+        await super().close()
         loop = asyncio.get_running_loop()
         for lane in self._lanes:
             await loop.run_in_executor(lane.thread, lane.disconnect)
             lane.thread.shutdown(wait=False)
-
-    async def _run(self, lane: _Lane) -> None:
-        stop = False
-        while not stop:
-            batch, stop = await next_batch(self._queue)
-            if batch:
-                await self._commit_batch(batch, lane)
 
     async def _commit_batch(self, batch: list[Pending], lane: _Lane) -> None:
         items = [p.item for p in batch]
@@ -151,13 +123,7 @@ class PostgresWriter:
             if not isinstance(failure, StoreUnavailable):
                 failure = StoreUnavailable(f"could not commit: {exc}")
             results = [(False, failure)] * len(batch)
-        for pending, (ok, value) in zip(batch, results, strict=True):
-            if pending.future.done():  # the caller was cancelled; the write still happened
-                continue
-            if ok:
-                pending.future.set_result(value)
-            else:
-                pending.future.set_exception(value)
+        settle(batch, results)
 
     def _run_batch(self, items: list[WriteItem], lane: _Lane) -> tuple[list[tuple[bool, Any]], int]:
         """In the lane's thread: (each item's outcome, commits made)."""

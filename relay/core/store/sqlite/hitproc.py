@@ -39,9 +39,10 @@ from typing import Any
 
 from relay.core.models import Event, event_from
 from relay.core.store.base import StoreUnavailable
+from relay.core.store.batching import Bulk, WriteItem
 from relay.core.store.sql import labels, writes
 from relay.core.store.sqlite import schema
-from relay.core.store.sqlite.writer import Bulk, WriteItem, run_items
+from relay.core.store.sqlite.writer import run_items
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024
@@ -205,7 +206,7 @@ def serve(sock: socket.socket, path: str) -> None:
         if batch.open and batch.full:
             data: bytes | None = None
         else:
-            data = _receive(sock, wait=not batch.open)
+            data = receive(sock, wait=not batch.open)
         if data is None:  # quiet (or full): make the open batch durable and answer
             sock.sendall(encode_frame(batch.commit()))
             continue
@@ -220,7 +221,7 @@ def serve(sock: socket.socket, path: str) -> None:
     conn.close()
 
 
-def _receive(sock: socket.socket, wait: bool) -> bytes | None:
+def receive(sock: socket.socket, wait: bool) -> bytes | None:
     """What has arrived (b"" at the end); None when nothing waits and ``wait`` is false."""
     try:
         return sock.recv(RECV_SIZE, 0 if wait else socket.MSG_DONTWAIT)

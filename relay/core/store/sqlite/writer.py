@@ -5,7 +5,8 @@ queued (up to MAX_BATCH), runs it in the connection's thread inside ONE
 transaction, each op inside its own SAVEPOINT so one failing op is rolled back
 alone, commits (fsync'd, synchronous=FULL) and only then resolves the callers'
 futures. So an acknowledged write is durable, and a thousand concurrent events
-cost a handful of fsyncs instead of a thousand.
+cost a handful of fsyncs instead of a thousand. The queue and its batches are
+both engines' (store/batching.py); this module runs a batch on SQLite.
 
 Every sqlite3 call releases the GIL, and this thread must then win it back
 from the event loop (up to the 5 ms switch interval). So consecutive ops that
@@ -20,103 +21,31 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from relay.core.store.base import StoreUnavailable
+from relay.core.store.batching import BatchWriter, Pending, WriteItem, bulk_groups, settle
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
 
-MAX_BATCH = 500
-MAX_QUEUED = 20_000  # beyond this, submitters wait: backpressure, not unbounded memory
 BUSY_SECONDS = 5.0  # how long a write waits for another process's transaction
 BUSY_RETRY = 0.0005
-MAX_BULK = 200  # items per multi-row statement (bounds the statement's parameter count)
 
 
-@dataclass(frozen=True)
-class Bulk:
-    """One op's share of a multi-row statement.
-
-    ``run(conn, items)`` returns one result per item, in order, using exactly one
-    data-changing statement, so it changes nothing when it raises; the group's
-    ops then run one by one and a bad item fails alone, as without Bulk.
-    """
-
-    run: Callable[[sqlite3.Connection, list[Any]], list[Any]]
-    item: Any
-
-
-@dataclass(frozen=True)
-class WriteItem:
-    op: WriteOp
-    single_statement: bool
-    bulk: Bulk | None = None
-
-
-@dataclass
-class Pending:
-    """A submitted write and the future its caller awaits."""
-
-    item: WriteItem
-    future: asyncio.Future[Any]
-
-
-class GroupWriter:
-    """Owns the write connection; `transactions` counts commits (tests compare it)."""
+class GroupWriter(BatchWriter):
+    """Owns the write connection: one task commits the batches (store/batching.py)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__()
         self._conn = conn
-        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(MAX_QUEUED)
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self.transactions = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="store-writer")
-
-    async def submit(
-        self,
-        op: Callable[[sqlite3.Connection], T],
-        single_statement: bool = False,
-        bulk: Bulk | None = None,
-    ) -> T:
-        """Run op in the next batch; returns its result once the batch is committed.
-
-        single_statement: op runs exactly one data-changing statement, which SQLite
-        already undoes alone when it fails, so it needs no SAVEPOINT (a third faster).
-        bulk: the same write as part of a multi-row statement (op is the fallback).
-        """
-        if self._closed:
-            raise StoreUnavailable("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(Pending(WriteItem(op, single_statement, bulk), future))
-        return await future
-
-    async def close(self) -> None:
-        """Let queued writes finish, then stop the writer task."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._queue.put(None)
-        if self._task is not None:
-            await self._task
-        while not self._queue.empty():  # nothing should be left; never leave a caller hanging
-            item = self._queue.get_nowait()
-            if item is not None and not item.future.done():
-                item.future.set_exception(StoreUnavailable("the store is closed"))
-
-    async def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch, stop = await next_batch(self._queue)
-            if batch:
-                await self._commit_batch(batch)
+        self._tasks = [asyncio.create_task(self._serve(self._commit_batch), name="store-writer")]
 
     async def _commit_batch(self, batch: list[Pending]) -> None:
         items = [p.item for p in batch]
@@ -127,28 +56,7 @@ class GroupWriter:
             log.exception("store: a write batch of %d failed to commit", len(batch))
             failure = StoreUnavailable(f"could not commit: {exc}")
             results = [(False, failure)] * len(batch)
-        for pending, (ok, value) in zip(batch, results, strict=True):
-            if pending.future.done():  # the caller was cancelled; the write still happened
-                continue
-            if ok:
-                pending.future.set_result(value)
-            else:
-                pending.future.set_exception(value)
-
-
-async def next_batch(queue: asyncio.Queue[Pending | None]) -> tuple[list[Pending], bool]:
-    """The writes waiting now (at least one, at most MAX_BATCH), and whether the stop mark
-    (None) came: a writer takes whatever queued while it committed the last batch."""
-    first = await queue.get()
-    if first is None:
-        return [], True
-    batch = [first]
-    while len(batch) < MAX_BATCH and not queue.empty():
-        item = queue.get_nowait()
-        if item is None:
-            return batch, True
-        batch.append(item)
-    return batch, False
+        settle(batch, results)
 
 
 def run_batch(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:
@@ -200,24 +108,6 @@ def run_items(conn: sqlite3.Connection, items: list[WriteItem]) -> list[tuple[bo
             outcomes = [_run_item(conn, item) for item in group]
         results.extend(outcomes)
     return results
-
-
-def bulk_groups(items: list[WriteItem]) -> list[list[WriteItem]]:
-    """Runs of consecutive items with the same Bulk runner (at most MAX_BULK); others alone."""
-    groups: list[list[WriteItem]] = []
-    for item in items:
-        last = groups[-1][-1] if groups else None
-        if (
-            item.bulk is not None
-            and last is not None
-            and last.bulk is not None
-            and last.bulk.run is item.bulk.run
-            and len(groups[-1]) < MAX_BULK
-        ):
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return groups
 
 
 def _run_bulk(conn: sqlite3.Connection, group: list[WriteItem]) -> list[tuple[bool, Any]] | None:
