@@ -63,6 +63,10 @@ def decide_tracking(
     (X-Track and the hosted services' equivalents, which can only turn tracking off
     further), then DKIM (a signed message without a [dkim] key is left untracked).
 
+    How its copies are rewritten (pixel, links, honeypot) and whether they must be
+    signed again is decided here too and stored with the message: delivery follows
+    this decision, so a config change applies to mail received after it.
+
     headers maps lower-case header names to their values.
     """
     tracking = config.tracking
@@ -79,9 +83,14 @@ def decide_tracking(
         for value in headers.get(name, ()):
             label = f"{display}: {value.strip()}"
             opens, clicks = _apply_header(label, verdict_of, (opens, clicks), reasons)
-    if "dkim-signature" in headers and config.dkim is None and (opens or clicks):
-        opens = clicks = False
-        reasons.append("DKIM-signed and no [dkim] key")
+    resign = False
+    if "dkim-signature" in headers and (opens or clicks):
+        if config.dkim is None:
+            opens = clicks = False
+            reasons.append("DKIM-signed and no [dkim] key")
+        else:
+            resign = True
+            reasons.append("DKIM-signed: a rewritten copy is signed again with the [dkim] key")
     log_copy = _log_copy_header(headers.get(LOG_HEADER, ()), log_copy, reasons)
     return TrackingDecision(
         opens=opens,
@@ -90,6 +99,13 @@ def decide_tracking(
         per_recipient=tracking.per_recipient,
         base_url=base_url or tracking.base_url,
         reasons=tuple(reasons),
+        pixel_position=tracking.pixel_position,
+        honeypot=tracking.honeypot,
+        skip_bare_url_links=tracking.skip_bare_url_links,
+        exclude_links=tuple(pattern.pattern for pattern in tracking.exclude_links),
+        max_links_per_part=tracking.max_links_per_part,
+        avoid_image_only=tracking.avoid_image_only,
+        resign=resign,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 
 import pytest
 
@@ -238,6 +239,37 @@ def test_dkim_signed_without_key_is_untracked() -> None:
 def test_dkim_signed_with_key_stays_tracked() -> None:
     config = Config(dkim=DkimConfig("example.com", "relay", "dkim.pem"))
     assert decide(config, headers={"dkim-signature": ["v=1"]}) == (True, True)
+
+
+def test_dkim_signed_with_key_is_to_be_signed_again() -> None:
+    config = Config(dkim=DkimConfig("example.com", "relay", "dkim.pem"))
+    signed = {"dkim-signature": ["v=1"]}
+    decision = decide_tracking(config, sender="a@example.com", auth_user=None, headers=signed)
+    assert decision.resign is True
+    assert decision.reasons[-1].startswith("DKIM-signed: a rewritten copy is signed again")
+    unsigned = decide_tracking(config, sender="a@example.com", auth_user=None, headers={})
+    assert unsigned.resign is False
+    off = decide_tracking(
+        config, sender="", auth_user=None, headers={**signed, "x-track": ["none"]}
+    )
+    assert off.resign is False  # nothing rewritten, nothing to sign
+
+
+def test_the_rewrite_settings_are_decided_with_the_message() -> None:
+    tracking = TrackingConfig(
+        pixel_position="top", honeypot=True, skip_bare_url_links=False,
+        exclude_links=(re.compile("unsubscribe"),), max_links_per_part=7, avoid_image_only=False,
+    )  # fmt: skip
+    decision = decide_tracking(
+        Config(tracking=tracking), sender="a@example.com", auth_user=None, headers={}
+    )
+    assert (decision.pixel_position, decision.honeypot, decision.skip_bare_url_links) == (
+        "top",
+        True,
+        False,
+    )
+    assert decision.exclude_links == ("unsubscribe",)
+    assert (decision.max_links_per_part, decision.avoid_image_only) == (7, False)
 
 
 def test_per_recipient_comes_from_config() -> None:

@@ -16,7 +16,14 @@ EventClass = Literal["human", "bot", "proxy", "prefetch", "self"]
 
 @dataclass(frozen=True)
 class TrackingDecision:
-    """What to do with one message, decided by relay.policy and stored with it."""
+    """What to do with one message, decided by relay.policy and stored with it.
+
+    Everything that shapes a copy is decided once, at spool time, so a config
+    change between spool and delivery never mixes two policies in one message
+    (a copy tracked by one and signed by the other). A field left None comes
+    from a message spooled before it was stored: delivery takes it from the
+    config then, as it always did.
+    """
 
     opens: bool
     clicks: bool
@@ -24,6 +31,15 @@ class TrackingDecision:
     per_recipient: bool = True
     base_url: str = ""  # tracking domain for this message's links and pixel
     reasons: tuple[str, ...] = ()  # why (header, policy rule, DKIM, ...), shown to operators
+    pixel_position: str | None = None  # "auto" | "top" | "bottom"
+    honeypot: bool | None = None
+    skip_bare_url_links: bool | None = None
+    exclude_links: tuple[str, ...] | None = None  # the regexes' sources
+    max_links_per_part: int | None = None
+    avoid_image_only: bool | None = None
+    # The message carries a DKIM-Signature and is tracked: a rewritten copy goes out
+    # only with our signature, else untouched (SPEC 5). None: look at its headers.
+    resign: bool | None = None
 
 
 # A message's tags (relay/smtp/tags.py reads them, the store keeps them): at most

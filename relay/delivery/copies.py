@@ -7,9 +7,11 @@ costs a message: a rewrite that fails relays the original bytes with a note.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 from collections import OrderedDict
-from typing import Literal
+from typing import Literal, TypeVar
 
 from relay.core.config import Config
 from relay.core.models import Copy, Message
@@ -35,6 +37,7 @@ TEMPLATE_BYTES = 8 * 1024 * 1024  # raw bytes of the messages whose templates ar
 TEMPLATE_MAX_MESSAGE = 2 * 1024 * 1024  # bigger messages are scanned again for each copy
 
 PixelPosition = Literal["auto", "top", "bottom"]
+T = TypeVar("T")
 
 
 def tracking_base(config: Config, message: Message) -> str:
@@ -52,8 +55,19 @@ def honeypot_url(codec: TokenCodec, base: str, copy_id: int) -> str:
     return f"{base}/c/{codec.click_token(copy_id, HONEYPOT_LINK_INDEX, base + '/')}"
 
 
+@functools.lru_cache(maxsize=64)
+def compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """A decision's exclude_links, compiled once for all the copies that share them."""
+    return tuple(re.compile(pattern) for pattern in patterns)
+
+
 def build_plan(config: Config, codec: TokenCodec, copy: Copy, message: Message) -> RewritePlan:
-    """What the rewriter adds to this copy, from the message's stored decision."""
+    """What the rewriter adds to this copy, from the message's stored decision.
+
+    The config fills in only what a message spooled by an older version lacks (a
+    field left None), and names the tracking domains we answer for (own_base_urls):
+    a fact about where a link already goes, not a policy.
+    """
     tracking = config.tracking
     decision = message.decision
     base = tracking_base(config, message)
@@ -65,22 +79,33 @@ def build_plan(config: Config, codec: TokenCodec, copy: Copy, message: Message) 
         except ValueError:  # too long for a token: this one link stays as it was
             return url
 
+    pixel_position = _stored(decision.pixel_position, tracking.pixel_position)
     position: PixelPosition = "auto"
-    if tracking.pixel_position in ("top", "bottom"):
-        position = "top" if tracking.pixel_position == "top" else "bottom"
+    if pixel_position in ("top", "bottom"):
+        position = "top" if pixel_position == "top" else "bottom"
+    if decision.exclude_links is None:
+        excluded = tracking.exclude_links
+    else:
+        excluded = compiled(decision.exclude_links)
+    honeypot = _stored(decision.honeypot, tracking.honeypot)
     return RewritePlan(
         opens=decision.opens,
         clicks=decision.clicks,
         pixel_url=f"{base}/o/{codec.open_token(copy_id)}.gif",
         link_url=link_url,
         pixel_position=position,
-        skip_bare_url_links=tracking.skip_bare_url_links,
-        exclude_links=tracking.exclude_links,
-        max_links_per_part=tracking.max_links_per_part,
-        guard_image_only=tracking.avoid_image_only,
+        skip_bare_url_links=_stored(decision.skip_bare_url_links, tracking.skip_bare_url_links),
+        exclude_links=excluded,
+        max_links_per_part=_stored(decision.max_links_per_part, tracking.max_links_per_part),
+        guard_image_only=_stored(decision.avoid_image_only, tracking.avoid_image_only),
         own_base_urls=own_base_urls(config),
-        honeypot_url=honeypot_url(codec, base, copy_id) if tracking.honeypot else None,
+        honeypot_url=honeypot_url(codec, base, copy_id) if honeypot else None,
     )
+
+
+def _stored(decided: T | None, configured: T) -> T:
+    """The message's stored choice; the config's for a message spooled without it."""
+    return configured if decided is None else decided
 
 
 class RewriteTemplates:

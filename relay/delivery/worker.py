@@ -207,7 +207,7 @@ class DeliveryWorker:
             return
         message, raw = loaded
         rewritten = await build_copy(self.config, self.codec, copy, message, raw, self.templates)
-        rewritten = await sign_copy(self.signer, raw, rewritten)
+        rewritten = await sign_copy(self.signer, raw, rewritten, message.decision)
         started = time.monotonic()
         outcome = await self.upstream.send(message.mail_from, copy.rcpt_tos, rewritten.raw)
         if self.metrics is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
@@ -45,6 +46,33 @@ def per_recipient(msg: NewMessage) -> list[CopySpec]:
 
 def an_event(copy_id: int, message_id: str, at: float = T0 + 100) -> Event:
     return Event("open", copy_id, message_id, "bob@example.net", at, "192.0.2.1", "Mozilla/5.0")
+
+
+async def test_a_decision_keeps_how_copies_are_made_and_older_rows_read_as_before(
+    backend: Backend, store: AnyStore
+) -> None:
+    """The rewrite and signing choices travel in the decision's JSON; a row written
+    before they did has none of them, and delivery takes them from the config."""
+    decision = TrackingDecision(
+        opens=True, clicks=True, pixel_position="top", honeypot=True,
+        skip_bare_url_links=False, exclude_links=("unsubscribe", r"\.pdf$"),
+        max_links_per_part=50, avoid_image_only=False, resign=True,
+    )  # fmt: skip
+    msg = dataclasses.replace(new_message(), decision=decision)
+    message_id = await store.spool(msg, per_recipient(msg))
+    stored = await store.get_message(message_id)
+    assert stored is not None and stored.decision == decision
+    older = (
+        '{"opens": true, "clicks": false, "log_copy": false, "per_recipient": true,'
+        ' "base_url": "", "reasons": ["config: opens on, clicks off"]}'
+    )
+    backend.run("UPDATE messages SET decision = ? WHERE id = ?", (older, message_id))
+    again = await store.get_message(message_id)
+    assert again is not None
+    assert again.decision == TrackingDecision(
+        opens=True, clicks=False, reasons=("config: opens on, clicks off",)
+    )
+    assert again.decision.pixel_position is None and again.decision.resign is None
 
 
 async def test_spooled_message_survives_reopen(backend: Backend) -> None:

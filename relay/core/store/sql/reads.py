@@ -44,6 +44,8 @@ def decision_from_json(text: str) -> TrackingDecision:
     """Ignores fields this version does not know, so a newer writer cannot break a reader."""
     data = {k: v for k, v in json.loads(text).items() if k in _DECISION_FIELDS}
     data["reasons"] = tuple(data.get("reasons", ()))
+    if data.get("exclude_links") is not None:
+        data["exclude_links"] = tuple(data["exclude_links"])
     return TrackingDecision(**data)
 
 
