@@ -9,10 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.messages import RECIPIENTS, copy_specs, new_message
 from support.stores import AnyStore, Backend
 
 from relay.core.config import StoreConfig
-from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, Event, NewMessage, TrackingDecision
 from relay.core.store import Store, StoreUnavailable, migrate_store, open_store
 from relay.core.store.sqlite import SQLiteStore
 from relay.core.store.sqlite.schema import SCHEMA_VERSION
@@ -20,28 +21,20 @@ from relay.core.store.sqlite.schema import SCHEMA_VERSION
 T0 = 1_700_000_000.0
 
 
-def new_message(
-    rcpts: tuple[str, ...] = ("bob@example.net", "carol@example.org"),
-    received_at: float = T0,
-    subject: str = "Offer",
+def offer(
+    rcpts: tuple[str, ...] = RECIPIENTS, received_at: float = T0, subject: str = "Offer"
 ) -> NewMessage:
-    return NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=rcpts,
+    """Every field set, a body that is not valid UTF-8: what the store must keep as given."""
+    return new_message(
+        rcpts,
         raw=b"From: alice@example.com\r\nSubject: Offer\r\n\r\n<p>hi \xff</p>\r\n",
         received_at=received_at,
-        client_addr="127.0.0.1",
         auth_user="alice",
-        sender="alice@example.com",
         subject=subject,
         message_id_header="<offer-1@example.com>",
         decision=TrackingDecision(opens=True, clicks=False, reasons=("X-Track: opens",)),
         in_reply_to=("<earlier@example.net>",),
     )
-
-
-def per_recipient(msg: NewMessage) -> list[CopySpec]:
-    return [CopySpec(recipient=r, rcpt_tos=(r,)) for r in msg.rcpt_tos]
 
 
 def an_event(copy_id: int, message_id: str, at: float = T0 + 100) -> Event:
@@ -77,8 +70,8 @@ async def test_a_decision_keeps_how_copies_are_made_and_older_rows_read_as_befor
 
 async def test_spooled_message_survives_reopen(backend: Backend) -> None:
     first = await backend.open()
-    msg = new_message(subject="caf\udce9 bad bytes")  # surrogateescape'd, must not fail
-    message_id = await first.spool(msg, per_recipient(msg))
+    msg = offer(subject="caf\udce9 bad bytes")  # surrogateescape'd, must not fail
+    message_id = await first.spool(msg, copy_specs(msg))
     await first.close()
 
     again = await backend.open()
@@ -102,8 +95,8 @@ async def test_spooled_message_survives_reopen(backend: Backend) -> None:
 
 async def test_acknowledged_writes_are_committed(store: AnyStore, backend: Backend) -> None:
     """Another connection sees the rows the moment spool/record_event return."""
-    msg = new_message()
-    message_id = await store.spool(msg, per_recipient(msg))
+    msg = offer()
+    message_id = await store.spool(msg, copy_specs(msg))
     copy = (await store.due_copies(T0, 1))[0]
     event_id = await store.record_event(an_event(copy.id, message_id))
     assert backend.rows("SELECT count(*) FROM messages") == [(1,)]
@@ -120,17 +113,17 @@ async def test_a_sqlite_store_is_in_wal_mode_at_this_version(
 
 
 async def test_message_ids_are_url_safe_and_sort_by_time(store: AnyStore) -> None:
-    older = await store.spool(new_message(received_at=T0), [])
-    newer = await store.spool(new_message(received_at=T0 + 0.01), [])
+    older = await store.spool(offer(received_at=T0), [])
+    newer = await store.spool(offer(received_at=T0 + 0.01), [])
     assert older < newer
     assert older.isalnum() and len(older) == 20
 
 
 async def test_due_copies_order_limit_and_deferral(store: AnyStore) -> None:
-    late = new_message(("late@example.net",), received_at=T0 + 50)
-    early = new_message(("early@example.net", "early2@example.net"), received_at=T0)
-    await store.spool(late, per_recipient(late))
-    await store.spool(early, per_recipient(early))
+    late = offer(("late@example.net",), received_at=T0 + 50)
+    early = offer(("early@example.net", "early2@example.net"), received_at=T0)
+    await store.spool(late, copy_specs(late))
+    await store.spool(early, copy_specs(early))
     assert await store.due_copies(T0 - 1, 10) == []
     due = await store.due_copies(T0 + 60, 10)
     assert [c.recipient for c in due] == [
@@ -152,8 +145,8 @@ async def test_due_copies_order_limit_and_deferral(store: AnyStore) -> None:
 
 
 async def test_record_outcome_transitions(store: AnyStore) -> None:
-    msg = new_message(("a@x.example", "b@x.example", "c@x.example"))
-    await store.spool(msg, per_recipient(msg))
+    msg = offer(("a@x.example", "b@x.example", "c@x.example"))
+    await store.spool(msg, copy_specs(msg))
     a, b, c = await store.due_copies(T0, 10)
     await store.record_outcome(a.id, DeliveryOutcome("temporary", "421 busy"), T0 + 60)
     await store.record_outcome(a.id, DeliveryOutcome("delivered", "250 ok", "Q1"), None, "plain")
@@ -176,8 +169,8 @@ async def test_record_outcome_transitions(store: AnyStore) -> None:
 
 async def test_group_commit_persists_every_event(backend: Backend) -> None:
     store = await backend.open()
-    msg = new_message()
-    message_id = await store.spool(msg, per_recipient(msg))
+    msg = offer()
+    message_id = await store.spool(msg, copy_specs(msg))
     copy = (await store.due_copies(T0, 1))[0]
     before = store.transactions
     ids = await asyncio.gather(
@@ -199,8 +192,8 @@ async def test_group_commit_persists_every_event(backend: Backend) -> None:
 
 
 async def test_a_failing_write_does_not_fail_its_batch(store: AnyStore) -> None:
-    msg = new_message()
-    message_id = await store.spool(msg, per_recipient(msg))
+    msg = offer()
+    message_id = await store.spool(msg, copy_specs(msg))
     copy = (await store.due_copies(T0, 1))[0]
     before = store.transactions
     results = await asyncio.gather(
@@ -217,8 +210,8 @@ async def test_a_failing_write_does_not_fail_its_batch(store: AnyStore) -> None:
 
 
 async def test_a_half_done_write_is_rolled_back_alone(store: AnyStore) -> None:
-    msg = new_message()
-    message_id = await store.spool(msg, per_recipient(msg))
+    msg = offer()
+    message_id = await store.spool(msg, copy_specs(msg))
     copy = (await store.due_copies(T0, 1))[0]
     await store.record_links(copy.id, ["https://old.example/"])
     before = store.transactions
@@ -239,8 +232,8 @@ async def test_a_half_done_write_is_rolled_back_alone(store: AnyStore) -> None:
 
 async def test_close_flushes_queued_writes(backend: Backend) -> None:
     store = await backend.open()
-    msg = new_message()
-    message_id = await store.spool(msg, per_recipient(msg))
+    msg = offer()
+    message_id = await store.spool(msg, copy_specs(msg))
     copy = (await store.due_copies(T0, 1))[0]
     tasks = [
         asyncio.create_task(store.record_event(an_event(copy.id, message_id))) for _ in range(50)
@@ -274,7 +267,7 @@ async def test_closed_store_is_unavailable(backend: Backend) -> None:
         store.ping(),
         store.secrets(),
         store.due_copies(T0, 1),
-        store.spool(new_message(), []),
+        store.spool(offer(), []),
     ):
         with pytest.raises(StoreUnavailable):
             await call

@@ -10,9 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from support.messages import RECIPIENTS, new_message, spool_message
 from support.stores import AnyStore, Backend, open_sqlite
 
-from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, NewMessage, TrackingDecision
 from relay.core.store.sqlite import SQLiteStore
 from relay.core.store.sqlite.schema import MIGRATIONS
 
@@ -20,28 +21,24 @@ T0 = 1_700_000_000.0
 DELIVERED = DeliveryOutcome("delivered", "250 2.0.0 Ok: queued as X")
 DEFERRED = DeliveryOutcome("temporary", "451 try later")
 BOUNCED = DeliveryOutcome("permanent", "550 no such user")
-RCPTS = ("bob@example.net", "carol@example.org")
 
 
 def message(size: int = 2000, logged: bool = False, mail_from: str = "a@example.com") -> NewMessage:
+    """A random body of `size` bytes, so that bodies neither compress nor share pages."""
     body = (b"<p>" + os.urandom(size // 2).hex().encode() + b"</p>\r\n")[:size]
-    return NewMessage(
+    return new_message(
+        RECIPIENTS,
         mail_from=mail_from,
-        rcpt_tos=RCPTS,
+        sender="a@example.com",
         raw=b"From: a@example.com\r\nSubject: s\r\n\r\n" + body,
         received_at=T0,
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="a@example.com",
-        subject="s",
-        message_id_header="<m@example.com>",
         decision=TrackingDecision(opens=True, clicks=True, log_copy=logged),
     )
 
 
 async def spool(store: AnyStore, msg: NewMessage) -> tuple[str, list[int]]:
-    message_id = await store.spool(msg, [CopySpec(r, (r,)) for r in msg.rcpt_tos])
-    return message_id, [c.id for c in await store.copies_of(message_id)]
+    spooled = await spool_message(store, msg)
+    return spooled.message_id, list(spooled.ids.values())
 
 
 async def body_kept(store: AnyStore, message_id: str) -> bool:
@@ -71,7 +68,7 @@ async def test_delivered_unlogged_message_keeps_everything_but_its_body(
     assert raw_column(backend, message_id) == (0, "released", len(msg.raw))
     report = await store.message_report(message_id)
     assert report is not None
-    assert report.message.subject == "s" and report.message.rcpt_tos == RCPTS
+    assert report.message.subject == "s" and report.message.rcpt_tos == RECIPIENTS
     assert [r.copy.state for r in report.recipients if r.copy] == ["delivered", "delivered"]
     assert [link.url for link in report.recipients[0].links] == ["https://example.com/a"]
 

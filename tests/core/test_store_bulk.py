@@ -6,28 +6,13 @@ import asyncio
 import sqlite3
 from typing import Any
 
+from support.messages import BOB, CAROL, new_message
 from support.stores import AnyStore, Backend
 
-from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
+from relay.core.models import CopySpec, Event
 from relay.core.store.batching import MAX_BULK, Bulk, WriteItem, bulk_groups
 
 T0 = 1_700_000_000.0
-BOB, CAROL = "bob@example.net", "carol@example.org"
-
-
-def new_message(rcpts: tuple[str, ...] = (BOB, CAROL)) -> NewMessage:
-    return NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=rcpts,
-        raw=b"Subject: bulk\r\n\r\nhi\r\n",
-        received_at=T0,
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject="bulk",
-        message_id_header="<bulk@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-    )
 
 
 def an_open(copy_id: int, message_id: str, at: float, recipient: str | None = "stale@x") -> Event:
@@ -36,10 +21,8 @@ def an_open(copy_id: int, message_id: str, at: float, recipient: str | None = "s
 
 async def spool_two(store: AnyStore) -> tuple[str, int, int]:
     """A per-recipient copy for Bob and a shared copy (recipient "someone")."""
-    message = new_message()
-    message_id = await store.spool(
-        message, [CopySpec(BOB, (BOB,)), CopySpec(recipient=None, rcpt_tos=(BOB, CAROL))]
-    )
+    message = new_message(received_at=T0)
+    message_id = await store.spool(message, [CopySpec(BOB, (BOB,)), CopySpec(None, (BOB, CAROL))])
     bob, shared = sorted(c.id for c in await store.due_copies(T0 + 1, 10))
     return message_id, bob, shared
 

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support.messages import spool, spool_one
 from support.stores import open_sqlite
 
 from relay.core.config import StoreConfig
-from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, Event
 from relay.core.store import StoreUnavailable, migrate_store, open_store
 from relay.core.store.copying import copy_store, count_rows
 
@@ -22,13 +23,10 @@ async def filled_sqlite(path: Path) -> tuple[str, list[int], list[str]]:
     store = await open_sqlite(path)
     try:
         keys = await store.secrets()
-        msg = NewMessage(
-            "s@example.com", (A, B, "c@example.net"), b"Subject: s\r\n\r\n<a href=x>x</a>\r\n",
-            time.time(), "127.0.0.1", None, "s@example.com", "s", "<s@example.com>",
-            TrackingDecision(opens=True, clicks=True),
-        )  # fmt: skip
-        mid = await store.spool(msg, [CopySpec(r, (r,)) for r in msg.rcpt_tos])
-        a, b, c = await store.copies_of(mid)
+        spooled = await spool(
+            store, (A, B, "c@example.net"), raw=b"Subject: s\r\n\r\n<a href=x>x</a>\r\n"
+        )
+        mid, (a, b, c) = spooled.message_id, spooled.values()
         await store.record_links(a.id, ["https://example.com/1"])
         await store.record_outcome(a.id, DeliveryOutcome("delivered", "250 ok", "Q1"), None)
         await store.record_outcome(b.id, DeliveryOutcome("permanent", "550 no"), None)
@@ -66,12 +64,8 @@ async def test_a_sqlite_store_moves_into_postgresql_whole(
         assert report_after is not None
         assert [c.id for c in await target.claim_copies("w", time.time(), 60, 10)] == [ids[2]]
         # New rows continue after the copied ids, never reusing one.
-        msg = NewMessage("s@example.com", (A,), b"Subject: t\r\n\r\nhi\r\n", time.time(),
-                         "127.0.0.1", None, "s@example.com", "t", "<t@example.com>",
-                         TrackingDecision(opens=True, clicks=True))  # fmt: skip
-        newer = await target.spool(msg, [CopySpec(A, (A,))])
-        [fresh] = await target.copies_of(newer)
-        assert fresh.id > max(ids)
+        _, fresh = await spool_one(target, A)
+        assert fresh > max(ids)
         assert await target.list_events(kind="reply") == []
         # The queue as it was, no webhook queued again for copied events (triggers off).
         assert (await target.webhook_backlog())["queued"] == report.counts["webhook_queue"][0]

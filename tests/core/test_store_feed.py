@@ -5,25 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+from support.messages import spool_one
 from support.stores import AnyStore, Backend
 
-from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
+from relay.core.models import Event
 
 A = "a@example.net"
 
 
-async def a_copy(store: AnyStore) -> tuple[str, int]:
-    msg = NewMessage(
-        "s@example.com", (A,), b"Subject: s\r\n\r\nhi\r\n", time.time(), "127.0.0.1", None,
-        "s@example.com", "s", "<s@example.com>", TrackingDecision(opens=True, clicks=True),
-    )  # fmt: skip
-    mid = await store.spool(msg, [CopySpec(A, (A,))])
-    [copy] = await store.copies_of(mid)
-    return mid, copy.id
-
-
 async def test_a_waiter_hears_of_another_nodes_events(store: AnyStore, backend: Backend) -> None:
-    mid, copy_id = await a_copy(store)
+    mid, copy_id = await spool_one(store, A)
     other = await backend.open()  # another process, another node
     try:
         await store.wait_for_events(0.2)  # listening from here on (PostgreSQL)

@@ -6,33 +6,15 @@ import time
 from pathlib import Path
 
 import pytest
+from support.messages import BOB, CAROL, copy_specs, new_message, spool
 
 from relay.core.config import StoreConfig
-from relay.core.models import CopySpec, Event, MessageFilter, NewMessage, TrackingDecision
+from relay.core.models import Event, MessageFilter
 from relay.core.store import Store, open_store
 from relay.core.store.sql.history import id_bound
 from relay.core.store.sqlite.bulk import BulkLoader
 
-BOB, CAROL = "bob@example.net", "carol@example.org"
 DAY = 86400.0
-
-
-def new_message(subject: str, at: float, sender: str = "alice@example.com") -> NewMessage:
-    return NewMessage(
-        mail_from=sender,
-        rcpt_tos=(BOB, CAROL),
-        raw=b"Subject: x\r\n\r\nhi\r\n",
-        received_at=at,
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender=sender,
-        subject=subject,
-        message_id_header="<m@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-    )
-
-
-SPECS = [CopySpec(BOB, (BOB,)), CopySpec(CAROL, (CAROL,))]
 
 
 def test_id_bound_orders_like_message_ids() -> None:
@@ -45,8 +27,10 @@ def test_id_bound_orders_like_message_ids() -> None:
 async def test_find_messages_by_sender_and_date(store: Store) -> None:
     start = time.time() - 30 * DAY
     for i in range(4):
-        await store.spool(new_message(f"a{i}", start + i * DAY), SPECS)
-        await store.spool(new_message(f"b{i}", start + i * DAY, "bob@example.com"), SPECS)
+        await spool(store, subject=f"a{i}", received_at=start + i * DAY)
+        await spool(
+            store, subject=f"b{i}", received_at=start + i * DAY, mail_from="bob@example.com"
+        )
     page, cursor = await store.find_messages(MessageFilter(sender="bob@example.com"), limit=3)
     assert [s.message.subject for s in page] == ["b3", "b2", "b1"]
     assert cursor is not None
@@ -61,9 +45,8 @@ async def test_find_messages_by_sender_and_date(store: Store) -> None:
 
 async def test_timeline_contact_and_histogram(store: Store) -> None:
     now = time.time()
-    message_id = await store.spool(new_message("launch", now - 100), SPECS)
-    due = await store.due_copies(now + 10, 10)
-    copies = {c.recipient: c.id for c in due}
+    launch = await spool(store, subject="launch", received_at=now - 100)
+    message_id, copies = launch.message_id, launch.ids
     events = [
         Event("open", copies[BOB], message_id, BOB, now - 50, "192.0.2.1", "TB"),
         Event("open", copies[BOB], message_id, BOB, now - 40, "17.0.0.1", "x", klass="proxy"),
@@ -95,7 +78,8 @@ async def test_bulk_loader_fills_a_store_the_relay_then_reads(tmp_path: Path) ->
     path = str(tmp_path / "bulk.db")
     now = time.time()
     with BulkLoader(path) as load:
-        message_id, ids = load.add_message(new_message("bulk", now), SPECS)
+        msg = new_message(subject="bulk", received_at=now)
+        message_id, ids = load.add_message(msg, copy_specs(msg))
         load.add_links(ids[0], ["https://example.com/"])
         added = load.add_events(
             Event("open", ids[0], message_id, BOB, now + i * 3600, "192.0.2.1", "TB")

@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support.messages import BOB, spool_one
 
-from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
+from relay.core.models import Event
 from relay.core.store.sqlite import SQLiteStore
 from relay.core.store.sqlite.hitclient import HitWriter
 from relay.core.store.sqlite.hitproc import acknowledgement, event_fields, event_from_fields
 
-BOB = "bob@example.net"
 GUARD = 20.0
 
 
@@ -37,21 +37,8 @@ def store(sqlite_store: SQLiteStore) -> SQLiteStore:
 
 @pytest.fixture
 async def copy(store: SQLiteStore) -> tuple[int, str]:
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=(BOB,),
-        raw=b"Subject: hits\r\n\r\nhi\r\n",
-        received_at=time.time(),
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject="hits",
-        message_id_header="<hits@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-    )
-    message_id = await store.spool(message, [CopySpec(BOB, (BOB,))])
-    [queued] = await store.due_copies(time.time() + 1, 10)
-    return queued.id, message_id
+    message_id, copy_id = await spool_one(store)
+    return copy_id, message_id
 
 
 @pytest.fixture

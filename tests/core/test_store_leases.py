@@ -7,21 +7,14 @@ import sqlite3
 import time
 from pathlib import Path
 
+from support.messages import spool
 from support.stores import open_sqlite
 
-from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome
 from relay.core.store import Store
 from relay.core.store.sql import leases, reads
 
 A, B, C = "a@example.net", "b@example.net", "c@example.net"
-
-
-async def spool(store: Store, rcpts: tuple[str, ...], sender: str = "s@example.com") -> str:
-    msg = NewMessage(
-        sender, rcpts, b"Subject: s\r\n\r\nhi\r\n", time.time(), "127.0.0.1", None,
-        sender, "s", "<s@example.com>", TrackingDecision(opens=True, clicks=True),
-    )  # fmt: skip
-    return await store.spool(msg, [CopySpec(r, (r,)) for r in rcpts])
 
 
 async def test_a_claimed_copy_is_nobody_elses_until_its_lease_ends(store: Store) -> None:

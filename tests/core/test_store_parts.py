@@ -7,25 +7,18 @@ import sqlite3
 import time
 from pathlib import Path
 
+from support.messages import SHARED, spool
 from support.stores import open_sqlite
 
-from relay.core.models import CopyPart, CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
+from relay.core.models import CopyPart, DeliveryOutcome
 from relay.core.store import Store
 from relay.core.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 A, B, C = "a@example.net", "b@example.net", "c@example.net"
 
 
-def shared_message(rcpts: tuple[str, ...]) -> NewMessage:
-    return NewMessage(
-        "alice@example.com", rcpts, b"Subject: s\r\n\r\nhi\r\n", time.time(), "127.0.0.1",
-        None, "alice@example.com", "s", "<s@example.com>",
-        TrackingDecision(opens=True, clicks=True, per_recipient=False),
-    )  # fmt: skip
-
-
 async def test_parts_become_copies_with_their_own_outcomes(store: Store) -> None:
-    message_id = await store.spool(shared_message((A, B, C)), [CopySpec(None, (A, B, C))])
+    message_id = (await spool(store, (A, B, C), decision=SHARED)).message_id
     [copy] = await store.copies_of(message_id)
     retry = time.time() + 60
     ids = await store.record_parts(

@@ -8,7 +8,6 @@ modules; these tests are about what only PostgreSQL has.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import sqlite3
@@ -18,31 +17,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support.messages import BOB, new_message, spool_one
 from support.stores import open_postgres
 
-from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
+from relay.core.models import CopySpec, Event
 from relay.core.store import StoreUnavailable
 from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate
 from relay.core.store.postgres.writer import LANES, commit_items
 from relay.core.store.sqlite import schema as sqlite_schema
-
-BOB = "bob@example.net"
-
-
-def new_message(at: float | None = None) -> NewMessage:
-    return NewMessage(
-        "alice@example.com", (BOB,), b"Subject: s\r\n\r\nhi\r\n", at or time.time(),
-        "127.0.0.1", None, "alice@example.com", "s", "<s@example.com>",
-        TrackingDecision(opens=True, clicks=True),
-    )  # fmt: skip
-
-
-async def spool_one(store: PostgresStore) -> tuple[str, int]:
-    message_id = await store.spool(new_message(), [CopySpec(BOB, (BOB,))])
-    [copy] = await store.copies_of(message_id)
-    return message_id, copy.id
 
 
 def an_open(copy_id: int, message_id: str, at: float | None = None) -> Event:
@@ -376,7 +360,7 @@ async def test_a_held_lock_costs_the_hit_timeout_not_the_hit(postgres_url: str) 
 async def test_text_postgres_cannot_hold_is_stored_as_sqlite_stores_it(postgres_url: str) -> None:
     store = await open_postgres(postgres_url)
     try:
-        msg = dataclasses.replace(new_message(), subject="a\x00b caf\udce9")
+        msg = new_message((BOB,), subject="a\x00b caf\udce9")
         message_id = await store.spool(msg, [CopySpec(BOB, (BOB,))])
         stored = await store.get_message(message_id)
         assert stored is not None and stored.subject == "a\ufffdb caf\ufffd"

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import time
 
+from support.messages import BOB, CAROL, spool
+
 from relay.core.models import (
     Copy,
-    CopySpec,
     DeliveryOutcome,
     Event,
-    NewMessage,
-    TrackingDecision,
     WebhookTarget,
 )
 from relay.core.store import Store
 from relay.core.store.sql.counting import OPEN_WINDOW
 from relay.retention import RetentionPurger, purge_interval
 
-BOB, CAROL = "bob@example.net", "carol@example.org"
 DAY = 86400.0
-
-
-async def spool(store: Store, at: float, *rcpts: str) -> dict[str, Copy]:
-    decision = TrackingDecision(opens=True, clicks=True)
-    msg = NewMessage("a@x.com", rcpts, b"raw", at, "192.0.2.1", None, "a", "s", f"<{at}>", decision)
-    message_id = await store.spool(msg, [CopySpec(r, (r,)) for r in rcpts])
-    copies = await store.due_copies(time.time() + DAY, 100)
-    return {c.recipient or "": c for c in copies if c.message_id == message_id}
 
 
 def open_event(copy: Copy, at: float, klass: str = "human") -> Event:
@@ -35,8 +25,8 @@ def open_event(copy: Copy, at: float, klass: str = "human") -> Event:
 
 async def test_purge_deletes_old_events_and_finished_messages(store: Store) -> None:
     now = time.time()
-    old = await spool(store, now - 10 * DAY, BOB, CAROL)
-    new = await spool(store, now, BOB)
+    old = await spool(store, (BOB, CAROL), received_at=now - 10 * DAY)
+    new = await spool(store, (BOB,), received_at=now)
     await store.record_outcome(old[BOB].id, DeliveryOutcome("delivered", "250"), None)
     await store.record_event(open_event(new[BOB], now - 9 * DAY))  # an old event, a new message
     await store.record_event(open_event(new[BOB], now))
@@ -57,7 +47,7 @@ def test_purge_interval_is_bounded() -> None:
 
 async def test_erase_keeps_pending_copies_and_other_recipients(store: Store) -> None:
     now = time.time()
-    copies = await spool(store, now, BOB, CAROL)
+    copies = await spool(store, (BOB, CAROL), received_at=now)
     await store.record_event(open_event(copies[BOB], now))
     await store.record_event(open_event(copies[CAROL], now))
     counts = await store.erase_recipient(BOB)
@@ -87,7 +77,7 @@ async def test_erase_keeps_pending_copies_and_other_recipients(store: Store) -> 
 
 async def test_erase_deletes_the_unsent_webhooks_of_the_address(store: Store) -> None:
     now = time.time()
-    copies = await spool(store, now, BOB, CAROL)
+    copies = await spool(store, (BOB, CAROL), received_at=now)
     for copy in copies.values():
         await store.record_outcome(copy.id, DeliveryOutcome("delivered", "250"), None)
         await store.record_event(open_event(copy, now))
@@ -113,7 +103,7 @@ async def test_erase_deletes_the_unsent_webhooks_of_the_address(store: Store) ->
 
 async def test_opens_within_the_window_collapse_in_counts(store: Store) -> None:
     now = time.time()
-    copies = await spool(store, now, BOB)
+    copies = await spool(store, (BOB,), received_at=now)
     bob = copies[BOB]
     times = [now, now + 5, now + OPEN_WINDOW - 1, now + 2 * OPEN_WINDOW, now + 10 * OPEN_WINDOW]
     for at in times:
@@ -130,7 +120,7 @@ async def test_opens_within_the_window_collapse_in_counts(store: Store) -> None:
 
 async def test_proxy_only_open_is_opened_maybe(store: Store) -> None:
     now = time.time()
-    copies = await spool(store, now, BOB, CAROL)
+    copies = await spool(store, (BOB, CAROL), received_at=now)
     await store.record_event(open_event(copies[BOB], now, "proxy"))
     await store.record_event(open_event(copies[CAROL], now, "proxy"))
     await store.record_event(open_event(copies[CAROL], now, "human"))

@@ -4,41 +4,18 @@ from __future__ import annotations
 
 import time
 
-from relay.core.models import (
-    Copy,
-    CopySpec,
-    DeliveryOutcome,
-    Event,
-    NewMessage,
-    TrackingDecision,
-    WebhookTarget,
-)
+from support.messages import BOB, CAROL, spool
+
+from relay.core.models import DeliveryOutcome, Event, WebhookTarget
 from relay.core.store import Store
 
-BOB, CAROL, DAN = "bob@example.net", "carol@example.org", "dan@example.com"
-
-
-async def spool(store: Store, at: float, subject: str, *rcpts: str) -> dict[str, Copy]:
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=rcpts,
-        raw=b"Subject: x\r\n\r\nhi\r\n",
-        received_at=at,
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject=subject,
-        message_id_header="<m@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-    )
-    message_id = await store.spool(message, [CopySpec(r, (r,)) for r in rcpts])
-    return {c.recipient or "": c for c in await store.copies_of(message_id)}
+DAN = "dan@example.com"
 
 
 async def test_queue_entries_newest_first_with_their_message(store: Store) -> None:
     now = time.time()
-    first = await spool(store, now - 60, "Older", BOB, CAROL)
-    second = await spool(store, now, "Newer", DAN)
+    first = await spool(store, (BOB, CAROL), received_at=now - 60, subject="Older")
+    second = await spool(store, (DAN,), received_at=now, subject="Newer")
     await store.record_outcome(first[BOB].id, DeliveryOutcome("temporary", "451 later"), now + 600)
     await store.record_outcome(first[CAROL].id, DeliveryOutcome("permanent", "550 no user"), None)
     waiting = await store.queue_entries(("queued", "deferred"))
@@ -59,7 +36,7 @@ async def test_queue_entries_newest_first_with_their_message(store: Store) -> No
 
 async def test_webhook_rows_are_listed_and_retried(store: Store) -> None:
     now = time.time()
-    copies = await spool(store, now, "Hooked", BOB)
+    copies = await spool(store, (BOB,), received_at=now, subject="Hooked")
     await store.want_webhooks(True)
     copy = copies[BOB]
     await store.record_event(
@@ -93,7 +70,7 @@ async def test_webhook_rows_are_listed_and_retried(store: Store) -> None:
 
 
 async def test_a_bounced_copy_is_sent_again_only_while_its_body_is_kept(store: Store) -> None:
-    copies = await spool(store, time.time(), "Again", BOB, CAROL)
+    copies = await spool(store, (BOB, CAROL), subject="Again")
     bob, carol = copies[BOB], copies[CAROL]
     for copy in (bob, carol):
         await store.record_outcome(copy.id, DeliveryOutcome("permanent", "550 full"), None)
@@ -112,7 +89,7 @@ async def test_a_bounced_copy_is_sent_again_only_while_its_body_is_kept(store: S
 
 
 async def test_a_released_body_cannot_be_sent_again(store: Store) -> None:
-    [copy] = (await spool(store, time.time(), "Gone", DAN)).values()
+    [copy] = (await spool(store, (DAN,), subject="Gone")).values()
     await store.record_outcome(copy.id, DeliveryOutcome("permanent", "550 no"), None)
     await store.settle_bounce(copy.id, "sent", "250 ok")  # the last thing it was kept for
     await store.release_bodies()

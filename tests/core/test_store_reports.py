@@ -5,22 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from support.messages import BOB, CAROL, SHARED, new_message, spool
 
 from relay.core.models import (
     Copy,
-    CopySpec,
     DeliveryOutcome,
     Event,
     EventClass,
     EventKind,
     LinkReport,
-    NewMessage,
-    TrackingDecision,
 )
 from relay.core.store import Store
 
 T0 = 1_700_000_000.0
-BOB, CAROL = "bob@example.net", "carol@example.org"
 L0, L1 = "https://shop.example.com/a?x=1&y=2", "https://example.com/b"
 ZERO_OPENS = {"human": 0, "inferred": 0, "proxy": 0, "bot": 0, "prefetch": 0, "self": 0}
 ZERO_CLICKS = {"human": 0, "bot": 0, "prefetch": 0, "self": 0}
@@ -33,13 +30,6 @@ class Dataset:
     b: str  # dave and erin, one shared copy
     c: str  # no events
     copies: dict[str, Copy]
-
-
-def message(rcpts: tuple[str, ...], at: float, per_recipient: bool = True) -> NewMessage:
-    decision = TrackingDecision(opens=True, clicks=True, per_recipient=per_recipient)
-    return NewMessage(
-        "alice@example.com", rcpts, b"raw", at, "127.0.0.1", None, "a", "s", "<m>", decision
-    )
 
 
 async def event(
@@ -60,10 +50,10 @@ async def event(
 
 @pytest.fixture
 async def data(store: Store) -> Dataset:
-    a = await store.spool(message((BOB, CAROL), T0), [CopySpec(r, (r,)) for r in (BOB, CAROL)])
+    a = (await spool(store, (BOB, CAROL), received_at=T0)).message_id
     shared = ("dave@example.net", "erin@example.net")
-    b = await store.spool(message(shared, T0 + 100, False), [CopySpec(None, shared)])
-    c = await store.spool(message(("zed@example.net",), T0 + 200), [])
+    b = (await spool(store, shared, received_at=T0 + 100, decision=SHARED)).message_id
+    c = await store.spool(new_message(("zed@example.net",), received_at=T0 + 200), [])
     copies = {c.recipient or "shared": c for c in await store.due_copies(T0 + 1000, 10)}
     for copy in copies.values():
         await store.record_links(copy.id, [L0] if copy.recipient is None else [L0, L1])

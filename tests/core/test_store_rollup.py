@@ -12,23 +12,20 @@ import asyncio
 import time
 from collections import Counter
 
-from relay.core.models import Copy, CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from support.messages import BOB, CAROL, Spooled, spool
+
+from relay.core.models import Copy, DeliveryOutcome, Event
 from relay.core.store import Store
 
-BOB, CAROL = "bob@example.net", "carol@example.org"
 HOUR, DAY = 3600.0, 86400.0
 
 
-async def spool(store: Store, at: float) -> dict[str, Copy]:
-    decision = TrackingDecision(opens=True, clicks=True)
-    msg = NewMessage(
-        "a@x.com", (BOB, CAROL), b"raw", at, "192.0.2.1", None, "a", "s", "<m>", decision
-    )
-    message_id = await store.spool(msg, [CopySpec(r, (r,)) for r in (BOB, CAROL)])
-    copies = await store.due_copies(time.time() + DAY, 100)
-    for copy in copies:
+async def delivered(store: Store, at: float) -> Spooled:
+    """A message to Bob and Carol received at `at`, both copies delivered."""
+    spooled = await spool(store, received_at=at)
+    for copy in spooled.values():
         await store.record_outcome(copy.id, DeliveryOutcome("delivered", "250"), None)
-    return {c.recipient or "": c for c in copies if c.message_id == message_id}
+    return spooled
 
 
 def hit(copy: Copy, at: float, kind: str = "open", klass: str = "human", **more: object) -> Event:
@@ -60,8 +57,8 @@ async def test_the_rollup_follows_every_change_to_events(store: Store) -> None:
     now = time.time()
     start = (now - 3 * DAY) // DAY * DAY
     end = start + 4 * DAY
-    old = await spool(store, now - 3 * DAY)
-    new = await spool(store, now)
+    old = await delivered(store, now - 3 * DAY)
+    new = await delivered(store, now)
     times = [now - 3 * DAY + i * 997.0 for i in range(200)]  # across many hours
     await asyncio.gather(  # concurrent hits: the writer's multi-row inserts
         *(store.record_hit(hit(new[BOB], at)) for at in times[::2]),
@@ -88,7 +85,7 @@ async def assert_relabelled(store: Store) -> bool:
 
 async def test_other_windows_and_one_message_still_count_events(store: Store) -> None:
     now = time.time()
-    copies = await spool(store, now)
+    copies = await delivered(store, now)
     await store.record_event(hit(copies[BOB], now - 10))
     await store.record_event(hit(copies[CAROL], now - 20, "click"))
     unaligned = await store.event_histogram(now - 90, now + 10, 50)

@@ -3,52 +3,36 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from relay.core.models import (
-    CopySpec,
-    DeliveryOutcome,
-    Event,
-    MessageFilter,
-    NewMessage,
-    TrackingDecision,
-)
+from support.messages import BOB, CAROL, RECIPIENTS, new_message, spool
+
+from relay.core.models import CopySpec, DeliveryOutcome, Event, MessageFilter
 from relay.core.store import Store
 
-BOB, CAROL, DAVE = "bob@example.net", "carol@example.org", "dave@example.com"
+DAVE = "dave@example.com"
 DAY = 86400.0
 DELIVERED = DeliveryOutcome("delivered", "250 2.0.0 ok")
 BOUNCED = DeliveryOutcome("permanent", "550 5.1.1 no such user")
 
 
-def new_message(
-    subject: str, at: float, tags: tuple[str, ...] = (), rcpts: tuple[str, ...] = (BOB, CAROL)
-) -> NewMessage:
-    return NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=rcpts,
-        raw=b"Subject: x\r\n\r\nhi\r\n",
-        received_at=at,
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject=subject,
-        message_id_header="<m@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-        tags=tags,
-    )
-
-
-async def spool(store: Store, msg: NewMessage) -> tuple[str, dict[str, int]]:
+async def tagged(
+    store: Store,
+    subject: str,
+    at: float,
+    tags: tuple[str, ...] = (),
+    rcpts: Sequence[str] = RECIPIENTS,
+) -> tuple[str, dict[str, int]]:
     """The message id and its copies by recipient."""
-    message_id = await store.spool(msg, [CopySpec(r, (r,)) for r in msg.rcpt_tos])
-    return message_id, {c.recipient or "": c.id for c in await store.copies_of(message_id)}
+    spooled = await spool(store, rcpts, subject=subject, received_at=at, tags=tags)
+    return spooled.message_id, spooled.ids
 
 
 async def test_tags_are_stored_listed_and_searched(store: Store) -> None:
     now = time.time()
-    first, _ = await spool(store, new_message("Spring sale", now - 3 * DAY, ("Promo", "spring")))
-    second, _ = await spool(store, new_message("Invoice 42", now - DAY, ("billing", "PROMO")))
-    third, _ = await spool(store, new_message("hello", now - 60, (), (DAVE,)))
+    first, _ = await tagged(store, "Spring sale", now - 3 * DAY, ("Promo", "spring"))
+    second, _ = await tagged(store, "Invoice 42", now - DAY, ("billing", "PROMO"))
+    third, _ = await tagged(store, "hello", now - 60, (), (DAVE,))
     page, _ = await store.list_messages()
     assert {s.message.id: s.message.tags for s in page} == {
         first: ("Promo", "spring"),
@@ -77,7 +61,7 @@ async def test_tags_are_stored_listed_and_searched(store: Store) -> None:
 
 
 async def test_a_shared_copys_recipients_find_their_message(store: Store) -> None:
-    msg = new_message("team news", time.time(), (), (BOB, "Erin@Example.com"))
+    msg = new_message((BOB, "Erin@Example.com"), subject="team news")
     shared = await store.spool(msg, [CopySpec(None, msg.rcpt_tos)])  # one copy for both
     found, _ = await store.find_messages(MessageFilter(recipient="erin@example.com"))
     assert [s.message.id for s in found] == [shared]
@@ -89,8 +73,8 @@ async def test_a_shared_copys_recipients_find_their_message(store: Store) -> Non
 
 async def test_tag_report_rates_links_and_clients(store: Store) -> None:
     now = time.time()
-    old, _ = await spool(store, new_message("old", now - 40 * DAY, ("launch",)))
-    mid, copies = await spool(store, new_message("new", now - DAY, ("Launch",), (BOB, CAROL, DAVE)))
+    old, _ = await tagged(store, "old", now - 40 * DAY, ("launch",))
+    mid, copies = await tagged(store, "new", now - DAY, ("Launch",), (BOB, CAROL, DAVE))
     await store.record_outcome(copies[BOB], DELIVERED, None)
     await store.record_outcome(copies[CAROL], DELIVERED, None)
     await store.record_outcome(copies[DAVE], BOUNCED, None)
@@ -149,9 +133,9 @@ async def test_tag_report_rates_links_and_clients(store: Store) -> None:
 
 async def test_subject_words_are_literal(store: Store) -> None:
     now = time.time()
-    percent, _ = await spool(store, new_message("Now 100% OFF", now - 3))
-    underscore, _ = await spool(store, new_message("file a_b.txt", now - 2))
-    await spool(store, new_message("file axb.txt", now - 1))
+    percent, _ = await tagged(store, "Now 100% OFF", now - 3)
+    underscore, _ = await tagged(store, "file a_b.txt", now - 2)
+    await tagged(store, "file axb.txt", now - 1)
 
     async def ids(q: str) -> list[str]:
         found, _ = await store.find_messages(MessageFilter(q=q))
@@ -165,7 +149,7 @@ async def test_subject_words_are_literal(store: Store) -> None:
 
 async def test_bad_tags_never_fail_a_message(store: Store) -> None:
     tags = ("", "  ", "x" * 500, *(f"t{i}" for i in range(40)), "T1", "a\x00b")
-    message_id, _ = await spool(store, new_message("many", time.time(), tags))
+    message_id, _ = await tagged(store, "many", time.time(), tags)
     page, _ = await store.list_messages()
     stored = page[0].message.tags
     assert page[0].message.id == message_id
