@@ -8,10 +8,11 @@ import email.policy
 import time
 
 from delivery.upstreams import Delivered, ScriptedHandler, SinkFactory
+from support.messages import spool
 
 from relay.core.config import Config, SmtpConfig, UpstreamConfig
 from relay.core.metrics import Metrics
-from relay.core.models import CopySpec, DeliveryOutcome, Message, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, Message, TrackingDecision
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import build_dsn, status_code
@@ -24,12 +25,19 @@ RAW = (
 )
 
 
-async def spool(store: Store, mail_from: str, rcpts: tuple[str, ...]) -> str:
-    new = NewMessage(
-        mail_from, rcpts, RAW, time.time(), "127.0.0.1", None, "alice@example.com",
-        "hello there", "<m1@example.com>", TrackingDecision(opens=False, clicks=False),
-    )  # fmt: skip
-    return await store.spool(new, [CopySpec(r, (r,)) for r in rcpts])
+async def spool_from(store: Store, mail_from: str, rcpts: tuple[str, ...]) -> str:
+    """RAW from `mail_from` (the envelope sender a bounce goes back to), not tracked."""
+    spooled = await spool(
+        store,
+        rcpts,
+        mail_from=mail_from,
+        sender="alice@example.com",
+        raw=RAW,
+        subject="hello there",
+        message_id_header="<m1@example.com>",
+        decision=TrackingDecision(opens=False, clicks=False),
+    )
+    return spooled.message_id
 
 
 def worker(store: Store, port: int, metrics: Metrics | None = None) -> DeliveryWorker:
@@ -55,7 +63,9 @@ async def test_a_5xx_sends_one_dsn_to_the_sender_with_a_null_envelope_sender(
     sink, port = make_sink()
     sink.rcpt_replies["gone@example.net"] = "550 5.1.1 <gone@example.net>: no such user"
     metrics = Metrics()
-    message_id = await spool(store, "alice@example.com", ("gone@example.net", "ok@example.net"))
+    message_id = await spool_from(
+        store, "alice@example.com", ("gone@example.net", "ok@example.net")
+    )
     running = worker(store, port, metrics)
     await running.start()
     try:
@@ -97,7 +107,7 @@ async def test_a_5xx_sends_one_dsn_to_the_sender_with_a_null_envelope_sender(
 async def test_no_dsn_for_a_null_sender(store: Store, make_sink: SinkFactory) -> None:
     sink, port = make_sink()
     sink.rcpt_replies["gone@example.net"] = "550 5.1.1 no such user"
-    message_id = await spool(store, "", ("gone@example.net",))
+    message_id = await spool_from(store, "", ("gone@example.net",))
     running = worker(store, port)
     await running.start()
     try:
@@ -117,7 +127,7 @@ async def test_no_dsn_for_a_null_sender(store: Store, make_sink: SinkFactory) ->
 
 async def test_a_pending_bounce_survives_a_restart(store: Store, make_sink: SinkFactory) -> None:
     """Bounced while nothing sends DSNs (a crash): the next worker sends it."""
-    message_id = await spool(store, "alice@example.com", ("gone@example.net",))
+    message_id = await spool_from(store, "alice@example.com", ("gone@example.net",))
     [copy] = await store.copies_of(message_id)
     await store.record_outcome(copy.id, DeliveryOutcome("permanent", "550 5.7.1 refused"), None)
     assert [b.copy_id for b in await store.due_bounces(time.time(), 10)] == [copy.id]

@@ -18,15 +18,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from delivery.upstreams import Delivered, ScriptedHandler, SinkFactory
+from support.messages import ALICE, SHARED, spool
 
 from relay.core.config import AdminConfig, Config, HostPort, SmtpConfig, UpstreamConfig
 from relay.core.models import (
     Copy,
-    CopySpec,
     DeliveryOutcome,
-    NewMessage,
     RecipientRefusal,
-    TrackingDecision,
 )
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
@@ -35,7 +33,6 @@ from relay.delivery.upstream import open_upstream
 from relay.delivery.worker import DeliveryWorker
 from tracking_http.app import create_admin_app
 
-SENDER = "alice@example.com"
 OK, BUSY, GONE, BAD = "ok@example.net", "busy@example.net", "gone@example.net", "bad@example.org"
 BUSY_REPLY = "450 4.2.1 <busy@example.net>: mailbox busy"
 GONE_REPLY = "550 5.1.1 <gone@example.net>: no such user"
@@ -59,11 +56,12 @@ def config(port: int) -> Config:
 
 
 async def spool_shared(store: Store, rcpts: tuple[str, ...]) -> str:
-    new = NewMessage(
-        SENDER, rcpts, RAW, time.time(), "127.0.0.1", None, SENDER, "shared news",
-        "<shared@example.com>", TrackingDecision(opens=True, clicks=True, per_recipient=False),
+    """RAW to rcpts as one shared copy."""
+    spooled = await spool(
+        store, rcpts, raw=RAW, subject="shared news", message_id_header="<shared@example.com>",
+        decision=SHARED,
     )  # fmt: skip
-    return await store.spool(new, [CopySpec(None, rcpts)])
+    return spooled.message_id
 
 
 async def settled(store: Store, message_id: str, copies: int) -> list[Copy]:
@@ -128,7 +126,7 @@ async def test_refused_recipients_of_a_shared_copy_get_their_own_outcomes(
     finally:
         await worker.stop()
 
-    to_recipients = [m for m in sink.messages if m.mail_from == f"{SENDER}"]
+    to_recipients = [m for m in sink.messages if m.mail_from == f"{ALICE}"]
     assert [m.rcpt_tos for m in to_recipients] == [[OK], [BUSY]]  # each once; BUSY alone
     by_rcpts = {c.rcpt_tos: c for c in copies}
     kept, retried, bounced = by_rcpts[(OK,)], by_rcpts[(BUSY,)], by_rcpts[(GONE, BAD)]
@@ -142,7 +140,7 @@ async def test_refused_recipients_of_a_shared_copy_get_their_own_outcomes(
     assert await store.bounce_state(kept.id) is None
 
     [dsn] = [m for m in sink.messages if m.mail_from == "<>"]
-    assert dsn.rcpt_tos == [SENDER]
+    assert dsn.rcpt_tos == [ALICE]
     parsed = email.message_from_bytes(dsn.data, policy=email.policy.compat32)
     assert parsed.get_content_type() == "multipart/report"
     report = dsn.data.decode().split("Content-Type: text/rfc822-headers")[0]

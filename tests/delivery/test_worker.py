@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from delivery.upstreams import SinkFactory
+from support.messages import new_message, spool_message
 from support.processes import free_port
 
 from relay.core.config import Config, TrackingConfig, UpstreamConfig
-from relay.core.models import Copy, CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
+from relay.core.models import Copy, DeliveryOutcome
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from relay.delivery.upstream import Upstream, open_upstream
@@ -27,7 +28,6 @@ HTML = (
     b"Content-Type: text/html; charset=utf-8\r\n\r\n"
     b'<html><body><a href="https://example.com/news?id=1&amp;p=2">read</a></body></html>\r\n'
 )
-TRACK_ALL = TrackingDecision(opens=True, clicks=True)
 
 
 def relay_config(url: str, **upstream: object) -> Config:
@@ -40,15 +40,14 @@ def relay_config(url: str, **upstream: object) -> Config:
 
 async def spool(store: Store, rcpts: Sequence[str], received_at: float | None = None) -> list[Copy]:
     """Spool HTML to rcpts, one copy each; returns the copies, in recipient order."""
-    at = time.time() if received_at is None else received_at
-    new = NewMessage(
-        "a@example.com", tuple(rcpts), HTML, at, "127.0.0.1", None,
-        "a@example.com", "news", "<n1@example.com>", TRACK_ALL,
+    spooled = await spool_message(
+        store,
+        new_message(
+            rcpts, mail_from="a@example.com", raw=HTML, received_at=received_at,
+            subject="news", message_id_header="<n1@example.com>",
+        ),
     )  # fmt: skip
-    message_id = await store.spool(new, [CopySpec(r, (r,)) for r in rcpts])
-    due = await store.due_copies(time.time() + 1, 1000)
-    mine = {c.recipient: c for c in due if c.message_id == message_id}
-    return [mine[r] for r in rcpts]
+    return [spooled[r] for r in rcpts]
 
 
 async def current(store: Store, copy: Copy) -> Copy:

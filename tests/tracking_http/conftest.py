@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from support.messages import Spooled, spool
 
-from relay.core.models import Copy, CopySpec, NewMessage, TrackingDecision
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
-
-RECIPIENTS = ("bob@example.net", "carol@example.org")
-
-
-@dataclass
-class Spooled:
-    message_id: str
-    copies: dict[str, Copy]  # by recipient
 
 
 @pytest.fixture
@@ -31,24 +21,12 @@ async def codec(store: Store) -> TokenCodec:
 @pytest.fixture
 async def spooled(store: Store) -> Spooled:
     """One message to two recipients, one copy each, as the SMTP front would spool it."""
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=RECIPIENTS,
+    return await spool(
+        store,
         raw=b"From: alice@example.com\r\nSubject: Offer\r\n\r\n<p>hi</p>\r\n",
-        received_at=time.time(),
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
         subject="Offer",
         message_id_header="<offer-1@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
     )
-    specs = [CopySpec(recipient=r, rcpt_tos=(r,)) for r in RECIPIENTS]
-    message_id = await store.spool(message, specs)
-    due = await store.due_copies(time.time() + 60, 100)
-    copies = {c.recipient or "": c for c in due if c.message_id == message_id}
-    assert set(copies) == set(RECIPIENTS)
-    return Spooled(message_id=message_id, copies=copies)
 
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]

@@ -7,15 +7,16 @@ import re
 import time
 from typing import Any
 
+from support.messages import BOB, CAROL, SHARED, spool
+
 from relay.core.config import AdminConfig, Config, HostPort, TrackingConfig
-from relay.core.models import CopySpec, DeliveryOutcome, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from tracking_http.app import create_admin_app, create_tracking_app
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-BOB, CAROL = "bob@example.net", "carol@example.org"
 LINKS = ["https://shop.example.com/p?id=1&ref=mail", "https://example.com/about"]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.3"
@@ -159,22 +160,8 @@ async def test_messages_pagination(store: Store, spooled: Any, serve: Any) -> No
 
 
 async def test_shared_copy_counts_as_someone(store: Store, codec: TokenCodec, serve: Any) -> None:
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=(BOB, CAROL),
-        raw=b"Subject: shared\r\n\r\n<p>hi</p>\r\n",
-        received_at=time.time(),
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject="shared",
-        message_id_header="<shared-1@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True, per_recipient=False),
-    )
-    message_id = await store.spool(message, [CopySpec(recipient=None, rcpt_tos=(BOB, CAROL))])
-    [shared] = [
-        c for c in await store.due_copies(time.time() + 60, 10) if c.message_id == message_id
-    ]
+    spooled = await spool(store, subject="shared", decision=SHARED)
+    message_id, shared = spooled.message_id, spooled[""]
     tracking = await serve(create_tracking_app(Config(), store, codec))
     pixel = f"/o/{codec.open_token(shared.id)}.gif"
     await tracking.get(pixel, headers={"User-Agent": THUNDERBIRD})

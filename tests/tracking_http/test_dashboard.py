@@ -6,14 +6,16 @@ import re
 import time
 from typing import Any
 
+from support import messages
+from support.messages import BOB, CAROL
+
 from relay.core.config import AdminConfig, Config, HostPort
-from relay.core.models import CopySpec, Event, NewMessage, TrackingDecision
+from relay.core.models import Event
 from relay.core.store import Store
 from tracking_http.admin import session
 from tracking_http.app import create_admin_app
 
 TOKEN = "dash-token-0123456789"
-BOB, CAROL = "bob@example.net", "carol@example.org"
 EVIL = '<script>alert("x")</script><b>bold</b> & "quotes"'
 
 
@@ -21,22 +23,19 @@ def admin_config(token: str = TOKEN) -> Config:
     return Config(admin=AdminConfig(listen=(HostPort("127.0.0.1", 8081),), token=token))
 
 
-async def spool(store: Store, subject: str, sender: str = "alice@example.com", **kw: Any) -> str:
-    rcpts = kw.get("rcpts", (BOB, CAROL))
-    message = NewMessage(
-        mail_from=sender,
-        rcpt_tos=rcpts,
-        raw=b"Subject: x\r\n\r\nhi\r\n",
-        received_at=kw.get("at", time.time()),
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender=sender,
-        subject=subject,
-        message_id_header="<m@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
+async def spool(
+    store: Store,
+    subject: str,
+    sender: str = "alice@example.com",
+    rcpts: tuple[str, ...] = (BOB, CAROL),
+    at: float | None = None,
+    **fields: Any,
+) -> str:
+    """A message from `sender`, received `at` (now by default); its id."""
+    spooled = await messages.spool(
+        store, rcpts, mail_from=sender, subject=subject, received_at=at, **fields
     )
-    specs = [CopySpec(recipient=r, rcpt_tos=(r,)) for r in rcpts]
-    return await store.spool(message, specs)
+    return spooled.message_id
 
 
 async def copy_ids(store: Store, message_id: str) -> dict[str, int]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
 from email.message import EmailMessage
 from typing import Any
 
-from relay.core.models import CopySpec, NewMessage, TrackingDecision
+from support import messages
+
+from relay.core.models import TrackingDecision
 from relay.core.store import Store
 from tracking_http.admin.preview import BASE_TARGET, PREVIEW_CSP, build, safe_html
 from tracking_http.app import create_admin_app
@@ -34,20 +35,11 @@ def mail(subject: str = "Spring offer") -> bytes:
 
 
 async def spool(store: Store, log_copy: bool, subject: str = "Spring offer") -> str:
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=("bob@example.net",),
-        raw=mail(subject),
-        received_at=time.time(),
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject=subject,
-        message_id_header="<m@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True, log_copy=log_copy),
+    decision = TrackingDecision(opens=True, clicks=True, log_copy=log_copy)
+    spooled = await messages.spool(
+        store, ("bob@example.net",), raw=mail(subject), subject=subject, decision=decision
     )
-    spec = CopySpec(recipient="bob@example.net", rcpt_tos=("bob@example.net",))
-    return await store.spool(message, [spec])
+    return spooled.message_id
 
 
 def test_the_preview_html_is_defused() -> None:

@@ -7,37 +7,20 @@ import re
 import time
 from typing import Any
 
-from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, Event
 from relay.core.store import Store
 from tracking_http.app import create_admin_app
 
-from .test_dashboard import BOB, CAROL, admin_config, copy_ids, logged_in
+from .test_dashboard import BOB, admin_config, copy_ids, logged_in, spool
 
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
-
-
-async def spool(store: Store, subject: str, rcpts: tuple[str, ...], tags: tuple[str, ...]) -> str:
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=rcpts,
-        raw=b"Subject: x\r\n\r\nhi\r\n",
-        received_at=time.time(),
-        client_addr="127.0.0.1",
-        auth_user=None,
-        sender="alice@example.com",
-        subject=subject,
-        message_id_header="<m@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-        tags=tags,
-    )
-    return await store.spool(message, [CopySpec(r, (r,)) for r in rcpts])
 
 
 async def campaign(store: Store) -> str:
     """A tagged message to Bob and Carol, both delivered; Bob opened (Thunderbird) and
     clicked; plus an untagged message to Dan."""
-    message_id = await spool(store, "Spring offer", (BOB, CAROL), ("spring-2026", "promo"))
-    await spool(store, "Invoice 42", ("dan@example.com",), ())
+    message_id = await spool(store, "Spring offer", tags=("spring-2026", "promo"))
+    await spool(store, "Invoice 42", rcpts=("dan@example.com",))
     ids = await copy_ids(store, message_id)
     for copy_id in ids.values():
         await store.record_outcome(copy_id, DeliveryOutcome("delivered", "250 ok"), None)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import time
 from typing import Any
 
+from support.messages import BOB, CAROL, spool
+
 from relay.core.config import Config, StoreConfig, TrackingConfig
-from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, Event, TrackingDecision
 from relay.core.store import Store, open_store
 from relay.core.store.sqlite import SQLiteStore
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
 from tracking_http.app import create_admin_app, create_tracking_app
 
-BOB, CAROL = "bob@example.net", "carol@example.org"
 URL, URL2 = "https://shop.example.com/a", "https://shop.example.com/b"
 THUNDERBIRD = "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.3.1"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -144,12 +144,7 @@ async def test_fast_and_burst_clicks_are_bots(
 async def test_senders_own_ip_soon_after_submission_is_self(
     store: Store, codec: TokenCodec, serve: Any
 ) -> None:
-    message = NewMessage(
-        "alice@example.com", (BOB,), b"raw", time.time(), "192.0.2.50", None,
-        "alice@example.com", "s", "<m@x>", TrackingDecision(opens=True, clicks=True),
-    )  # fmt: skip
-    message_id = await store.spool(message, [CopySpec(BOB, (BOB,))])
-    [copy] = [c for c in await store.due_copies(time.time() + 9, 9) if c.message_id == message_id]
+    copy = (await spool(store, (BOB,), client_addr="192.0.2.50"))[BOB]
     client = await app(serve, store, codec)
     await opened(client, codec, copy.id, ua=THUNDERBIRD, ip="192.0.2.50")
     event = await last(store)
@@ -207,9 +202,7 @@ async def test_raw_download_only_for_logged_messages(store: Store, serve: Any) -
     for logged in (True, False):
         decision = TrackingDecision(opens=True, clicks=True, log_copy=logged)
         raw = f"Subject: {logged}\r\n\r\nbody\r\n".encode()
-        msg = NewMessage("a@x.com", (BOB,), raw, time.time(), "127.0.0.1", None, "a", "s", "<i>",
-                         decision)  # fmt: skip
-        ids.append(await store.spool(msg, [CopySpec(BOB, (BOB,))]))
+        ids.append((await spool(store, (BOB,), raw=raw, decision=decision)).message_id)
     resp = await admin.get(f"/api/messages/{ids[0]}/raw")
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "message/rfc822"

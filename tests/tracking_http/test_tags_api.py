@@ -7,15 +7,17 @@ import io
 import time
 from typing import Any
 
+from support.messages import BOB, CAROL, spool
+
 from relay.core.config import AdminConfig, Config, HostPort
-from relay.core.models import CopySpec, DeliveryOutcome, Event, NewMessage, TrackingDecision
+from relay.core.models import DeliveryOutcome, Event
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from tracking_http.app import create_admin_app, create_tracking_app
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-BOB, CAROL, DAVE = "bob@example.net", "carol@example.org", "dave@example.com"
+DAVE = "dave@example.com"
 DAY = 86400.0
 OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17029; Pro)"
 IPHONE_MAIL = (
@@ -33,33 +35,25 @@ def admin_app(store: Store) -> Any:
     return create_admin_app(config, store)
 
 
-async def spool(
+async def delivered(
     store: Store, subject: str, at: float, tags: tuple[str, ...], rcpts: tuple[str, ...]
 ) -> tuple[str, dict[str, int]]:
-    message = NewMessage(
-        mail_from="alice@example.com",
-        rcpt_tos=rcpts,
-        raw=b"Subject: x\r\n\r\n<p>hi</p>\r\n",
-        received_at=at,
-        client_addr="192.0.2.200",
-        auth_user=None,
-        sender="alice@example.com",
-        subject=subject,
-        message_id_header=f"<{subject}@example.com>",
-        decision=TrackingDecision(opens=True, clicks=True),
-        tags=tags,
+    """A tagged message, delivered to every recipient: its id and copy ids by recipient."""
+    # Submitted from elsewhere than the test client's address, so its opens are not "self".
+    spooled = await spool(
+        store, rcpts, subject=subject, received_at=at, tags=tags, client_addr="192.0.2.200"
     )
-    message_id = await store.spool(message, [CopySpec(r, (r,)) for r in rcpts])
-    copies = {c.recipient or "": c.id for c in await store.copies_of(message_id)}
-    for copy_id in copies.values():
+    for copy_id in spooled.ids.values():
         await store.record_outcome(copy_id, DELIVERED, None)
-    return message_id, copies
+    return spooled.message_id, spooled.ids
 
 
 async def test_search_tags_rates_and_clients(store: Store, codec: TokenCodec, serve: Any) -> None:
     now = time.time()
-    old, _ = await spool(store, "Old news", now - 40 * DAY, ("launch",), (DAVE,))
-    mid, copies = await spool(store, "Spring launch", now - 60, ("Launch", "spring"), (BOB, CAROL))
+    old, _ = await delivered(store, "Old news", now - 40 * DAY, ("launch",), (DAVE,))
+    mid, copies = await delivered(
+        store, "Spring launch", now - 60, ("Launch", "spring"), (BOB, CAROL)
+    )
     tracking = await serve(create_tracking_app(Config(), store, codec))
     for recipient, agent in ((BOB, OUTLOOK), (BOB, IPHONE_MAIL), (CAROL, GMAIL_PROXY)):
         pixel = f"/o/{codec.open_token(copies[recipient])}.gif"
