@@ -67,6 +67,8 @@ def check_rewrite(raw: bytes, result: Rewritten, plan: RewritePlan = PLAN) -> li
     """Assert everything but the rewritten HTML parts is intact; return the new HTML texts."""
     out = result.raw
     if out == raw:
+        assert result.parts_rewritten == 0
+        assert result.notes, "a message relayed untouched says why"
         return []
     before, after = parse(raw), parse(out)
     assert _shape(before) == _shape(after)
@@ -104,3 +106,13 @@ def check_rewrite(raw: bytes, result: Rewritten, plan: RewritePlan = PLAN) -> li
 def rewrite_and_check(raw: bytes, plan: RewritePlan = PLAN) -> tuple[Rewritten, list[str]]:
     result = rewrite_message(raw, plan)
     return result, check_rewrite(raw, result, plan)
+
+
+def assert_untouched(raw: bytes, note: str = "", plan: RewritePlan = PLAN) -> Rewritten:
+    """The message is relayed byte for byte, no part rewritten, and a note says why (one
+    that contains `note`)."""
+    result = rewrite_message(raw, plan)
+    assert result.raw == raw
+    assert result.parts_rewritten == 0
+    assert any(note in n for n in result.notes), result.notes
+    return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from rewrite.mime_checks import assert_untouched
 
 from relay.rewrite import IMAGE_ONLY_CHARS, IMAGE_ONLY_NOTE, RewritePlan, rewrite_message
 
@@ -47,10 +48,7 @@ def test_a_short_part_without_images_gets_links_but_no_pixel() -> None:
 
 
 def test_opens_only_leaves_such_a_message_as_it_came_and_says_why() -> None:
-    raw = message(SHORT)
-    done = rewrite_message(raw, replace(PLAN, clicks=False))
-    assert done.raw == raw
-    assert done.notes and done.notes[0].startswith(IMAGE_ONLY_NOTE)
+    assert_untouched(message(SHORT), IMAGE_ONLY_NOTE, replace(PLAN, clicks=False))
 
 
 def test_without_the_guard_the_pixel_is_added() -> None:

@@ -129,8 +129,6 @@ def test_mutated_messages_never_break(raw: bytes, data: st.DataObject) -> None:
     assume(mutated != raw)
     result = rewrite_message(mutated, PLAN)
     check_rewrite(mutated, result)
-    if result.raw == mutated:
-        assert result.parts_rewritten == 0
 
 
 @given(st.binary(max_size=2000))
