@@ -127,16 +127,19 @@ async def test_a_failed_recipient_file_takes_back_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upstream = open_upstream(UpstreamConfig(url=f"maildir:{tmp_path}"))
-    write = upstream._write  # type: ignore[attr-defined]
+    rename = os.rename
     calls = []
 
-    def second_fails(data: bytes) -> str:
-        calls.append(data)
+    def second_fails(source: Path, target: Path) -> None:
+        """The disk fills up as the second recipient's file goes into new/."""
+        calls.append(target)
         if len(calls) == 2:
             raise OSError(28, "No space left on device")
-        return write(data)  # type: ignore[no-any-return]
+        rename(source, target)
 
-    monkeypatch.setattr(upstream, "_write", second_fails)
+    monkeypatch.setattr(os, "rename", second_fails)
     outcome = await upstream.send("a@example.com", ["b@example.net", "c@example.net"], MESSAGE)
     assert outcome.status == "temporary"
+    assert len(calls) == 2
     assert list((tmp_path / "new").iterdir()) == []  # a retry writes both again, once each
+    assert list((tmp_path / "tmp").iterdir()) == []
