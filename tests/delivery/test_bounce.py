@@ -7,7 +7,7 @@ import email
 import email.policy
 import time
 
-from delivery.upstreams import Delivered, ScriptedHandler, SinkFactory
+from delivery.upstreams import SinkFactory
 from support.messages import spool
 
 from relay.core.config import Config, SmtpConfig, UpstreamConfig
@@ -49,14 +49,6 @@ def worker(store: Store, port: int, metrics: Metrics | None = None) -> DeliveryW
     return DeliveryWorker(config, store, TokenCodec(["k"]), upstream, metrics=metrics)
 
 
-async def wait_for(sink: ScriptedHandler, count: int) -> list[Delivered]:
-    async with asyncio.timeout(15):
-        while True:
-            if len(sink.messages) >= count:
-                return sink.messages
-            await asyncio.sleep(0.05)
-
-
 async def test_a_5xx_sends_one_dsn_to_the_sender_with_a_null_envelope_sender(
     store: Store, make_sink: SinkFactory
 ) -> None:
@@ -69,7 +61,7 @@ async def test_a_5xx_sends_one_dsn_to_the_sender_with_a_null_envelope_sender(
     running = worker(store, port, metrics)
     await running.start()
     try:
-        delivered = await wait_for(sink, 2)
+        delivered = await sink.received(2)
     finally:
         await running.stop()
     dsn = next(d for d in delivered if d.rcpt_tos == ["alice@example.com"])
@@ -135,7 +127,7 @@ async def test_a_pending_bounce_survives_a_restart(store: Store, make_sink: Sink
     running = worker(store, port)
     await running.start()
     try:
-        [dsn] = await wait_for(sink, 1)
+        [dsn] = await sink.received(1)
     finally:
         await running.stop()
     assert dsn.mail_from == "<>" and dsn.rcpt_tos == ["alice@example.com"]

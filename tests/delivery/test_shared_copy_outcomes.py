@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from delivery.upstreams import Delivered, ScriptedHandler, SinkFactory
+from delivery.upstreams import SinkFactory
 from support.messages import ALICE, SHARED, spool
 
 from relay.core.config import AdminConfig, Config, HostPort, SmtpConfig, UpstreamConfig
@@ -74,14 +74,6 @@ async def settled(store: Store, message_id: str, copies: int) -> list[Copy]:
             await asyncio.sleep(0.05)
 
 
-async def wait_for(sink: ScriptedHandler, count: int) -> list[Delivered]:
-    async with asyncio.timeout(15):
-        while True:
-            if len(sink.messages) >= count:
-                return sink.messages
-            await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def admin(store: Store) -> AsyncIterator[Client]:
     client = TestClient(TestServer(create_admin_app(config(25), store), host="127.0.0.1"))
@@ -121,7 +113,7 @@ async def test_refused_recipients_of_a_shared_copy_get_their_own_outcomes(
         assert body["recipients"][BUSY]["next_attempt_at"] is not None
         del sink.rcpt_replies[BUSY]  # the mailbox is free again: the retry goes through
         copies = await settled(store, message_id, 3)
-        await wait_for(sink, 3)  # OK's copy, the DSN, BUSY's retry
+        await sink.received(3)  # OK's copy, the DSN, BUSY's retry
         await asyncio.sleep(1.2)  # nothing more comes: no copy or DSN goes out twice
     finally:
         await worker.stop()

@@ -62,6 +62,14 @@ class ScriptedHandler:
         )
         return f"250 2.0.0 Ok: queued as Q{len(self.messages)}"
 
+    async def received(self, count: int) -> list[Delivered]:
+        """The deliveries, once there are at least `count` (15 s at most)."""
+        async with asyncio.timeout(15):
+            while True:
+                if len(self.messages) >= count:
+                    return self.messages
+                await asyncio.sleep(0.05)
+
 
 SinkFactory = Callable[..., tuple[ScriptedHandler, int]]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relay.core.models import Copy, CopySpec, NewMessage, TrackingDecision
+from relay.core.models import Copy, CopySpec, Event, EventKind, NewMessage, TrackingDecision
 from relay.core.store import Store
 
 ALICE = "alice@example.com"
@@ -21,6 +21,7 @@ RECIPIENTS = (BOB, CAROL)
 TRACK_ALL = TrackingDecision(opens=True, clicks=True)
 SHARED = TrackingDecision(opens=True, clicks=True, per_recipient=False)  # one copy for all
 PLAIN = b"Subject: s\r\n\r\nhi\r\n"
+THUNDERBIRD = "Mozilla/5.0 Thunderbird/128.0"
 
 
 def new_message(
@@ -83,6 +84,21 @@ class Spooled(Mapping[str, Copy]):
     def ids(self) -> dict[str, int]:
         """The copy ids by recipient."""
         return {recipient: copy.id for recipient, copy in self.copies.items()}
+
+    def event(self, recipient: str, kind: EventKind = "open", **fields: Any) -> Event:
+        """An event on the recipient's copy, now, from a Thunderbird reader at
+        198.51.100.7; `fields` change any of that."""
+        copy = self.copies[recipient]
+        values: dict[str, Any] = {
+            "kind": kind,
+            "copy_id": copy.id,
+            "message_id": self.message_id,
+            "recipient": copy.recipient,
+            "at": time.time(),
+            "ip": "198.51.100.7",
+            "user_agent": THUNDERBIRD,
+        }
+        return Event(**(values | fields))
 
 
 async def spool_message(store: Store, msg: NewMessage) -> Spooled:

@@ -23,20 +23,6 @@ def admin_config() -> Config:
     return Config(admin=AdminConfig(listen=(HostPort("127.0.0.1", 8081),), token=TOKEN))
 
 
-def make_event(spooled: Any, recipient: str, kind: str = "open", **fields: Any) -> Event:
-    copy = spooled.copies[recipient]
-    values: dict[str, Any] = {
-        "kind": kind,
-        "copy_id": copy.id,
-        "message_id": spooled.message_id,
-        "recipient": recipient,
-        "at": time.time(),
-        "ip": "198.51.100.7",
-        "user_agent": "Mozilla/5.0 Thunderbird/128.0",
-    }
-    return Event(**(values | fields))
-
-
 async def record(store: Store, *events: Event) -> list[int]:
     """Concurrently, so they are group-committed (ids still follow the order given)."""
     return list(await asyncio.gather(*(store.record_event(e) for e in events)))
@@ -45,9 +31,9 @@ async def record(store: Store, *events: Event) -> list[int]:
 async def test_events_filters_and_cursor(store: Store, spooled: Any, serve: Any) -> None:
     ids = await record(
         store,
-        make_event(spooled, BOB),
-        make_event(spooled, BOB, "click", url="https://example.com/a?x=1&y=2", link_index=0),
-        make_event(spooled, CAROL, klass="proxy", reasons=("apple_mpp",)),
+        spooled.event(BOB),
+        spooled.event(BOB, "click", url="https://example.com/a?x=1&y=2", link_index=0),
+        spooled.event(CAROL, klass="proxy", reasons=("apple_mpp",)),
     )
     client = await serve(create_admin_app(admin_config(), store))
     body = await (await client.get("/api/events", headers=AUTH)).json()
@@ -98,10 +84,10 @@ async def test_contact_record(store: Store, spooled: Any, serve: Any) -> None:
     now = time.time()
     await record(
         store,
-        make_event(spooled, BOB, at=now - 30),
-        make_event(spooled, BOB, at=now - 20, klass="bot"),
-        make_event(spooled, BOB, "click", at=now - 10, url="https://example.com/", link_index=0),
-        make_event(spooled, CAROL, at=now - 5),
+        spooled.event(BOB, at=now - 30),
+        spooled.event(BOB, at=now - 20, klass="bot"),
+        spooled.event(BOB, "click", at=now - 10, url="https://example.com/", link_index=0),
+        spooled.event(CAROL, at=now - 5),
     )
     client = await serve(create_admin_app(admin_config(), store))
     body = await (await client.get(f"/api/contacts/{BOB}", headers=AUTH)).json()
@@ -129,8 +115,8 @@ def test_csv_cells_that_start_a_formula_are_quoted() -> None:
 async def test_export_csv_pages_through_every_event(store: Store, spooled: Any, serve: Any) -> None:
     hostile = "=cmd|' /C calc'!A0"
     total = 2500  # more than two export pages
-    batch = [make_event(spooled, BOB, user_agent=f"agent {i}") for i in range(total - 1)]
-    await record(store, *batch, make_event(spooled, CAROL, user_agent=hostile))
+    batch = [spooled.event(BOB, user_agent=f"agent {i}") for i in range(total - 1)]
+    await record(store, *batch, spooled.event(CAROL, user_agent=hostile))
     client = await serve(create_admin_app(admin_config(), store))
     resp = await client.get("/api/export.csv", headers=AUTH)
     assert resp.status == 200

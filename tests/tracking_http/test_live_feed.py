@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,6 @@ GUARD = 20.0  # seconds before a hung test fails instead of hanging; not a measu
 
 def config() -> Config:
     return Config(admin=AdminConfig(listen=(HostPort("127.0.0.1", 8081),), token=TOKEN))
-
-
-def an_event(spooled: Any, kind: str = "open") -> Event:
-    copy = spooled.copies[BOB]
-    return Event(kind, copy.id, spooled.message_id, BOB, time.time(), "198.51.100.7", "UA")  # type: ignore[arg-type]
 
 
 async def next_message(resp: ClientResponse) -> dict[str, str]:
@@ -95,8 +89,8 @@ async def test_events_recorded_by_another_process_arrive(
     other = open_store(StoreConfig(path=str(tmp_path / "relay.db")))  # as `relay smtp` would
     await other.open()
     try:
-        await other.record_event(an_event(spooled, "open"))  # filtered out by ?type=click
-        click_id = await other.record_event(an_event(spooled, "click"))
+        await other.record_event(spooled.event(BOB, "open"))  # filtered out by ?type=click
+        click_id = await other.record_event(spooled.event(BOB, "click"))
     finally:
         await other.close()
     message = await next_event(resp)
@@ -107,7 +101,7 @@ async def test_events_recorded_by_another_process_arrive(
 
 
 async def test_resumes_after_last_event_id(store: Store, spooled: Any, serve: Any) -> None:
-    ids = [await store.record_event(an_event(spooled)) for _ in range(3)]
+    ids = [await store.record_event(spooled.event(BOB)) for _ in range(3)]
     client = await serve(create_admin_app(config(), store))
     for how in ({"headers": {**AUTH, "Last-Event-ID": str(ids[0])}}, {"headers": AUTH}):
         query = "" if "Last-Event-ID" in how["headers"] else f"?last_event_id={ids[0]}"
@@ -171,13 +165,13 @@ async def test_follower_reads_no_event_while_no_feed_is_open(store: Store, spool
     broker = EventBroker()
     follower = StoreFollower(store, broker)
     for _ in range(3):
-        await store.record_event(an_event(spooled))
+        await store.record_event(spooled.event(BOB))
     assert await follower.poll_once() == 0
     assert broker.checkpoint == await store.last_event_id()
     broker.publish([Event("open", 1, "m", BOB, 0.0, "", "", id=99)])  # no one to push to
     sub = broker.subscribe()
     assert await sub.next_batch(0.01) == []
-    await store.record_event(an_event(spooled))
+    await store.record_event(spooled.event(BOB))
     assert await follower.poll_once() == 1  # with a feed open, events are read again
     batch = await sub.next_batch(GUARD)
     assert batch is not None

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from relay.core.config import Config, StoreConfig, WebhookConfig
 from relay.core.metrics import Metrics
-from relay.core.models import DeliveryOutcome, Event
+from relay.core.models import DeliveryOutcome
 from relay.core.store import Store, open_store
 from relay.core.tokens import TokenCodec
 from relay.webhooks import GIVE_UP_AFTER, WebhookDispatcher, next_attempt
@@ -83,20 +83,6 @@ async def settled(store: Store) -> None:
             await asyncio.sleep(0.02)
 
 
-def an_event(spooled: Any, who: str, kind: str = "open", **fields: Any) -> Event:
-    copy = spooled.copies[who]
-    base: dict[str, Any] = {
-        "kind": kind,
-        "copy_id": copy.id,
-        "message_id": spooled.message_id,
-        "recipient": who,
-        "at": time.time(),
-        "ip": "198.51.100.7",
-        "user_agent": "UA",
-    }
-    return Event(**(base | fields))
-
-
 async def test_signed_posts_go_to_each_endpoint_that_wants_the_event(
     store: Store, spooled: Any
 ) -> None:
@@ -104,11 +90,9 @@ async def test_signed_posts_go_to_each_endpoint_that_wants_the_event(
     server = await start_receiver(receiver)
     a, b = str(server.make_url("/hook?to=a")), str(server.make_url("/hook?to=b"))
     hooks = [WebhookConfig(a, WHSEC, ("open", "delivered")), WebhookConfig(b, PLAIN, ("click",))]
-    await store.record_event(an_event(spooled, BOB, klass="proxy", reasons=("apple_mpp",)))
-    await store.record_event(an_event(spooled, BOB))
-    await store.record_event(
-        an_event(spooled, CAROL, "click", url="https://x.example/", link_index=0)
-    )
+    await store.record_event(spooled.event(BOB, klass="proxy", reasons=("apple_mpp",)))
+    await store.record_event(spooled.event(BOB))
+    await store.record_event(spooled.event(CAROL, "click", url="https://x.example/", link_index=0))
     await store.record_outcome(spooled.copies[BOB].id, DeliveryOutcome("delivered", "250 ok"), None)
     dispatcher = WebhookDispatcher(hooks, store, poll_interval=0.02)
     await dispatcher.start()
@@ -148,7 +132,7 @@ async def test_a_500_is_retried_with_the_same_id(store: Store, spooled: Any) -> 
     hook = WebhookConfig(str(server.make_url("/hook")), PLAIN, ("open",))
     dispatcher = WebhookDispatcher([hook], store, metrics, poll_interval=0.02)
     dispatcher.retry = lambda attempts, created, now: now  # due again at once
-    await store.record_event(an_event(spooled, BOB))
+    await store.record_event(spooled.event(BOB))
     await dispatcher.start()
     try:
         first, second = await receiver.wait_for(2)
@@ -182,7 +166,7 @@ async def test_pending_rows_are_sent_after_a_restart(spooled: Any, tmp_path: Pat
     await server.close()  # the endpoint is down
     first = open_store(StoreConfig(path=path))
     await first.open()
-    await first.record_event(an_event(spooled, BOB))
+    await first.record_event(spooled.event(BOB))
     dispatcher = WebhookDispatcher([WebhookConfig(url, WHSEC, ("open",))], first)
     dispatcher.retry = lambda attempts, created, now: now
     await dispatcher.start(background=False)
@@ -235,13 +219,13 @@ async def test_no_endpoint_no_queue_row_and_endpoints_turn_it_back_on(
     """Without webhooks no event or outcome is queued for them: no work per pixel."""
     quiet = WebhookDispatcher([], store)
     await quiet.start(background=False)
-    await store.record_event(an_event(spooled, BOB))
+    await store.record_event(spooled.event(BOB))
     await store.record_outcome(spooled.copies[CAROL].id, DeliveryOutcome("delivered", "250"), None)
     assert (await store.webhook_backlog())["queued"] == 0
     await quiet.stop()
     hook = WebhookConfig("http://127.0.0.1:9/hook", PLAIN, ("open", "delivered"))
     wanting = WebhookDispatcher([hook], store)
     await wanting.start(background=False)
-    await store.record_event(an_event(spooled, BOB))
+    await store.record_event(spooled.event(BOB))
     assert (await store.webhook_backlog())["queued"] == 1
     await wanting.stop()
