@@ -15,13 +15,13 @@ import email.policy
 import smtplib
 import time
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Dialog, Page, expect
+from support.messages import html_mail
 from support.processes import RelayProcess
 
 TOKEN = "t0ken"
@@ -34,14 +34,8 @@ EVIL_SUBJECT = '<script>alert("subject")</script><img src=x onerror=alert(2)> & 
 
 
 def send(relay: RelayProcess, subject: str, html: str) -> None:
-    message = EmailMessage()
-    message["From"] = "alice@example.com"
-    message["To"] = "bob@example.net"
-    message["Subject"] = subject
-    message.set_content("Plain text part.")
-    message.add_alternative(html, subtype="html")
     with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=20) as client:
-        client.send_message(message)
+        client.send_message(html_mail(html, subject))
 
 
 async def delivered_html(outbox: Path, count: int = 1) -> str:

@@ -22,7 +22,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 from playwright.async_api import Browser, BrowserContext, Page, Request, expect
+from support.messages import html_mail
 from support.processes import RelayProcess, free_port, start_relay, stop_relay
 
 TOKEN = "t0ken"
@@ -127,16 +127,9 @@ def campaign_html(tracking: str, remote: str) -> str:
 
 
 def send(relay: RelayProcess, subject: str, to: str, html: str, **headers: str) -> None:
-    message = EmailMessage()
-    message["From"] = "alice@example.com"
-    message["To"] = to
-    message["Subject"] = subject
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(f"{subject}: the plain text part.")
-    message.add_alternative(html, subtype="html")
+    mail = html_mail(html, subject, to, f"{subject}: the plain text part.", **headers)
     with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=20) as client:
-        client.send_message(message)
+        client.send_message(mail)
 
 
 async def log_in(page: Page, relay: RelayProcess) -> None:

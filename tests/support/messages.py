@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from relay.core.models import Copy, CopySpec, Event, EventKind, NewMessage, TrackingDecision
@@ -54,6 +55,22 @@ def new_message(
         in_reply_to=in_reply_to,
         tags=tags,
     )
+
+
+def html_mail(
+    html: str, subject: str = "s", to: str = BOB, text: str = "Plain text part.", **headers: str
+) -> EmailMessage:
+    """A mail from Alice as a mail program writes it: a plain text part and the HTML as
+    alternatives; `headers` added (underscores in their names become dashes)."""
+    message = EmailMessage()
+    message["From"] = ALICE
+    message["To"] = to
+    message["Subject"] = subject
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
 
 
 def copy_specs(msg: NewMessage) -> list[CopySpec]:

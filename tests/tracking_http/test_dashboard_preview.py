@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from email.message import EmailMessage
 from typing import Any
 
 from support import messages
@@ -25,13 +24,7 @@ HTML = (
 
 
 def mail(subject: str = "Spring offer") -> bytes:
-    message = EmailMessage()
-    message["From"] = "alice@example.com"
-    message["To"] = "bob@example.net"
-    message["Subject"] = subject
-    message.set_content("Plain text part, caf\u00e9.")
-    message.add_alternative(HTML, subtype="html")
-    return message.as_bytes()
+    return messages.html_mail(HTML, subject, text="Plain text part, caf\u00e9.").as_bytes()
 
 
 async def spool(store: Store, log_copy: bool, subject: str = "Spring offer") -> str:
