@@ -9,7 +9,7 @@ import smtplib
 from pathlib import Path
 
 import aiohttp
-from support.processes import SinkHandler, free_port, start_role, stop_role
+from support.processes import SinkHandler, start_role, stop_role, write_config
 
 MESSAGE = (
     b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: reload\r\n"
@@ -32,23 +32,15 @@ async def test_sighup_reads_new_network_data_and_keeps_serving(
     tmp_path: Path, sink: tuple[SinkHandler, int]
 ) -> None:
     handler, sink_port = sink
-    smtp_port, tracking_port, admin_port = free_port(), free_port(), free_port()
     data = tmp_path / "data"
     data.mkdir()
-    config = tmp_path / "relay.toml"
-    config.write_text(
-        f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
-        f'[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
-        f'[tracking]\nbase_url = "http://127.0.0.1:{tracking_port}"\n'
-        f'listen = "127.0.0.1:{tracking_port}"\ntrusted_proxies = ["127.0.0.0/8"]\n'
-        f'data_dir = "{data}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{admin_port}"\ntoken = "t0ken"\n',
-        encoding="utf-8",
+    config, ports = write_config(
+        tmp_path, sink_port, tracking=f'trusted_proxies = ["127.0.0.0/8"]\ndata_dir = "{data}"\n'
     )
-    relay = start_role("serve", config, tracking_port)
-    admin = f"http://127.0.0.1:{admin_port}"
+    relay = start_role("serve", config, ports["tracking"])
+    admin = f"http://127.0.0.1:{ports['admin']}"
     try:
-        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
             client.sendmail("alice@example.com", ["bob@example.net"], MESSAGE)
         [delivered] = handler.wait_for(1)
         pixel = re.search(rb'src="(http://127\.0\.0\.1:\d+/o/[^"]+)"', delivered.data)

@@ -7,7 +7,7 @@ import smtplib
 from pathlib import Path
 
 import aiohttp
-from support.processes import SinkHandler, free_port, start_role, stop_role
+from support.processes import SinkHandler, start_role, stop_role, write_config
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -25,21 +25,16 @@ async def test_smtp_and_http_roles_share_the_store(
     tmp_path: Path, sink: tuple[SinkHandler, int]
 ) -> None:
     handler, sink_port = sink
-    smtp_port, tracking_port, admin_port = free_port(), free_port(), free_port()
-    config = tmp_path / "relay.toml"
-    config.write_text(
-        f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
-        f'[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
-        f'[tracking]\nbase_url = "http://127.0.0.1:{tracking_port}"\n'
-        f'listen = "127.0.0.1:{tracking_port}"\nbot_click_window = "0s"\n'
-        f'[admin]\nlisten = "127.0.0.1:{admin_port}"\ntoken = "t0ken"\n'
-        '[store]\npath = "shared.db"\n',
-        encoding="utf-8",
+    config, ports = write_config(
+        tmp_path,
+        sink_port,
+        tracking='bot_click_window = "0s"\n',
+        more='[store]\npath = "shared.db"\n',
     )
-    smtp_role = start_role("smtp", config, smtp_port)
-    http_role = start_role("http", config, tracking_port)
+    smtp_role = start_role("smtp", config, ports["smtp"])
+    http_role = start_role("http", config, ports["tracking"])
     try:
-        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
             client.sendmail("alice@example.com", ["bob@example.net"], MESSAGE)
         [delivered] = handler.wait_for(1)
         link = re.search(rb'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', delivered.data)
@@ -49,7 +44,7 @@ async def test_smtp_and_http_roles_share_the_store(
                 assert answer.status == 302
                 assert answer.headers["Location"] == "https://example.com/offer"
             auth = {"Authorization": "Bearer t0ken"}
-            api = f"http://127.0.0.1:{admin_port}/api/messages"
+            api = f"http://127.0.0.1:{ports['admin']}/api/messages"
             async with http.get(api, headers=auth) as answer:
                 [summary] = (await answer.json())["messages"]
         assert summary["subject"] == "split"

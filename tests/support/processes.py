@@ -209,15 +209,19 @@ def stop_role(proc: subprocess.Popen[bytes]) -> None:
     assert proc.returncode == 0, err.decode(errors="replace")
 
 
-def write_config(tmp_path: Path, sink_port: int) -> tuple[Path, dict[str, int]]:
+def write_config(
+    tmp_path: Path, sink_port: int, *, tracking: str = "", more: str = ""
+) -> tuple[Path, dict[str, int]]:
+    """tmp_path/relay.toml: loopback listeners on free ports, admin token "t0ken", the sink
+    as upstream; `tracking` is extra lines for that table, `more` extra tables."""
     ports = {"smtp": free_port(), "tracking": free_port(), "admin": free_port()}
     config = tmp_path / "relay.toml"
     config.write_text(
         f'[smtp]\nlisten = "127.0.0.1:{ports["smtp"]}"\n'
         f'[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
         f'[tracking]\nbase_url = "http://127.0.0.1:{ports["tracking"]}"\n'
-        f'listen = "127.0.0.1:{ports["tracking"]}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{ports["admin"]}"\ntoken = "t0ken"\n',
+        f'listen = "127.0.0.1:{ports["tracking"]}"\n{tracking}'
+        f'[admin]\nlisten = "127.0.0.1:{ports["admin"]}"\ntoken = "t0ken"\n{more}',
         encoding="utf-8",
     )
     return config, ports
