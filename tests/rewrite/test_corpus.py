@@ -85,6 +85,7 @@ def html_bodies(
         return
     if part.is_multipart():
         for child in part.get_payload():
+            assert isinstance(child, Message)
             yield from html_bodies(child, (*containers, ctype))
     elif ctype == "text/html" and part.get_content_disposition() != "attachment":
         yield part, containers

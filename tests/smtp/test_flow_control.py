@@ -44,8 +44,10 @@ def guard(max_delay: float = 1.0, limit: int = 100_000) -> tuple[SpoolGuard, Cou
     return SpoolGuard(config, queue, Metrics()), queue  # type: ignore[arg-type]
 
 
-def flow_delay(metrics: Metrics) -> float | None:
-    return metrics.registry.get_sample_value("relay_smtp_flow_delay_seconds")
+def flow_delay(metrics: Metrics) -> float:
+    value = metrics.registry.get_sample_value("relay_smtp_flow_delay_seconds")
+    assert value is not None
+    return value
 
 
 def second(g: SpoolGuard, queue: CountedQueue, t: float, arrivals: int, deliveries: int) -> None:
