@@ -52,7 +52,7 @@ async def test_a_decision_keeps_how_copies_are_made_and_older_rows_read_as_befor
         max_links_per_part=50, avoid_image_only=False, resign=True,
     )  # fmt: skip
     msg = dataclasses.replace(new_message(), decision=decision)
-    message_id = await store.spool(msg, per_recipient(msg))
+    message_id = await store.spool(msg, copy_specs(msg))
     stored = await store.get_message(message_id)
     assert stored is not None and stored.decision == decision
     older = (
