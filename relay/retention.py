@@ -7,12 +7,12 @@ module decides when, and says what was done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from relay.core.config import Config
 from relay.core.store import Store, holder_name, open_store
+from relay.core.tasks import cancel_and_wait
 
 log = logging.getLogger("relay.retention")
 
@@ -40,10 +40,7 @@ class RetentionPurger:
         self._task = asyncio.create_task(self._run(), name="retention-purge")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def purge_once(self, now: float | None = None) -> dict[str, int]:
         cutoff = (time.time() if now is None else now) - self._retention

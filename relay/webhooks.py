@@ -37,6 +37,7 @@ from relay.core.config import WebhookConfig
 from relay.core.metrics import Metrics
 from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget
 from relay.core.store import Store
+from relay.core.tasks import cancel_and_wait
 
 log = logging.getLogger("relay.webhooks")
 
@@ -139,10 +140,7 @@ class WebhookDispatcher:
 
     async def stop(self) -> None:
         """Rows in flight stay claimed and come due again after the lease."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._session is not None:
             await self._session.close()
 

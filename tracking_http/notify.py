@@ -27,6 +27,7 @@ from typing import Any
 from relay.core.metrics import Metrics
 from relay.core.models import Event
 from relay.core.store import Store
+from relay.core.tasks import cancel_and_wait
 
 log = logging.getLogger("tracking_http.notify")
 
@@ -188,10 +189,7 @@ class StoreFollower:
         self._task = asyncio.create_task(self._run(), name="live-feed-follower")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def poll_once(self) -> int:
         """Read everything past the checkpoint; returns how many events were read.

@@ -26,6 +26,7 @@ from relay.core.config import Config
 from relay.core.metrics import DeliveryMetrics
 from relay.core.models import Copy, Message, PendingBounce
 from relay.core.store import Store
+from relay.core.tasks import cancel_and_wait
 from relay.delivery.upstream import Upstream
 from relay.rewrite.headers import head_end
 
@@ -166,10 +167,7 @@ class BounceSender:
 
     async def stop(self) -> None:
         """A DSN cut short stays pending and is sent after the restart."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from relay.core.metrics import DeliveryMetrics
+from relay.core.tasks import cancel_and_wait
 
 log = logging.getLogger("relay.delivery.child")
 
@@ -73,10 +74,7 @@ class DeliveryProcess:
                 log.warning("delivery process still busy after %.0fs: killing it", grace)
                 proc.kill()
                 await proc.wait()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _spawn(self) -> None:
         proc = await asyncio.create_subprocess_exec(

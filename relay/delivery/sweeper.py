@@ -10,10 +10,10 @@ store's "sweep" lease sweeps, so two processes never vacuum one file at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from relay.core.store import Store
+from relay.core.tasks import cancel_and_wait
 
 log = logging.getLogger("relay.delivery")
 
@@ -43,10 +43,7 @@ class StoreSweeper:
             self._task = asyncio.create_task(self._run(), name="store-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def sweep_once(self) -> tuple[int, int]:
         """(bodies released, bytes given back to the filesystem)."""

@@ -22,6 +22,7 @@ from relay.core.config import Config, UpstreamConfig
 from relay.core.metrics import DeliveryMetrics
 from relay.core.models import Copy, CopyPart, DeliveryOutcome, Message
 from relay.core.store import DELIVERER_LEASE, Store, holder_name
+from relay.core.tasks import cancel_and_wait
 from relay.core.tokens import TokenCodec
 from relay.delivery.bounce import BounceSender
 from relay.delivery.copies import RewriteTemplates, build_copy
@@ -112,10 +113,7 @@ class DeliveryWorker:
     async def stop(self) -> None:
         """Stop taking copies; finish the ones in flight (bounded), then close the upstream."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         tasks = list(self._inflight.values())
         if tasks:
             # One step's timeout plus a little: a copy mid-reply usually finishes in it.
@@ -133,10 +131,7 @@ class DeliveryWorker:
         if cut:
             with contextlib.suppress(Exception):  # else its lease ends in lease_time
                 await self.store.release_copies(self.owner, cut)
-        if self._renewing is not None:
-            self._renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewing
+        await cancel_and_wait(self._renewing)
         await self.bounces.stop()
         with contextlib.suppress(Exception):
             await self.store.drop_lease(self._name_lease, self.owner)
