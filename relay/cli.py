@@ -42,7 +42,7 @@ from relay.delivery.role import deliver
 from relay.delivery.signing import open_signer
 from relay.delivery.upstream import open_upstream
 from relay.dkim import DkimKeyError, DkimSigner
-from relay.queue_cli import add_queue_parser, run_queue_command
+from relay.queue_cli import add_config_option, add_queue_parser, run_queue_command
 from relay.retention import RetentionPurger, describe, erase_address
 from relay.smtp.server import SmtpServers, start_smtp
 from relay.store_cli import add_store_parsers, run_migrate, run_store_copy
@@ -129,13 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     }
     for name, text in helps.items():
         cmd = sub.add_parser(name, help=text, description=text)
-        cmd.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            metavar="FILE",
-            help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
-        )
+        add_config_option(cmd)
         cmd.add_argument(
             "--log-level",
             default=None,

@@ -29,6 +29,17 @@ class QueueError(Exception):
     """What the operator asked for cannot be done (unknown id, store unreachable)."""
 
 
+def add_config_option(cmd: argparse.ArgumentParser) -> None:
+    """--config, as every command that reads the config takes it."""
+    cmd.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
+    )
+
+
 def add_queue_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = "list, show, retry or delete queued copies"
     queue = sub.add_parser("queue", help=text, description=text)
@@ -41,13 +52,7 @@ def add_queue_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     }
     for name, text in helps.items():
         cmd = actions.add_parser(name, help=text, description=text)
-        cmd.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            metavar="FILE",
-            help="TOML config file (default: ./relay.toml if present, else embedded defaults)",
-        )
+        add_config_option(cmd)
         if name != "list":
             cmd.add_argument(
                 "id",

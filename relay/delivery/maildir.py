@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from relay.core.config import ConfigError
+from relay.core.files import fsync_directory
 from relay.core.models import DeliveryOutcome
 
 
@@ -72,7 +73,7 @@ class MaildirUpstream:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path / "new")
+        fsync_directory(self.path / "new")
         return name
 
     def _unique_name(self) -> str:
@@ -106,15 +107,6 @@ def _make_dirs(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for sub in ("tmp", "new", "cur"):
         (path / sub).mkdir(mode=0o700, exist_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _safe_hostname() -> str:

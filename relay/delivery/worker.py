@@ -228,7 +228,8 @@ class DeliveryWorker:
             return
         outcome, next_at = self._schedule(copy, received_at, outcome)
         await self.store.record_outcome(copy.id, outcome, next_at, note, links)
-        self._recorded(copy.id, copy.rcpt_tos, outcome, next_at, received_at)
+        _log_outcome(copy.id, copy.rcpt_tos, outcome, next_at, received_at)
+        self._counted(outcome)
 
     async def _record_parts(
         self,
@@ -254,7 +255,8 @@ class DeliveryWorker:
         else:
             ids = await self.store.record_parts(copy.id, parts, note, links)
         for copy_id, part in zip(ids, parts, strict=True):
-            self._recorded(copy_id, part.rcpt_tos, part.outcome, part.next_attempt_at, received_at)
+            _log_outcome(copy_id, part.rcpt_tos, part.outcome, part.next_attempt_at, received_at)
+            self._counted(part.outcome)
 
     def _schedule(
         self, copy: Copy, received_at: float, outcome: DeliveryOutcome
@@ -271,15 +273,8 @@ class DeliveryWorker:
         age = self.config.upstream.max_queue_age
         return f"gave up after {age:.0f}s in the queue; last reply: {reply}"
 
-    def _recorded(
-        self,
-        copy_id: int,
-        rcpts: tuple[str, ...],
-        outcome: DeliveryOutcome,
-        next_at: float | None,
-        received_at: float,
-    ) -> None:
-        _log_outcome(copy_id, rcpts, outcome, next_at, received_at)
+    def _counted(self, outcome: DeliveryOutcome) -> None:
+        """A recorded outcome: a bounce wakes the bounce sender; the metrics count it."""
         if outcome.status == "permanent":
             self.bounces.wake()
         if self.metrics is not None:
