@@ -39,9 +39,9 @@ def erase_recipient(conn: sqlite3.Connection, address: str) -> dict[str, int]:
         f" WHERE lower(recipient) = ? AND state NOT IN {PENDING}",
         (wanted,),
     ).rowcount
-    copies += _drop_from_lists(conn, "copies", wanted, f"state NOT IN {PENDING}")
-    _drop_replies(conn, wanted, f"state NOT IN {PENDING}")
-    messages = _drop_from_lists(conn, "messages", wanted, "1 = 1")
+    copies += _drop_address(conn, "copies", wanted, f"state NOT IN {PENDING}")
+    _drop_address(conn, "copies", wanted, f"state NOT IN {PENDING}", "rcpt_replies")
+    messages = _drop_address(conn, "messages", wanted, "1 = 1")
     return {
         "events": events,
         "copies": copies,
@@ -77,38 +77,30 @@ def quoted_pattern(address: str) -> str:
     return f'%"{escaped}"%'
 
 
-def _drop_from_lists(conn: sqlite3.Connection, table: str, address: str, where: str) -> int:
-    """Remove the address from the rcpt_tos JSON lists of ``table`` rows (keyed by id);
-    returns rows changed."""
+def _drop_address(
+    conn: sqlite3.Connection, table: str, address: str, where: str, column: str = "rcpt_tos"
+) -> int:
+    """Remove the address from the JSON ``column`` of ``table`` rows (keyed by id): a
+    rcpt_tos list, or the rcpt_replies object of a split shared copy (schema step 6),
+    whose keys are the addresses; returns rows changed."""
     rows = conn.execute(
-        f"SELECT id, rcpt_tos FROM {table} WHERE lower(rcpt_tos) LIKE ? ESCAPE '\\'"
+        f"SELECT id, {column} FROM {table} WHERE lower({column}) LIKE ? ESCAPE '\\'"
         f" AND {where} LIMIT ?",
         (quoted_pattern(address), MAX_ERASE_MESSAGES),
     ).fetchall()
     changed = []
-    for row_id, rcpts_json in rows:
-        rcpts = json.loads(rcpts_json)
-        kept = [r for r in rcpts if r.strip().lower() != address]
-        if len(kept) != len(rcpts):
-            changed.append((json.dumps(kept), row_id))
-    conn.executemany(f"UPDATE {table} SET rcpt_tos = ? WHERE id = ?", changed)
+    for row_id, text in rows:
+        found = json.loads(text)
+        kept = [a for a in found if a.strip().lower() != address]
+        if len(kept) != len(found):
+            changed.append((json.dumps(_same_kind(found, kept)), row_id))
+    conn.executemany(f"UPDATE {table} SET {column} = ? WHERE id = ?", changed)
     return len(changed)
 
 
-def _drop_replies(conn: sqlite3.Connection, address: str, where: str) -> None:
-    """Remove the address's own reply from split shared copies (schema step 6)."""
-    rows = conn.execute(
-        f"SELECT id, rcpt_replies FROM copies WHERE lower(rcpt_replies) LIKE ? ESCAPE '\\'"
-        f" AND {where} LIMIT ?",
-        (quoted_pattern(address), MAX_ERASE_MESSAGES),
-    ).fetchall()
-    changed = []
-    for copy_id, replies_json in rows:
-        replies = json.loads(replies_json)
-        kept = {a: r for a, r in replies.items() if a.strip().lower() != address}
-        if len(kept) != len(replies):
-            changed.append((json.dumps(kept), copy_id))
-    conn.executemany("UPDATE copies SET rcpt_replies = ? WHERE id = ?", changed)
+def _same_kind(found: list[str] | dict[str, str], kept: list[str]) -> object:
+    """The kept addresses as ``found`` held them: a list, or an object keyed by them."""
+    return {a: found[a] for a in kept} if isinstance(found, dict) else kept
 
 
 def purge_step(conn: sqlite3.Connection, cutoff: float) -> dict[str, int]:
