@@ -162,9 +162,8 @@ class DashboardViews:
 
     async def message(self, request: web.Request) -> web.Response:
         message_id = request.match_info["id"]
-        report = None
-        if is_message_id(message_id):
-            report = await self._store.message_report(message_id)
+        valid = is_message_id(message_id)
+        report = await self._store.message_report(message_id) if valid else None
         if report is None:
             return self._not_found(request, "No such message.")
         events = await self._store.message_events(message_id, MAX_TIMELINE)
@@ -221,9 +220,7 @@ class DashboardViews:
 
     async def contact(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
-        report = None
-        if is_address(address):
-            report = await self._store.contact_report(address)
+        report = await self._store.contact_report(address) if is_address(address) else None
         if report is None:
             return self._not_found(request, "Nothing was sent to that address.")
         return self._pages.render(request, "contact.html", report=report)
