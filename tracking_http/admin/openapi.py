@@ -169,6 +169,13 @@ FORM_ANSWERS = {
 }
 
 
+def form(properties: JsonObject, required: str) -> JsonObject:
+    """A request body sent as an HTML form would send it."""
+    schema = {"type": "object", "properties": properties, "required": [required]}
+    media = "application/x-www-form-urlencoded"
+    return {"required": True, "content": {media: {"schema": schema}}}
+
+
 def ids_form(name: str, text: str, confirm: bool = False) -> JsonObject:
     """A button's form: one or more ids (the field repeated), maybe confirm=yes. Browsers
     also send the page's csrf field; a script sends the bearer header instead."""
@@ -182,17 +189,16 @@ def ids_form(name: str, text: str, confirm: bool = False) -> JsonObject:
     properties: JsonObject = {name: {"anyOf": [one, many], "description": text}}
     if confirm:
         properties["confirm"] = {"type": "string", "enum": ["yes"]}
-    return {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": properties, "required": [name]}
-            }
-        },
-    }
+    return form(properties, name)
 
 
 ADDRESS_PARAM = path("address", "a recipient address", ADDRESS)
+DAYS = (query("from", "first day (UTC)", DAY), query("to", "last day (UTC)", DAY))
+NOTE_400 = {"400": html("done or n is not one a button sends")}
+HEALTHZ = {"200": plain("ok"), "503": plain("What is wrong")}
+READYZ = {"200": plain("ready"), "503": plain("draining, or what is wrong")}
+HEALTHZ_TEXT = "ok while this process serves and its store answers"
+READYZ_TEXT = "ready for traffic: healthy and not draining"
 
 
 def link(operation_id: str, **parameters: str) -> JsonObject:
@@ -207,56 +213,70 @@ MESSAGE_LINKS = {
 }
 
 
+def page(
+    route: str, name: str, text: str, answers: JsonObject | None = None, *more: Param
+) -> Operation:
+    """A dashboard page (GET, HTML); without credentials, a redirect to the login form."""
+    responses = {"200": html("The page"), **(answers or {}), **PAGE_303}
+    return Operation("get", route, name, f"Dashboard: {text}", "dashboard", responses, more)
+
+
+def button(route: str, name: str, text: str, answers: JsonObject, body: JsonObject) -> Operation:
+    """A dashboard button's POST, answered by a redirect back to its page."""
+    answers = {**FORM_ANSWERS, **answers}
+    return Operation("post", route, name, f"Dashboard: {text}", "dashboard", answers, body=body)
+
+
+def api(
+    route: str,
+    name: str,
+    text: str,
+    answers: JsonObject,
+    *more: Param,
+    method: str = "get",
+    links: Mapping[str, Mapping[str, JsonObject]] | None = None,
+) -> Operation:
+    """An API call: it answers 401 without the token."""
+    answers = {**answers, **API_401}
+    return Operation(method, route, name, text, "api", answers, more, links=links or {})
+
+
+READERS = "Readers by client and platform"
+OPENAPI = answer("OpenAPI 3.1", "application/json", {"type": "object"})
+
+
+def json_answer(text: str, schema: str) -> JsonObject:
+    """An answer whose body is the named schema of components."""
+    return answer(text, "application/json", ref(schema))
+
+
 # --- the admin listener ----------------------------------------------------------------
 
 ADMIN_ROUTES: tuple[Operation, ...] = (
-    Operation(
-        "get",
+    page(
         "/",
         "messagesPage",
-        "Dashboard: the messages list",
-        "dashboard",
-        {
-            "200": html("The page"),
-            "400": html("A filter it cannot use (the page says which)"),
-            **PAGE_303,
-        },
-        (
-            query("q", "words of the subject, or an address", {"type": "string", "maxLength": 200}),
-            query("recipient", "a recipient's address", {"anyOf": [ADDRESS, {"const": ""}]}),
-            query("sender", "sender address (part of it)", {"type": "string", "maxLength": 320}),
-            query("tag", "a tag", {"type": "string", "maxLength": params.MAX_TAG}),
-            query("state", "a copy's delivery state", {"enum": ["", *params.STATES]}),
-            query("from", "first day (UTC)", DAY),
-            query("to", "last day (UTC)", DAY),
-            query("cursor", "the page after this message (the page's next link)", MESSAGE_ID),
-        ),
+        "the messages list",
+        {"400": html("A filter it cannot use (the page says which)")},
+        query("q", "words of the subject, or an address", {"type": "string", "maxLength": 200}),
+        query("recipient", "a recipient's address", {"anyOf": [ADDRESS, {"const": ""}]}),
+        query("sender", "sender address (part of it)", {"type": "string", "maxLength": 320}),
+        query("tag", "a tag", {"type": "string", "maxLength": params.MAX_TAG}),
+        query("state", "a copy's delivery state", {"enum": ["", *params.STATES]}),
+        *DAYS,
+        query("cursor", "the page after this message (the page's next link)", MESSAGE_ID),
     ),
-    Operation(
-        "get",
-        "/tags",
-        "tagsPage",
-        "Dashboard: every tag",
-        "dashboard",
-        {"200": html("The page"), **PAGE_303},
-    ),
-    Operation(
-        "get",
+    page("/tags", "tagsPage", "every tag"),
+    page(
         "/tags/{tag}",
         "tagPage",
-        "Dashboard: one tag's campaign report, its links and mail clients",
-        "dashboard",
+        "one tag's campaign report, its links and mail clients",
         {
-            "200": html("The page"),
             "400": html("A day it cannot use"),
             "404": html("No message with this tag (in those days)"),
-            **PAGE_303,
         },
-        (
-            TAG_PARAM,
-            query("from", "first day (UTC)", DAY),
-            query("to", "last day (UTC)", DAY),
-        ),
+        TAG_PARAM,
+        *DAYS,
     ),
     Operation(
         "get",
@@ -278,29 +298,19 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         "Log in with the token (sets a cookie)",
         "dashboard",
         {
-            "303": {
-                **redirect("Logged in: to next; the relay_admin cookie is set"),
-            },
+            "303": redirect("Logged in: to next; the relay_admin cookie is set"),
             "401": html("Wrong token: the form again, after a pause"),
             **FORM_400,
             **TOO_LARGE,
         },
         public=True,
-        body={
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "token": {"type": "string", "description": "admin.token"},
-                            "next": {"type": "string", "description": "a local path"},
-                        },
-                        "required": ["token"],
-                    }
-                }
+        body=form(
+            {
+                "token": {"type": "string", "description": "admin.token"},
+                "next": {"type": "string", "description": "a local path"},
             },
-        },
+            "token",
+        ),
     ),
     Operation(
         "post",
@@ -314,123 +324,65 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
             **FORM_400,
             **TOO_LARGE,
         },
-        body={
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "csrf": {"type": "string", "description": "the logout form's value"}
-                        },
-                        "required": ["csrf"],
-                    }
-                }
-            },
-        },
+        body=form({"csrf": {"type": "string", "description": "the logout form's value"}}, "csrf"),
     ),
-    Operation(
-        "get",
-        "/messages/{id}",
-        "messagePage",
-        "Dashboard: one message",
-        "dashboard",
-        {"200": html("The page"), "404": html("No such message"), **PAGE_303},
-        (ID_PARAM,),
+    page(
+        "/messages/{id}", "messagePage", "one message", {"404": html("No such message")}, ID_PARAM
     ),
-    Operation(
-        "get",
+    page(
         "/contacts/{address}",
         "contactPage",
-        "Dashboard: one contact",
-        "dashboard",
-        {"200": html("The page"), "404": html("Nothing was sent to that address"), **PAGE_303},
-        (ADDRESS_PARAM,),
+        "one contact",
+        {"404": html("Nothing was sent to that address")},
+        ADDRESS_PARAM,
     ),
-    Operation(
-        "get",
+    page(
         "/charts",
         "chartsPage",
-        "Dashboard: opens and clicks over time",
-        "dashboard",
-        {"200": html("The page"), "400": html("days out of range"), **PAGE_303},
-        (
-            query(
-                "days",
-                "how far back (default 14)",
-                {"type": "integer", "minimum": 1, "maximum": MAX_CHART_DAYS},
-            ),
+        "opens and clicks over time",
+        {"400": html("days out of range")},
+        query(
+            "days",
+            "how far back (default 14)",
+            {"type": "integer", "minimum": 1, "maximum": MAX_CHART_DAYS},
         ),
     ),
-    Operation(
-        "get",
-        "/feed",
-        "feedPage",
-        "Dashboard: the live feed",
-        "dashboard",
-        {"200": html("The page"), **PAGE_303},
-    ),
-    Operation(
-        "get",
+    page("/feed", "feedPage", "the live feed"),
+    page(
         "/messages/{id}/preview",
         "messagePreview",
-        "Dashboard: a logged copy's HTML, for the message page's sandboxed frame",
-        "dashboard",
+        "a logged copy's HTML, for the message page's sandboxed frame",
         {
             "200": html("The HTML part, under a CSP that allows no remote load, script or form"),
             "404": html("Not a logged copy, or no HTML part"),
-            **PAGE_303,
         },
-        (ID_PARAM,),
+        ID_PARAM,
     ),
-    Operation(
-        "get",
-        "/queue",
-        "queuePage",
-        "Dashboard: queued, deferred and bounced copies",
-        "dashboard",
-        {"200": html("The page"), "400": html("done or n is not one a button sends"), **PAGE_303},
-        PAGE_NOTE,
-    ),
-    Operation(
-        "post",
+    page("/queue", "queuePage", "queued, deferred and bounced copies", NOTE_400, *PAGE_NOTE),
+    button(
         "/queue/retry",
         "queueRetry",
-        "Dashboard: make queued or deferred copies due now",
-        "dashboard",
-        {**FORM_ANSWERS, "303": redirect("Done: back to the queue page, saying how many")},
-        body=ids_form("copy", "a copy id"),
+        "make queued or deferred copies due now",
+        {"303": redirect("Done: back to the queue page, saying how many")},
+        ids_form("copy", "a copy id"),
     ),
-    Operation(
-        "post",
+    button(
         "/queue/delete",
         "queueDelete",
-        "Dashboard: drop queued or deferred copies (no bounce)",
-        "dashboard",
+        "drop queued or deferred copies (no bounce)",
         {
-            **FORM_ANSWERS,
             "200": html("Without confirm=yes: a page asking to confirm"),
             "303": redirect("Deleted: back to the queue page, saying how many"),
         },
-        body=ids_form("copy", "a copy id", confirm=True),
+        ids_form("copy", "a copy id", confirm=True),
     ),
-    Operation(
-        "get",
-        "/webhooks",
-        "webhooksPage",
-        "Dashboard: webhook deliveries pending or failed",
-        "dashboard",
-        {"200": html("The page"), "400": html("done or n is not one a button sends"), **PAGE_303},
-        PAGE_NOTE,
-    ),
-    Operation(
-        "post",
+    page("/webhooks", "webhooksPage", "webhook deliveries pending or failed", NOTE_400, *PAGE_NOTE),
+    button(
         "/webhooks/retry",
         "webhooksRetry",
-        "Dashboard: send webhook deliveries again now (failed ones too)",
-        "dashboard",
-        {**FORM_ANSWERS, "303": redirect("Done: back to the webhooks page, saying how many")},
-        body=ids_form("delivery", "an outbox row id"),
+        "send webhook deliveries again now (failed ones too)",
+        {"303": redirect("Done: back to the webhooks page, saying how many")},
+        ids_form("delivery", "an outbox row id"),
     ),
     Operation(
         "get",
@@ -449,71 +401,47 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         (path("filename", "one of the dashboard's files", {"enum": sorted(static_files())}),),
         public=True,
     ),
-    Operation(
-        "get",
+    api(
         "/api/messages",
         "listMessages",
         "Messages, newest first; the search parameters narrow them (all must hold)",
-        "api",
-        {"200": answer("A page", "application/json", ref("MessagePage")), **JSON_400, **API_401},
-        (
-            query(
-                "limit",
-                "page size (default 50)",
-                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            ),
-            query("cursor", "the previous page's next (a message id)", MESSAGE_ID),
-            *SEARCH,
+        {"200": json_answer("A page", "MessagePage"), **JSON_400},
+        query(
+            "limit",
+            "page size (default 50)",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
         ),
-        links={
-            "200": {
-                "GetFirstMessage": link("getMessage", id="$response.body#/messages/0/id"),
-            }
-        },
+        query("cursor", "the previous page's next (a message id)", MESSAGE_ID),
+        *SEARCH,
+        links={"200": {"GetFirstMessage": link("getMessage", id="$response.body#/messages/0/id")}},
     ),
-    Operation(
-        "get",
+    api(
         "/api/messages/{id}",
         "getMessage",
         "One message, per recipient",
-        "api",
-        {
-            "200": answer("The message", "application/json", ref("MessageDetail")),
-            "404": error("No such message"),
-            **API_401,
-        },
-        (ID_PARAM,),
+        {"200": json_answer("The message", "MessageDetail"), "404": error("No such message")},
+        ID_PARAM,
         links={"200": MESSAGE_LINKS},
     ),
-    Operation(
-        "get",
+    api(
         "/api/messages/{id}/clients",
         "getMessageClients",
         "Which mail clients and platforms opened the message (readers: unique copies)",
-        "api",
-        {
-            "200": answer("Readers by client and platform", "application/json", ref("Readers")),
-            "404": error("No such message"),
-            **API_401,
-        },
-        (ID_PARAM,),
+        {"200": json_answer(READERS, "Readers"), "404": error("No such message")},
+        ID_PARAM,
     ),
-    Operation(
-        "get",
+    api(
         "/api/tags",
         "listTags",
         "Every tag with its message count and newest use, most recently used first",
-        "api",
-        {"200": answer("The tags", "application/json", ref("TagList")), **API_401},
+        {"200": json_answer("The tags", "TagList")},
         links={"200": {"GetFirstTag": link("getTag", tag="$response.body#/tags/0/tag")}},
     ),
-    Operation(
-        "get",
+    api(
         "/api/tags/{tag}",
         "getTag",
         "A tag's campaign report over messages received in [since, until);"
         " format=csv: the same as CSV, one row per link then a totals row (empty url)",
-        "api",
         {
             "200": {
                 "description": "The report",
@@ -524,54 +452,39 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
             },
             **JSON_400,
             "404": error("No message with this tag in that time"),
-            **API_401,
         },
-        (
-            TAG_PARAM,
-            *TIME_RANGE,
-            query("format", "json (default) or csv", {"enum": ["json", "csv"]}),
-        ),
+        TAG_PARAM,
+        *TIME_RANGE,
+        query("format", "json (default) or csv", {"enum": ["json", "csv"]}),
     ),
-    Operation(
-        "get",
+    api(
         "/api/tags/{tag}/clients",
         "getTagClients",
         "Which mail clients and platforms opened the tag's messages",
-        "api",
-        {
-            "200": answer("Readers by client and platform", "application/json", ref("Readers")),
-            **JSON_400,
-            **API_401,
-        },
-        (TAG_PARAM, *TIME_RANGE),
+        {"200": json_answer(READERS, "Readers"), **JSON_400},
+        TAG_PARAM,
+        *TIME_RANGE,
     ),
-    Operation(
-        "get",
+    api(
         "/api/messages/{id}/raw",
         "getRawMessage",
         "The logged copy of a message",
-        "api",
         {
             "200": answer("The message as it arrived", "message/rfc822"),
             "404": error("No such message, or it was not logged"),
-            **API_401,
         },
-        (ID_PARAM,),
+        ID_PARAM,
     ),
-    Operation(
-        "get",
+    api(
         "/api/events",
         "listEvents",
         "Events by id, with filters",
-        "api",
-        {"200": answer("A page", "application/json", ref("EventPage")), **JSON_400, **API_401},
-        (
-            *EVENT_FILTERS,
-            query(
-                "limit",
-                "page size (default 100)",
-                {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS},
-            ),
+        {"200": json_answer("A page", "EventPage"), **JSON_400},
+        *EVENT_FILTERS,
+        query(
+            "limit",
+            "page size (default 100)",
+            {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS},
         ),
         links={
             "200": {
@@ -579,50 +492,36 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
             }
         },
     ),
-    Operation(
-        "get",
+    api(
         "/api/events/stream",
         "eventStream",
         "Server-Sent Events of new events; resumes with Last-Event-ID",
-        "api",
         {
             "200": answer("The stream (it never ends)", "text/event-stream", {"type": "string"}),
             **JSON_400,
-            **API_401,
             "503": error("Too many live feeds are open"),
         },
-        (
-            *EVENT_FILTERS[1:],
-            Param("Last-Event-ID", "header", "resume after this event id", EVENT_ID),
-            query("last_event_id", "the same, for clients that cannot set headers", EVENT_ID),
-        ),
+        *EVENT_FILTERS[1:],
+        Param("Last-Event-ID", "header", "resume after this event id", EVENT_ID),
+        query("last_event_id", "the same, for clients that cannot set headers", EVENT_ID),
     ),
-    Operation(
-        "get",
+    api(
         "/api/export.csv",
         "exportEvents",
         "Every event as CSV, streamed",
-        "api",
-        {
-            "200": answer("id,type,at,message_id,recipient,url,class,...", "text/csv"),
-            **JSON_400,
-            **API_401,
-        },
-        EVENT_FILTERS,
+        {"200": answer("id,type,at,message_id,recipient,url,class,...", "text/csv"), **JSON_400},
+        *EVENT_FILTERS,
     ),
-    Operation(
-        "get",
+    api(
         "/api/contacts/{address}",
         "getContact",
         "One recipient across messages (the CRM contact record)",
-        "api",
         {
-            "200": answer("The contact", "application/json", ref("Contact")),
+            "200": json_answer("The contact", "Contact"),
             "400": error("Not an address"),
             "404": error("Nothing was sent to this address"),
-            **API_401,
         },
-        (ADDRESS_PARAM,),
+        ADDRESS_PARAM,
         links={
             "200": {
                 "ContactPage": link("contactPage", address="$response.body#/address"),
@@ -630,34 +529,20 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
             }
         },
     ),
-    Operation(
-        "delete",
+    api(
         "/api/contacts/{address}",
         "eraseContact",
         "Erase what the store holds about an address",
-        "api",
-        {
-            "200": answer("What was erased", "application/json", ref("Erased")),
-            "400": error("Not an address"),
-            **API_401,
-        },
-        (ADDRESS_PARAM,),
+        {"200": json_answer("What was erased", "Erased"), "400": error("Not an address")},
+        ADDRESS_PARAM,
+        method="delete",
     ),
-    Operation(
-        "get",
-        "/api/openapi.json",
-        "adminOpenapi",
-        "This document",
-        "api",
-        {"200": answer("OpenAPI 3.1", "application/json", {"type": "object"}), **API_401},
-    ),
-    Operation(
-        "get",
+    api("/api/openapi.json", "adminOpenapi", "This document", {"200": OPENAPI}),
+    api(
         "/api/tracking-openapi.json",
         "trackingOpenapi",
         "The tracking listener's OpenAPI document",
-        "api",
-        {"200": answer("OpenAPI 3.1", "application/json", {"type": "object"}), **API_401},
+        {"200": OPENAPI},
     ),
     Operation(
         "get",
@@ -667,24 +552,8 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         "ops",
         {"200": plain("The text exposition format"), **API_401},
     ),
-    Operation(
-        "get",
-        "/healthz",
-        "adminHealthz",
-        "ok while this process serves and its store answers",
-        "ops",
-        {"200": plain("ok"), "503": plain("What is wrong")},
-        public=True,
-    ),
-    Operation(
-        "get",
-        "/readyz",
-        "adminReadyz",
-        "ready for traffic: healthy and not draining",
-        "ops",
-        {"200": plain("ready"), "503": plain("draining, or what is wrong")},
-        public=True,
-    ),
+    Operation("get", "/healthz", "adminHealthz", HEALTHZ_TEXT, "ops", HEALTHZ, public=True),
+    Operation("get", "/readyz", "adminReadyz", READYZ_TEXT, "ops", READYZ, public=True),
 )
 
 # --- the tracking listener -------------------------------------------------------------
@@ -705,8 +574,6 @@ CLICK = {
     "302": redirect("A genuine link: to its URL (counted for GET, never for HEAD)"),
     "404": html("Not a link the relay made"),
 }
-HEALTHZ = {"200": plain("ok"), "503": plain("What is wrong")}
-READYZ = {"200": plain("ready"), "503": plain("draining, or what is wrong")}
 TOKEN = (path("token", "the token", PIXEL_TOKEN),)
 TRACKED = (  # (path, operationId stem, summary, answers, parameters); GET and HEAD each
     ("/o/{token}.gif", "pixel", "The open pixel (HEAD: never counted)", {"200": GIF}, TOKEN),
@@ -717,8 +584,8 @@ TRACKED = (  # (path, operationId stem, summary, answers, parameters); GET and H
         CLICK,
         (path("token", "the token", CLICK_TOKEN),),
     ),
-    ("/healthz", "healthz", "ok while this process serves and its store answers", HEALTHZ, ()),
-    ("/readyz", "readyz", "ready for traffic: healthy and not draining", READYZ, ()),
+    ("/healthz", "healthz", HEALTHZ_TEXT, HEALTHZ, ()),
+    ("/readyz", "readyz", READYZ_TEXT, READYZ, ()),
 )
 TRACKING_ROUTES: tuple[Operation, ...] = tuple(
     Operation(method, route, name + method.title(), text, "tracking", answers, parameters)
