@@ -133,6 +133,16 @@ EVENT_FILTERS = (
         {"type": "string", "maxLength": params.MAX_ADDRESS},
     ),
 )
+
+
+def page_size(default: int, most: int) -> Param:
+    return query(
+        "limit",
+        f"page size (default {default})",
+        {"type": "integer", "minimum": 1, "maximum": most},
+    )
+
+
 ID_PARAM = path("id", "a message id", MESSAGE_ID)
 # Search and tags (tracking_http.admin.search, tracking_http.admin.tags_api).
 TIME_PARAM = {
@@ -225,6 +235,16 @@ def button(route: str, name: str, text: str, answers: JsonObject, body: JsonObje
     """A dashboard button's POST, answered by a redirect back to its page."""
     answers = {**FORM_ANSWERS, **answers}
     return Operation("post", route, name, f"Dashboard: {text}", "dashboard", answers, body=body)
+
+
+RETRIED = {"copy": ("a copy id", "queue"), "delivery": ("an outbox row id", "webhooks")}
+
+
+def retry(route: str, name: str, text: str, field: str) -> Operation:
+    """A retry button: the ids in ``field``, then back to their page."""
+    what, back = RETRIED[field]
+    done = {"303": redirect(f"Done: back to the {back} page, saying how many")}
+    return button(route, name, text, done, ids_form(field, what))
 
 
 def api(
@@ -359,13 +379,7 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         ID_PARAM,
     ),
     page("/queue", "queuePage", "queued, deferred and bounced copies", NOTE_400, *PAGE_NOTE),
-    button(
-        "/queue/retry",
-        "queueRetry",
-        "make queued or deferred copies due now",
-        {"303": redirect("Done: back to the queue page, saying how many")},
-        ids_form("copy", "a copy id"),
-    ),
+    retry("/queue/retry", "queueRetry", "make queued or deferred copies due now", "copy"),
     button(
         "/queue/delete",
         "queueDelete",
@@ -377,12 +391,11 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         ids_form("copy", "a copy id", confirm=True),
     ),
     page("/webhooks", "webhooksPage", "webhook deliveries pending or failed", NOTE_400, *PAGE_NOTE),
-    button(
+    retry(
         "/webhooks/retry",
         "webhooksRetry",
         "send webhook deliveries again now (failed ones too)",
-        {"303": redirect("Done: back to the webhooks page, saying how many")},
-        ids_form("delivery", "an outbox row id"),
+        "delivery",
     ),
     Operation(
         "get",
@@ -406,11 +419,7 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         "listMessages",
         "Messages, newest first; the search parameters narrow them (all must hold)",
         {"200": json_answer("A page", "MessagePage"), **JSON_400},
-        query(
-            "limit",
-            "page size (default 50)",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-        ),
+        page_size(50, MAX_LIMIT),
         query("cursor", "the previous page's next (a message id)", MESSAGE_ID),
         *SEARCH,
         links={"200": {"GetFirstMessage": link("getMessage", id="$response.body#/messages/0/id")}},
@@ -481,11 +490,7 @@ ADMIN_ROUTES: tuple[Operation, ...] = (
         "Events by id, with filters",
         {"200": json_answer("A page", "EventPage"), **JSON_400},
         *EVENT_FILTERS,
-        query(
-            "limit",
-            "page size (default 100)",
-            {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS},
-        ),
+        page_size(100, MAX_EVENTS),
         links={
             "200": {
                 "GetEventMessage": link("getMessage", id="$response.body#/events/0/message_id"),
@@ -595,269 +600,185 @@ TRACKING_ROUTES: tuple[Operation, ...] = tuple(
 
 # --- schemas -----------------------------------------------------------------------------
 
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+COUNT = {"type": "integer", "minimum": 0}
 TIME = {"type": "string", "format": "date-time"}
-COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
-LINK = {
-    "type": "object",
-    "properties": {"url": {"type": "string"}, "clicks": COUNTS},
-    "required": ["url", "clicks"],
-}
-EVENT_SCHEMA: JsonObject = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "integer"},
+WHEN = nullable("string", format="date-time")  # null: not (yet)
+
+
+def record(properties: JsonObject, *required: str, **more: Any) -> JsonObject:
+    """An object schema: its properties, and those every answer has."""
+    out: JsonObject = {"type": "object", **more, "properties": properties}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def array(items: JsonObject) -> JsonObject:
+    return {"type": "array", "items": items}
+
+
+COUNTS = {"type": "object", "additionalProperties": COUNT}
+LINK = record({"url": STRING, "clicks": COUNTS}, "url", "clicks")
+EVENT_SCHEMA: JsonObject = record(
+    {
+        "id": INTEGER,
         "type": {"enum": list(EVENT_TYPES)},
         "at": TIME,
-        "message_id": {"type": "string"},
+        "message_id": STRING,
         "recipient": nullable("string", description="null: someone (a shared copy)"),
         "url": nullable("string"),
         "class": {"enum": list(EVENT_CLASSES)},
-        "reasons": {"type": "array", "items": {"type": "string"}},
-        "inferred": {"type": "boolean"},
-        "is_machine": {"type": "boolean"},
-        "ip": {"type": "string"},
-        "user_agent": {"type": "string"},
+        "reasons": array(STRING),
+        "inferred": BOOLEAN,
+        "is_machine": BOOLEAN,
+        "ip": STRING,
+        "user_agent": STRING,
     },
-    "required": ["id", "type", "at", "message_id", "recipient", "class"],
-}
-RECIPIENT: JsonObject = {
-    "type": "object",
-    "properties": {
+    *("id", "type", "at", "message_id", "recipient", "class"),
+)
+RECIPIENT: JsonObject = record(
+    {
         "address": nullable("string", description="null: someone"),
         "state": nullable("string"),
         "copy_id": nullable("integer"),
-        "shared": {"type": "boolean"},
-        "rewrite_note": {"type": "string"},
-        "attempts": {"type": "integer"},
-        "last_reply": {"type": "string"},
-        "queue_id": {"type": "string"},
-        "next_attempt_at": nullable("string", format="date-time"),
-        "delivered_at": nullable("string", format="date-time"),
+        "shared": BOOLEAN,
+        "rewrite_note": STRING,
+        "attempts": INTEGER,
+        "last_reply": STRING,
+        "queue_id": STRING,
+        "next_attempt_at": WHEN,
+        "delivered_at": WHEN,
         "opens": COUNTS,
         "clicks": COUNTS,
         "opened": {"enum": ["yes", "maybe", "no"]},
-        "replies": {"type": "integer"},
-        "possibly_forwarded": {"type": "boolean"},
-        "first_open": nullable("string", format="date-time"),
-        "last_open": nullable("string", format="date-time"),
-        "links": {"type": "array", "items": LINK},
+        "replies": INTEGER,
+        "possibly_forwarded": BOOLEAN,
+        "first_open": WHEN,
+        "last_open": WHEN,
+        "links": array(LINK),
     },
-    "required": ["address", "state", "opens", "clicks", "links"],
-}
+    *("address", "state", "opens", "clicks", "links"),
+)
 RATE = {"type": "number", "minimum": 0, "maximum": 1}
 # Counts by class and unique_human, and rate: unique_human over delivered copies.
-RATED_COUNTS = {
-    "type": "object",
-    "properties": {"rate": RATE},
-    "additionalProperties": {"type": "integer", "minimum": 0},
-    "required": ["rate"],
-}
-TAGS = {"type": "array", "items": {"type": "string"}}
-SUMMARY: JsonObject = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "sender": {"type": "string"},
-        "subject": {"type": "string"},
-        "created_at": TIME,
-        "recipients": {"type": "integer"},
+RATED_COUNTS = record({"rate": RATE}, "rate", additionalProperties=COUNT)
+TAGS = array(STRING)
+MESSAGE_HEAD = {"id": STRING, "sender": STRING, "subject": STRING, "created_at": TIME}
+SUMMARY: JsonObject = record(
+    {
+        **MESSAGE_HEAD,
+        "recipients": INTEGER,
         "opens": RATED_COUNTS,
         "clicks": RATED_COUNTS,
-        "state": {"type": "string"},
+        "state": STRING,
         "states": COUNTS,
         "tags": TAGS,
     },
-    "required": ["id", "sender", "subject", "created_at", "recipients", "opens", "clicks"],
-}
+    *("id", "sender", "subject", "created_at", "recipients", "opens", "clicks"),
+)
+PLATFORM = {"enum": ["mobile", "desktop", "webmail", "unknown"]}
+READ_BY = {"platform": PLATFORM, "human": COUNT, "proxy": COUNT}
+TAG_TOTALS = ("messages", "recipients", "delivered", "bounced")
 SCHEMAS: JsonObject = {
-    "Error": {
-        "type": "object",
-        "properties": {"error": {"type": "string"}},
-        "required": ["error"],
-    },
+    "Error": record({"error": STRING}, "error"),
     "Event": EVENT_SCHEMA,
-    "EventPage": {
-        "type": "object",
-        "properties": {
-            "events": {"type": "array", "items": ref("Event")},
-            "next": nullable("integer", description="pass as since"),
-        },
-        "required": ["events", "next"],
-    },
-    "MessagePage": {
-        "type": "object",
-        "properties": {
-            "messages": {"type": "array", "items": ref("MessageSummary")},
+    "EventPage": record(
+        {"events": array(ref("Event")), "next": nullable("integer", description="pass as since")},
+        *("events", "next"),
+    ),
+    "MessagePage": record(
+        {
+            "messages": array(ref("MessageSummary")),
             "next": nullable("string", pattern=params.CURSOR, description="pass as cursor"),
         },
-        "required": ["messages", "next"],
-    },
+        *("messages", "next"),
+    ),
     "MessageSummary": SUMMARY,
-    "TagList": {
-        "type": "object",
-        "properties": {
-            "tags": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "tag": {"type": "string"},
+    "TagList": record(
+        {
+            "tags": array(
+                record(
+                    {
+                        "tag": STRING,
                         "messages": {"type": "integer", "minimum": 1},
                         "last_used": TIME,
                     },
-                    "required": ["tag", "messages", "last_used"],
-                },
-            }
+                    *("tag", "messages", "last_used"),
+                )
+            )
         },
-        "required": ["tags"],
-    },
-    "TagReport": {
-        "type": "object",
-        "description": "unique = copies; rates over delivered recipients (0.0: none delivered)",
-        "properties": {
-            "tag": {"type": "string"},
-            "since": nullable("string", format="date-time"),
-            "until": nullable("string", format="date-time"),
-            **{
-                key: {"type": "integer", "minimum": 0}
-                for key in ("messages", "recipients", "delivered", "bounced")
-            },
-            "opens": {
-                "type": "object",
-                "properties": {
-                    "unique_human": {"type": "integer", "minimum": 0},
-                    "rate": RATE,
-                    "unique_maybe": {"type": "integer", "minimum": 0},
-                    "proxy_rate": RATE,
-                },
-                "required": ["unique_human", "rate", "proxy_rate"],
-            },
-            "clicks": {
-                "type": "object",
-                "properties": {
-                    "unique_human": {"type": "integer", "minimum": 0},
-                    "rate": RATE,
-                    "click_to_open": RATE,
-                },
-                "required": ["unique_human", "rate", "click_to_open"],
-            },
-            "links": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "url": {"type": "string"},
-                        "unique_human": {"type": "integer", "minimum": 0},
-                    },
-                    "required": ["url", "unique_human"],
-                },
-            },
+        "tags",
+    ),
+    "TagReport": record(
+        {
+            "tag": STRING,
+            "since": WHEN,
+            "until": WHEN,
+            **{key: COUNT for key in TAG_TOTALS},
+            "opens": record(
+                {"unique_human": COUNT, "rate": RATE, "unique_maybe": COUNT, "proxy_rate": RATE},
+                *("unique_human", "rate", "proxy_rate"),
+            ),
+            "clicks": record(
+                {"unique_human": COUNT, "rate": RATE, "click_to_open": RATE},
+                *("unique_human", "rate", "click_to_open"),
+            ),
+            "links": array(record({"url": STRING, "unique_human": COUNT}, "url", "unique_human")),
         },
-        "required": [
-            "tag",
-            "messages",
-            "recipients",
-            "delivered",
-            "bounced",
-            "opens",
-            "clicks",
-            "links",
-        ],
-    },
-    "Readers": {
-        "type": "object",
-        "description": "human: copies a person opened with it; proxy: copies its proxy fetched",
-        "properties": {
-            "clients": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "client": {"type": "string"},
-                        "platform": {"enum": ["mobile", "desktop", "webmail", "unknown"]},
-                        "human": {"type": "integer", "minimum": 0},
-                        "proxy": {"type": "integer", "minimum": 0},
-                    },
-                    "required": ["client", "platform", "human", "proxy"],
-                },
-            },
-            "platforms": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "platform": {"enum": ["mobile", "desktop", "webmail", "unknown"]},
-                        "human": {"type": "integer", "minimum": 0},
-                        "proxy": {"type": "integer", "minimum": 0},
-                    },
-                    "required": ["platform", "human", "proxy"],
-                },
-            },
+        *("tag", *TAG_TOTALS, "opens", "clicks", "links"),
+        description="unique = copies; rates over delivered recipients (0.0: none delivered)",
+    ),
+    "Readers": record(
+        {
+            "clients": array(record({"client": STRING, **READ_BY}, "client", *READ_BY)),
+            "platforms": array(record(READ_BY, *READ_BY)),
         },
-        "required": ["clients", "platforms"],
-    },
+        *("clients", "platforms"),
+        description="human: copies a person opened with it; proxy: copies its proxy fetched",
+    ),
     "Recipient": RECIPIENT,
-    "MessageDetail": {
-        "type": "object",
-        "properties": {
-            **{k: SUMMARY["properties"][k] for k in ("id", "sender", "subject", "created_at")},
+    "MessageDetail": record(
+        {
+            **MESSAGE_HEAD,
             "tags": TAGS,
-            "mail_from": {"type": "string"},
-            "message_id_header": {"type": "string"},
-            "tracking": {
-                "type": "object",
-                "properties": {
-                    "opens": {"type": "boolean"},
-                    "clicks": {"type": "boolean"},
-                    "per_recipient": {"type": "boolean"},
-                    "reasons": {"type": "array", "items": {"type": "string"}},
-                },
-            },
-            "recipients": {"type": "array", "items": ref("Recipient")},
+            "mail_from": STRING,
+            "message_id_header": STRING,
+            "tracking": record(
+                {
+                    "opens": BOOLEAN,
+                    "clicks": BOOLEAN,
+                    "per_recipient": BOOLEAN,
+                    "reasons": array(STRING),
+                }
+            ),
+            "recipients": array(ref("Recipient")),
             "someone": ref("Recipient"),
-            "links": {"type": "array", "items": LINK},
+            "links": array(LINK),
         },
-        "required": ["id", "sender", "subject", "created_at", "tracking", "recipients", "someone"],
-    },
-    "Contact": {
-        "type": "object",
-        "properties": {
-            "address": {"type": "string"},
-            "last_open": nullable("string", format="date-time"),
-            "last_click": nullable("string", format="date-time"),
-            "last_reply": nullable("string", format="date-time"),
+        *("id", "sender", "subject", "created_at", "tracking", "recipients", "someone"),
+    ),
+    "Contact": record(
+        {
+            "address": STRING,
+            "last_open": WHEN,
+            "last_click": WHEN,
+            "last_reply": WHEN,
             "counts": {
                 "type": "object",
                 "description": "type -> class -> count",
                 "additionalProperties": COUNTS,
             },
-            "messages": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "sender": {"type": "string"},
-                        "subject": {"type": "string"},
-                        "created_at": TIME,
-                        "state": {"type": "string"},
-                        "delivered_at": nullable("string", format="date-time"),
-                    },
-                    "required": ["id", "state"],
-                },
-            },
-            "timeline": {"type": "array", "items": ref("Event")},
+            "messages": array(
+                record({**MESSAGE_HEAD, "state": STRING, "delivered_at": WHEN}, "id", "state")
+            ),
+            "timeline": array(ref("Event")),
         },
-        "required": ["address", "counts", "messages", "timeline"],
-    },
-    "Erased": {
-        "type": "object",
-        "properties": {
-            "address": {"type": "string"},
-            "erased": COUNTS,
-        },
-        "required": ["address", "erased"],
-    },
+        *("address", "counts", "messages", "timeline"),
+    ),
+    "Erased": record({"address": STRING, "erased": COUNTS}, "address", "erased"),
 }
 
 
