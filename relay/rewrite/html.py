@@ -322,12 +322,11 @@ def _unquote(value: str | None) -> str | None:
     return value[1:-1] if len(value) > 1 and value[-1] == value[0] else value[1:]
 
 
-def rewrite_html(
-    html: str,
-    plan: RewritePlan,
-    pixel_at: Literal["top", "bottom"],
-    track_link: Callable[[str], str],
-) -> str:
+PixelAt = Literal["top", "bottom"]
+TrackLink = Callable[[str], str]  # an original URL -> its tracking URL
+
+
+def rewrite_html(html: str, plan: RewritePlan, pixel_at: PixelAt, track_link: TrackLink) -> str:
     """Return html with tracked hrefs, opt-out attributes removed and the pixel added.
 
     track_link maps an original (entity-decoded, trimmed) URL to its tracking URL;
@@ -338,27 +337,13 @@ def rewrite_html(
 
 
 def html_edits(
-    html: str,
-    plan: RewritePlan,
-    pixel_at: Literal["top", "bottom"],
-    track_link: Callable[[str], str],
+    html: str, plan: RewritePlan, pixel_at: PixelAt, track_link: TrackLink
 ) -> list[tuple[int, int, str]]:
     """The (start, end, replacement) spans rewrite_html makes, sorted and disjoint.
 
     Kept apart so the caller can re-encode only the bytes around them.
     """
-    return scan_html(html, plan, pixel_at, track_link)[0]
-
-
-def scan_html(
-    html: str,
-    plan: RewritePlan,
-    pixel_at: Literal["top", "bottom"],
-    track_link: Callable[[str], str],
-) -> tuple[list[tuple[int, int, str]], int]:
-    """html_edits, and how many links were left untracked by plan.max_links_per_part."""
-    scanned = scan_part(html, plan, pixel_at, track_link)
-    return scanned.edits, scanned.untracked
+    return scan_part(html, plan, pixel_at, track_link).edits
 
 
 @dataclass(frozen=True)
@@ -371,12 +356,10 @@ class ScannedPart:
 
 
 def scan_part(
-    html: str,
-    plan: RewritePlan,
-    pixel_at: Literal["top", "bottom"],
-    track_link: Callable[[str], str],
+    html: str, plan: RewritePlan, pixel_at: PixelAt, track_link: TrackLink
 ) -> ScannedPart:
-    """scan_html, with the number of <img> tags the part has of its own."""
+    """html_edits, how many links were left untracked by plan.max_links_per_part, and the
+    number of <img> tags the part has of its own."""
     scanner = _Scanner(html, plan, track_link)
     scanner.run()
     snippet = tracking_snippet(plan)
