@@ -17,11 +17,13 @@ in the main process before anything starts, Metrics(shared=...) there to scrape.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -71,6 +73,7 @@ class DeliveryMetrics(Protocol):
 
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own
+T = TypeVar("T")
 
 
 def share_across_processes() -> str:
@@ -88,6 +91,15 @@ def share_across_processes() -> str:
 def stop_sharing(path: str) -> None:
     """At exit, once every process that wrote there has ended."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+async def _unless_unavailable(reading: Awaitable[T]) -> T | None:
+    """A figure read from the store at scrape time; None while the store is away (the
+    counters are still worth a scrape)."""
+    try:
+        return await reading
+    except StoreUnavailable:
+        return None
 
 
 class Metrics:
@@ -109,94 +121,69 @@ class Metrics:
         ProcessCollector(registry=self.exposition)
         GCCollector(registry=self.exposition)
         PlatformCollector(registry=self.exposition)
-        self.http_latency = Histogram(
+        counter = functools.partial(Counter, registry=self.registry)
+        histogram = functools.partial(Histogram, registry=self.registry)
+        # A gauge of the whole store, or of each SMTP process: the largest live value.
+        live_gauge = functools.partial(Gauge, multiprocess_mode="livemax", registry=self.registry)
+        self.http_latency = histogram(
             "relay_http_request_duration_seconds",
             "Time to answer an HTTP request, by listener (tracking, admin) and route template",
             ["listener", "route"],
             buckets=HTTP_BUCKETS,
-            registry=self.registry,
         )
-        self.messages_accepted = Counter(
-            "relay_messages_accepted",
-            "Messages accepted over SMTP (answered 250)",
-            registry=self.registry,
+        self.messages_accepted = counter(
+            "relay_messages_accepted", "Messages accepted over SMTP (answered 250)"
         )
-        self.messages_refused = Counter(
+        self.messages_refused = counter(
             "relay_messages_refused",
             "Sessions, transactions or messages refused over SMTP, by reason",
             ["reason"],
-            registry=self.registry,
         )
-        self.deliveries = Counter(
-            "relay_deliveries",
-            "Delivery attempts of copies, by outcome",
-            ["outcome"],
-            registry=self.registry,
+        self.deliveries = counter(
+            "relay_deliveries", "Delivery attempts of copies, by outcome", ["outcome"]
         )
-        self.upstream_latency = Histogram(
+        self.upstream_latency = histogram(
             "relay_upstream_latency_seconds",
             "Time for one delivery attempt to the upstream",
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.auth_failures = Counter(
-            "relay_auth_failures",
-            "SMTP AUTH attempts that failed, by reason",
-            ["reason"],
-            registry=self.registry,
+        self.auth_failures = counter(
+            "relay_auth_failures", "SMTP AUTH attempts that failed, by reason", ["reason"]
         )
-        self.bounces_sent = Counter(
-            "relay_bounces_sent",
-            "Delivery status notifications sent to senders",
-            registry=self.registry,
+        self.bounces_sent = counter(
+            "relay_bounces_sent", "Delivery status notifications sent to senders"
         )
-        self.queue_depth = Gauge(
-            "relay_queue_copies",
-            "Copies in the store by state, read at scrape time",
-            ["state"],
-            multiprocess_mode="livemax",
-            registry=self.registry,
+        self.queue_depth = live_gauge(
+            "relay_queue_copies", "Copies in the store by state, read at scrape time", ["state"]
         )
-        self.queue_oldest = Gauge(
+        self.queue_oldest = live_gauge(
             "relay_queue_oldest_seconds",
             "Age of the message of the oldest copy waiting for delivery, read at scrape time",
-            multiprocess_mode="livemax",
-            registry=self.registry,
         )
-        self.flow_delay = Gauge(
+        self.flow_delay = live_gauge(
             "relay_smtp_flow_delay_seconds",
             "How long the reply to DATA is held while arrivals outrun deliveries",
-            multiprocess_mode="livemax",  # each SMTP process has its own: the longest
-            registry=self.registry,
         )
-        self.tracking_events = Counter(
+        self.tracking_events = counter(
             "relay_tracking_events",
             "Opens, clicks and replies recorded by this process, by class",
             ["kind", "class"],
-            registry=self.registry,
         )
-        self.webhook_deliveries = Counter(
-            "relay_webhook_deliveries",
-            "Webhook POSTs answered with 2xx",
-            registry=self.registry,
+        self.webhook_deliveries = counter(
+            "relay_webhook_deliveries", "Webhook POSTs answered with 2xx"
         )
-        self.webhook_failures = Counter(
+        self.webhook_failures = counter(
             "relay_webhook_failures",
             "Webhook POSTs that failed (retried later), and notices given up after a day",
             ["final"],
-            registry=self.registry,
         )
-        self.delivery_running = Gauge(
+        self.delivery_running = live_gauge(
             "relay_delivery_running",
             "1 while some delivery worker, on any node, delivers from this store, else 0",
-            multiprocess_mode="livemax",
-            registry=self.registry,
         )
-        self.delivery_workers = Gauge(
+        self.delivery_workers = live_gauge(
             "relay_delivery_workers",
             "Delivery workers delivering from this store, on every node (their live leases)",
-            multiprocess_mode="livemax",
-            registry=self.registry,
         )
         for kind in ("open", "click"):
             for klass in ("human", "bot", "proxy", "prefetch", "self"):
@@ -234,21 +221,12 @@ class Metrics:
     async def render(self, store: Store | None) -> tuple[bytes, str]:
         """The exposition text and its content type; queue depth read from store first."""
         if store is not None:
-            try:
-                depth = await store.queue_depth()
-            except StoreUnavailable:  # the counters are still worth a scrape
-                depth = {}
-            for state, count in depth.items():
+            depth = await _unless_unavailable(store.queue_depth())
+            for state, count in (depth or {}).items():
                 self.queue_depth.labels(state=state).set(count)
-            try:
-                oldest = await store.oldest_queued()
-            except StoreUnavailable:
-                oldest = None
+            oldest = await _unless_unavailable(store.oldest_queued())
             self.queue_oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
-            try:
-                workers = await store.live_leases(DELIVERER_LEASE)
-            except StoreUnavailable:
-                workers = None
+            workers = await _unless_unavailable(store.live_leases(DELIVERER_LEASE))
             if workers is not None:
                 self.delivery_workers.set(workers)
                 self.delivery_running.set(1 if workers else 0)
