@@ -85,6 +85,18 @@ def _outlook_paragraphs(lines: list[str]) -> str:
     return "".join(f'<p class="MsoNormal">{line}<o:p></o:p></p>\n' for line in lines)
 
 
+def _outlook(to: str, subject: str, plain: str, html: str, msgid: str, extra: str = "") -> bytes:
+    """Mark's Outlook mail, its boundary made of `msgid`'s local part."""
+    head = _head(
+        "Mark Peters <mark.peters@example.org>",
+        to,
+        subject,
+        msgid,
+        _OUTLOOK_HEADERS.format(subject=subject) + extra,
+    )
+    return _alternative(head, plain, html, f"_000_{msgid.partition('@')[0]}_")
+
+
 def outlook_reply() -> bytes:
     """A two-line reply above Outlook's quoted header block."""
     subject = "RE: Budget review on Thursday"
@@ -122,14 +134,14 @@ def outlook_reply() -> bytes:
         "To: Mark Peters <mark.peters@example.org>\nSubject: Budget review on Thursday\n\n"
         "Hi Mark, could we go through the Q2 budget on Thursday morning?\n\nSarah\n"
     )
-    head = _head(
-        "Mark Peters <mark.peters@example.org>",
+    return _outlook(
         "Sarah Jones <sarah.jones@example.com>",
         subject,
+        plain,
+        html,
         "DB8PR04MB6793A1B2C3D4E5F6@DB8PR04MB6793.eurprd04.prod.outlook.com",
-        _OUTLOOK_HEADERS.format(subject=subject) + "In-Reply-To: <budget-1@example.com>\n",
+        "In-Reply-To: <budget-1@example.com>\n",
     )
-    return _alternative(head, plain, html, "_000_DB8PR04MB6793A1B2C3D4E5F6_")
 
 
 def outlook_long() -> bytes:
@@ -167,15 +179,13 @@ def outlook_long() -> bytes:
         " clashes with your holidays, tell me and we will swap.\n\nBest regards,\nMark Peters\n"
         "Programme Manager | Example Org\n+44 20 7946 0958\n"
     )
-    subject = "Atlas workshop: notes and actions"
-    head = _head(
-        "Mark Peters <mark.peters@example.org>",
+    return _outlook(
         "atlas-team@example.org",
-        subject,
+        "Atlas workshop: notes and actions",
+        plain,
+        html,
         "DB8PR04MB67931122AABB@DB8PR04MB6793.eurprd04.prod.outlook.com",
-        _OUTLOOK_HEADERS.format(subject=subject),
     )
-    return _alternative(head, plain, html, "_000_DB8PR04MB67931122AABB_")
 
 
 # --- Gmail ----------------------------------------------------------------------------
@@ -402,6 +412,12 @@ _CRM_FOOTER = (
 _CRM_HEAD = "List-Unsubscribe: <https://www.northwind.example.com/unsubscribe?c=8812>\n"
 
 
+def _crm(sender: str, to: str, subject: str, msgid: str, plain: str, html: str, part: str) -> bytes:
+    """A CRM's multipart/alternative mail with its List-Unsubscribe field."""
+    head = _head(sender, to, subject, msgid, _CRM_HEAD)
+    return _alternative(head, plain, html, f"----=_CRM_Part_{part}_0")
+
+
 def crm_newsletter() -> bytes:
     """A CRM newsletter: logo, hero image, three articles with buttons, footer."""
     article = (
@@ -451,14 +467,15 @@ def crm_newsletter() -> bytes:
         )
         + "\n\nManage preferences: https://www.northwind.example.com/preferences?c=8812\n"
     )
-    head = _head(
+    return _crm(
         "Northwind <news@northwind.example.com>",
         "jane.doe@example.net",
         "April news: faster reports, SSO for everyone",
         "crm.8812.20240402@northwind.example.com",
-        _CRM_HEAD,
+        plain,
+        _crm_html("April news", rows),
+        "8812",
     )
-    return _alternative(head, plain, _crm_html("April news", rows), "----=_CRM_Part_8812_0")
 
 
 def crm_follow_up() -> bytes:
@@ -476,14 +493,15 @@ def crm_follow_up() -> bytes:
         " the onboarding session with our team: https://meet.northwind.example.com/book/onboarding"
         "?rep=lisa\n\nBest,\nLisa Grant\nAccount Executive, Northwind\n"
     )
-    head = _head(
+    return _crm(
         "Lisa Grant <lisa.grant@northwind.example.com>",
         "Jane Doe <jane.doe@example.net>",
         "Your onboarding session",
         "crm.9120.20240402@northwind.example.com",
-        _CRM_HEAD,
+        plain,
+        _crm_html("Onboarding", rows),
+        "9120",
     )
-    return _alternative(head, plain, _crm_html("Onboarding", rows), "----=_CRM_Part_9120_0")
 
 
 def crm_html_only_notice() -> bytes:
