@@ -17,14 +17,13 @@ drains here move by up to 1.7x from one run to the next).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from smtp_load import (
@@ -33,9 +32,9 @@ from smtp_load import (
     free_port,
     load,
     migrated,
-    spawn,
+    relay_config,
+    running_relay,
     start_sink,
-    stop,
 )
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -44,46 +43,22 @@ from support.postgres import PostgresServer
 # While the queue fills, the hung upstream must not time out; a copy in flight to it
 # when the relay stops is given back (its lease released), so the queue is whole.
 FILL_UPSTREAM = 'timeout = "30m"\nretry_schedule = ["1s"]\n'
-
-
-def relay_config(home: Path, store: str, upstream_port: int, extra: str = "") -> Path:
-    """flow_delay off: the queue fills as fast as the relay spools (nothing delivers)."""
-    config = home / "relay.toml"
-    config.write_text(
-        f'[smtp]\nlisten = "127.0.0.1:{free_port()}"\nflow_delay = "0s"\n'
-        f'[upstream]\nurl = "smtp://127.0.0.1:{upstream_port}"\n{extra}'
-        f'[tracking]\nlisten = "127.0.0.1:{free_port()}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-        f"[store]\n{store}\n"
-    )
-    return config
-
-
-def smtp_port(config: Path) -> int:
-    text = config.read_text()
-    return int(text.split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
-
-
-@contextlib.contextmanager
-def relay(config: Path) -> Iterator[None]:
-    args = ["smtp", "--config", str(config), "--log-level", "WARNING"]
-    proc = spawn([sys.executable, "-m", "relay", *args], config.parent)
-    try:
-        yield
-    finally:
-        stop(proc)
+# flow_delay off: the queue fills as fast as the relay spools (nothing delivers).
+NO_FLOW_DELAY = 'flow_delay = "0s"\n'
 
 
 def fill(home: Path, store: str, messages: int) -> None:
     """Spool `messages` with the upstream hung; the relay is stopped afterwards."""
-    hung_port = free_port()
+    hung_port, smtp_port = free_port(), free_port()
     hung = socket.socket()
     hung.bind(("127.0.0.1", hung_port))
     hung.listen(64)
-    config = relay_config(home, store, hung_port, FILL_UPSTREAM)
+    config = relay_config(
+        home, hung_port, store, {"smtp": smtp_port}, smtp=NO_FLOW_DELAY, upstream=FILL_UPSTREAM
+    )
     try:
-        with relay(config):
-            load(smtp_port(config), messages, 8)
+        with running_relay(config):
+            load(smtp_port, messages, 8)
     finally:
         hung.close()
 
@@ -92,9 +67,10 @@ def drain(home: Path, store: str, copies: int, workers: int) -> float:
     """Seconds from the sink's first copy to its last, with `workers` delivery processes."""
     sink_port = free_port()
     sink = start_sink(sink_port, copies)
-    config = relay_config(home, store, sink_port, f"delivery_workers = {workers}\n")
+    workers_line = f"delivery_workers = {workers}\n"
+    config = relay_config(home, sink_port, store, smtp=NO_FLOW_DELAY, upstream=workers_line)
     try:
-        with relay(config):
+        with running_relay(config):
             done = sink.done_at()
             first = sink.first_at
     finally:
@@ -106,47 +82,55 @@ def drain(home: Path, store: str, copies: int, workers: int) -> float:
 Rounds = list[dict[int, float]]  # per round: workers -> seconds
 
 
-def run_sqlite(workdir: Path, messages: int, rounds: int) -> Rounds:
-    filled = workdir / "sqlite-filled"
-    filled.mkdir()
-    fill(filled, f'path = "{filled / "relay.db"}"', messages)
+def run_rounds(
+    backend: str,
+    workdir: Path,
+    messages: int,
+    rounds: int,
+    filled: str,
+    fresh: Callable[[Path, str], str],
+) -> Rounds:
+    """Fill the store `filled` (a [store] line) once; then, in each round, drain a copy of
+    it with 1 worker and with 2. fresh(home, name) makes the copy called `name`, its files
+    in home, and returns its [store] line."""
+    fill_home = workdir / f"{backend}-filled"
+    fill_home.mkdir()
+    fill(fill_home, filled, messages)
+    copies = messages * RECIPIENTS_PER_MESSAGE
     results: Rounds = []
     for n in range(rounds):
         results.append({})
         for workers in (1, 2):
-            home = workdir / f"sqlite-{n}-{workers}"
+            home = workdir / f"{backend}-{n}-{workers}"
             home.mkdir()
-            shutil.copy(filled / "relay.db", home / "relay.db")
-            store = f'path = "{home / "relay.db"}"'
-            copies = messages * RECIPIENTS_PER_MESSAGE
-            results[n][workers] = report(
-                drain(home, store, copies, workers), "sqlite", workers, copies
-            )
+            seconds = drain(home, fresh(home, f"run{n}_{workers}"), copies, workers)
+            results[n][workers] = report(seconds, backend, workers, copies)
     return results
+
+
+def run_sqlite(workdir: Path, messages: int, rounds: int) -> Rounds:
+    filled = workdir / "sqlite-filled" / "relay.db"
+
+    def fresh(home: Path, _name: str) -> str:
+        shutil.copy(filled, home / "relay.db")
+        return f'path = "{home / "relay.db"}"'
+
+    return run_rounds("sqlite", workdir, messages, rounds, f'path = "{filled}"', fresh)
 
 
 def run_postgres(workdir: Path, messages: int, rounds: int) -> Rounds:
     server = PostgresServer()
     try:
         url = migrated(server.create_database("filled"))
-        filled = workdir / "pg-filled"
-        filled.mkdir()
-        fill(filled, f'url = "{url}"', messages)
-        results: Rounds = []
-        for n in range(rounds):
-            results.append({})
-            for workers in (1, 2):
-                home = workdir / f"pg-{n}-{workers}"
-                home.mkdir()
-                name = f"run{n}_{workers}"
-                with server.connect() as conn:
-                    conn.execute(f"CREATE DATABASE {name} TEMPLATE filled")
-                copies = messages * RECIPIENTS_PER_MESSAGE
-                seconds = drain(home, f'url = "{server.url(name)}"', copies, workers)
-                results[n][workers] = report(seconds, "postgres", workers, copies)
+
+        def fresh(_home: Path, name: str) -> str:
+            with server.connect() as conn:
+                conn.execute(f"CREATE DATABASE {name} TEMPLATE filled")
+            return f'url = "{server.url(name)}"'
+
+        return run_rounds("postgres", workdir, messages, rounds, f'url = "{url}"', fresh)
     finally:
         server.stop()
-    return results
 
 
 def report(seconds: float, backend: str, workers: int, copies: int) -> float:

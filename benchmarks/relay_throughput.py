@@ -36,6 +36,8 @@ from smtp_load import (
     free_port,
     load,
     migrated,
+    relay_config,
+    running_relay,
     spawn,
     start_sink,
     stop,
@@ -88,28 +90,15 @@ def proxy_front(port: int, sink_port: int, workdir: Path) -> Iterator[None]:
         stop(proc)
 
 
-@contextlib.contextmanager
 def relay_front(
     port: int, upstream_port: int, workdir: Path, upstream_extra: str = "", store: str = ""
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """`relay smtp` with its own store in a fresh directory under workdir (or `store`, a
     [store] line)."""
     home = Path(tempfile.mkdtemp(dir=workdir, prefix="relay-"))
     store = store or f'path = "{home / "relay.db"}"'
-    config = home / "relay.toml"
-    config.write_text(
-        f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
-        f'[upstream]\nurl = "smtp://127.0.0.1:{upstream_port}"\n{upstream_extra}'
-        f'[tracking]\nlisten = "127.0.0.1:{free_port()}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-        f"[store]\n{store}\n"
-    )
-    args = ["smtp", "--config", str(config), "--log-level", "WARNING"]
-    proc = spawn([sys.executable, "-m", "relay", *args], home)
-    try:
-        yield
-    finally:
-        stop(proc)
+    config = relay_config(home, upstream_port, store, {"smtp": port}, upstream=upstream_extra)
+    return running_relay(config)
 
 
 def one_process_front(port: int, upstream_port: int, workdir: Path) -> AbstractContextManager[None]:

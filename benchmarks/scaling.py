@@ -41,6 +41,7 @@ from smtp_load import (
     free_port,
     load,
     migrated,
+    relay_config,
     spawn,
     start_sink,
     wait_port,
@@ -105,17 +106,8 @@ class Usage:
         return sum(cpu_seconds(pid) - self.before.get(pid, 0.0) for pid in pids)
 
 
-def relay_config(home: Path, store: StoreConfig, ports: dict[str, int], upstream: int) -> Path:
-    config = home / "relay.toml"
-    config.write_text(
-        f'[smtp]\nlisten = "127.0.0.1:{ports["smtp"]}"\n'
-        f'[upstream]\nurl = "smtp://127.0.0.1:{upstream}"\n'
-        f'[tracking]\nlisten = "127.0.0.1:{ports["tracking"]}"\n'
-        'trusted_proxies = ["127.0.0.1/32"]\nmax_connections = 8192\n'
-        f'[admin]\nlisten = "127.0.0.1:{ports["admin"]}"\n'
-        f"[store]\n{store_toml(store)}\n"
-    )
-    return config
+# [tracking] as pixel.py's relay runs have it.
+TRACKING = 'trusted_proxies = ["127.0.0.1/32"]\nmax_connections = 8192\n'
 
 
 def measure(store: StoreConfig, db_port: int | None, args: argparse.Namespace) -> dict[str, float]:
@@ -125,7 +117,7 @@ def measure(store: StoreConfig, db_port: int | None, args: argparse.Namespace) -
         home = Path(tmp)
         ports = {name: free_port() for name in ("smtp", "tracking", "admin")}
         sink_port = free_port()
-        config = relay_config(home, store, ports, sink_port)
+        config = relay_config(home, sink_port, store_toml(store), ports, tracking=TRACKING)
         copies = args.messages * RECIPIENTS_PER_MESSAGE
         sink = start_sink(sink_port, copies)
         smtp = spawn([sys.executable, "-m", "relay", "smtp", "--config", str(config)], home)
