@@ -36,26 +36,19 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from delivered import event_batches, spool_delivered
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from relay.core.config import Config, StoreConfig, TrackingConfig  # noqa: E402
-from relay.core.models import (  # noqa: E402
-    CopySpec,
-    DeliveryOutcome,
-    Event,
-    NewMessage,
-    TrackingDecision,
-)
-from relay.core.store import Store, open_store  # noqa: E402
+from relay.core.store import open_store  # noqa: E402
 from relay.core.tokens import TokenCodec  # noqa: E402
 from tracking_http.app import create_tracking_app  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "labelled_requests.jsonl"
 CLASSES = ("human", "proxy", "prefetch", "bot")
 TARGET = 0.97
-RECIPIENTS_PER_MESSAGE = 100
 LINK = "https://shop.example.com/offer/{index}"
 
 
@@ -115,47 +108,6 @@ class ReplayClock:
         return self.now
 
 
-async def spool_copies(store: Store, count: int) -> list[tuple[int, float]]:
-    """`count` delivered copies, each its own recipient: (copy id, delivered at)."""
-    decision = TrackingDecision(opens=True, clicks=True)
-    copies: list[tuple[int, float]] = []
-    for start in range(0, count, RECIPIENTS_PER_MESSAGE):
-        rcpts = tuple(
-            f"reader{n}@example.net"
-            for n in range(start, min(count, start + RECIPIENTS_PER_MESSAGE))
-        )
-        message = NewMessage(
-            mail_from="alice@example.com",
-            rcpt_tos=rcpts,
-            raw=b"Subject: replay\r\n\r\n<p>hello</p>\r\n",
-            received_at=time.time() - 60,
-            client_addr="127.0.0.1",
-            auth_user=None,
-            sender="alice@example.com",
-            subject="replay",
-            message_id_header=f"<replay-{start}@example.com>",
-            decision=decision,
-        )
-        await store.spool(message, [CopySpec(r, (r,)) for r in rcpts])
-    due = await store.due_copies(time.time() + 60, count + 10)
-    for copy in due:
-        await store.record_outcome(copy.id, DeliveryOutcome("delivered", "250 ok"), None)
-    for copy in due:
-        fresh = await store.get_copy(copy.id)
-        assert fresh is not None and fresh.delivered_at is not None
-        copies.append((fresh.id, fresh.delivered_at))
-    return copies
-
-
-async def all_events(store: Store) -> list[Event]:
-    events: list[Event] = []
-    since = 0
-    while batch := await store.list_events(since_id=since, limit=1000):
-        events += batch
-        since = max(e.id or 0 for e in batch)
-    return events
-
-
 async def replay(rows: list[Row], *, classify: bool) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Row id -> (class recorded, reasons); a HEAD row records nothing (SPEC section 6)."""
     groups: dict[str, list[Row]] = defaultdict(list)
@@ -165,7 +117,7 @@ async def replay(rows: list[Row], *, classify: bool) -> dict[str, tuple[str, tup
         store = open_store(StoreConfig(path=str(Path(folder) / "replay.db")))
         await store.open()
         try:
-            copies = await spool_copies(store, len(groups))
+            copies = await spool_delivered(store, len(groups))
             codec = TokenCodec(await store.secrets())
             clock = ReplayClock()
             tracking = TrackingConfig(
@@ -190,7 +142,8 @@ async def replay(rows: list[Row], *, classify: bool) -> dict[str, tuple[str, tup
             finally:
                 await runner.cleanup()
             found: dict[str, tuple[str, tuple[str, ...]]] = {}
-            for event in await all_events(store):
+            events = [event async for batch in event_batches(store) for event in batch]
+            for event in events:
                 if event.inferred:
                     continue
                 row_id = sent.get((event.copy_id, round(event.at, 6)))

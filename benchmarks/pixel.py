@@ -39,18 +39,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from delivered import event_batches, spool_delivered
 from smtp_load import free_port, migrated, wait_port  # the benchmarks' shared loopback helpers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from relay.core.config import StoreConfig  # noqa: E402
-from relay.core.models import (  # noqa: E402
-    CopySpec,
-    DeliveryOutcome,
-    NewMessage,
-    TrackingDecision,
-)
 from relay.core.store import open_store  # noqa: E402
 from relay.core.tokens import TokenCodec  # noqa: E402
 
@@ -79,28 +74,13 @@ def store_toml(store: StoreConfig) -> str:
 
 
 async def prepare_store(config: StoreConfig) -> tuple[str, int]:
-    """Spool one message; return a valid pixel token for its copy and its copy id."""
+    """Spool one message and deliver it; return a valid pixel token for its copy and its copy id."""
     store = open_store(config)
     await store.open()
     try:
-        decision = TrackingDecision(opens=True, clicks=True)
-        message = NewMessage(
-            mail_from="alice@example.com",
-            rcpt_tos=("bob@example.net",),
-            raw=b"Subject: bench\r\n\r\nhello\r\n",
-            received_at=time.time() - 3600,
-            client_addr="127.0.0.1",
-            auth_user=None,
-            sender="alice@example.com",
-            subject="bench",
-            message_id_header="<bench@example.com>",
-            decision=decision,
-        )
-        await store.spool(message, [CopySpec("bob@example.net", ("bob@example.net",))])
-        [copy] = await store.due_copies(time.time(), 10)
-        await store.record_outcome(copy.id, DeliveryOutcome("delivered", "250 ok"), None)
+        [(copy_id, _delivered_at)] = await spool_delivered(store, 1)
         codec = TokenCodec(await store.secrets())
-        return codec.open_token(copy.id), copy.id
+        return codec.open_token(copy_id), copy_id
     finally:
         await store.close()
 
@@ -109,11 +89,7 @@ async def count_events(config: StoreConfig) -> int:
     store = open_store(config)
     await store.open()
     try:
-        total, since = 0, 0
-        while batch := await store.list_events(since_id=since, limit=1000):
-            total += len(batch)
-            since = max(e.id or 0 for e in batch)
-        return total
+        return sum([len(batch) async for batch in event_batches(store)])
     finally:
         await store.close()
 
