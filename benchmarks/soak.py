@@ -32,13 +32,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from pixel import UA_HEADER, prepare_store
+from pixel import UA_HEADER, at, prepare_store
 from smtp_load import (
     RECIPIENT,
     RECIPIENTS_PER_MESSAGE,
     SENDER,
     free_port,
     reference_message,
+    relay_config,
     require,
     spawn,
     start_sink,
@@ -53,17 +54,10 @@ QUEUE_FULL = 'relay_messages_refused_total{reason="queue_full"}'
 
 
 def write_config(home: Path, ports: dict[str, int], args: argparse.Namespace) -> Path:
-    config = home / "relay.toml"
-    config.write_text(
-        f'[smtp]\nlisten = "127.0.0.1:{ports["smtp"]}"\n'
-        f'max_queued_copies = {args.max_queued_copies}\nflow_delay = "{args.flow_delay}"\n'
-        f'[upstream]\nurl = "smtp://127.0.0.1:{ports["sink"]}"\n'
-        f"max_connections = {args.upstream_connections}\n"
-        f'[tracking]\nlisten = "127.0.0.1:{ports["http"]}"\n'
-        f'[admin]\nlisten = "127.0.0.1:{ports["admin"]}"\n'
-        f'[store]\npath = "{home / "relay.db"}"\n'
-    )
-    return config
+    smtp = f'max_queued_copies = {args.max_queued_copies}\nflow_delay = "{args.flow_delay}"\n'
+    upstream = f"max_connections = {args.upstream_connections}\n"
+    store = f'path = "{home / "relay.db"}"'
+    return relay_config(home, ports["sink"], store, ports, smtp=smtp, upstream=upstream)
 
 
 def process_tree(pid: int) -> dict[int, str]:
@@ -263,8 +257,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         db = home / "relay.db"
-        token, _copy = asyncio.run(prepare_store(db))
-        ports = {name: free_port() for name in ("smtp", "sink", "http", "admin")}
+        token, _copy = asyncio.run(prepare_store(at(db)))
+        ports = {name: free_port() for name in ("smtp", "sink", "tracking", "admin")}
         sink = start_sink(ports["sink"], 10**9)
         config = write_config(home, ports, args)
         relay = spawn([sys.executable, "-m", "relay", "serve", "--config", str(config),
@@ -273,7 +267,7 @@ def main() -> None:
         message.write_bytes(reference_message().replace(b"\r\n", b"\n"))
         try:
             wait_port(ports["smtp"])
-            wait_port(ports["http"])
+            wait_port(ports["tracking"])
             time.sleep(1)
             tree = process_tree(relay.pid)
             print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}")
@@ -282,7 +276,7 @@ def main() -> None:
             sampler = Sampler(ports["admin"])
             mail.start()
             sampler.start()
-            pixel_url = f"http://127.0.0.1:{ports['http']}/o/{token}.gif"
+            pixel_url = f"http://127.0.0.1:{ports['tracking']}/o/{token}.gif"
             answered_total, first_rss = 0, {}
             for minute in range(1, args.minutes + 1):
                 answered = run_wrk(pixel_url, args.pixel_connections, 60)
