@@ -48,9 +48,8 @@ sys.path.insert(0, str(REPO))
 from support.processes import (  # noqa: E402
     RelayProcess,
     free_port,
-    relay_command,
-    relay_env,
     running_sink,
+    spawn_relay,
     wait_for_port,
 )
 
@@ -84,6 +83,9 @@ token = "{token}"
 
 [store]
 path = "relay.db"
+
+[log]
+level = "warning"
 """
 
 # One process scores every file named on stdin: `spamassassin -L -t` with the rules loaded once.
@@ -194,14 +196,7 @@ def start_relay(workdir: Path, sink_port: int, tracked: bool) -> RelayProcess:
     )
     config = workdir / "relay.toml"
     config.write_text(toml.format(**ports), encoding="utf-8")
-    with (workdir / "relay.log").open("wb") as log:
-        proc = subprocess.Popen(
-            relay_command("serve", "--config", str(config), "--log-level", "WARNING"),
-            cwd=workdir,
-            env=relay_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    proc = spawn_relay(config, log=workdir / "relay.log")
     for port in ports.values():
         wait_for_port(port, proc)
     return RelayProcess(
