@@ -20,7 +20,6 @@ import argparse
 import shutil
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,17 +27,13 @@ from pathlib import Path
 
 from smtp_load import (
     RECIPIENTS_PER_MESSAGE,
-    REPO,
     free_port,
     load,
-    migrated,
+    private_postgres,
     relay_config,
     running_relay,
     start_sink,
 )
-
-sys.path.insert(0, str(REPO / "tests"))
-from support.postgres import PostgresServer
 
 # While the queue fills, the hung upstream must not time out; a copy in flight to it
 # when the relay stops is given back (its lease released), so the queue is whole.
@@ -119,9 +114,7 @@ def run_sqlite(workdir: Path, messages: int, rounds: int) -> Rounds:
 
 
 def run_postgres(workdir: Path, messages: int, rounds: int) -> Rounds:
-    server = PostgresServer()
-    try:
-        url = migrated(server.create_database("filled"))
+    with private_postgres("filled") as (server, url):
 
         def fresh(_home: Path, name: str) -> str:
             with server.connect() as conn:
@@ -129,8 +122,6 @@ def run_postgres(workdir: Path, messages: int, rounds: int) -> Rounds:
             return f'url = "{server.url(name)}"'
 
         return run_rounds("postgres", workdir, messages, rounds, f'url = "{url}"', fresh)
-    finally:
-        server.stop()
 
 
 def report(seconds: float, backend: str, workers: int, copies: int) -> float:

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from delivered import event_batches, spool_delivered
-from smtp_load import free_port, migrated, wait_port  # the benchmarks' shared loopback helpers
+from smtp_load import free_port, private_postgres, wait_port  # the benchmarks' shared helpers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -316,12 +316,7 @@ def compare_workers(counts: list[int], args: argparse.Namespace) -> None:
 def compare_backends(args: argparse.Namespace) -> None:
     """The one-client load (classification on), SQLite's file against a private PostgreSQL
     (Debian's package, fsync on, on loopback: tests/support/postgres.py), back to back."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from support.postgres import PostgresServer
-
-    server = PostgresServer()
-    try:
-        url = migrated(server.create_database("pixels"))
+    with private_postgres("pixels") as (_server, url):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             results = {}
@@ -337,8 +332,6 @@ def compare_backends(args: argparse.Namespace) -> None:
                     f" stored {stored}" + (" LOST" if stored < answered else ""),
                     flush=True,
                 )
-    finally:
-        server.stop()
     ratio = results["postgres"] / results["sqlite"]
     print(f"ratio PostgreSQL / SQLite: {ratio:.2f} (target >= 0.8)")
 

@@ -35,7 +35,7 @@ from smtp_load import (
     REPO,
     free_port,
     load,
-    migrated,
+    private_postgres,
     relay_config,
     running_relay,
     spawn,
@@ -163,20 +163,13 @@ def backlog(args: argparse.Namespace, workdir: Path) -> None:
 def compare_backends(args: argparse.Namespace, workdir: Path) -> None:
     """The relay on SQLite, then on a private PostgreSQL (Debian's package, fsync on,
     loopback: tests/support/postgres.py), same load, back to back."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from support.postgres import PostgresServer
-
-    server = PostgresServer()
-    try:
-        url = migrated(server.create_database("throughput"))
+    with private_postgres("throughput") as (_server, url):
 
         def on_postgres(port: int, upstream_port: int, work: Path) -> AbstractContextManager[None]:
             return relay_front(port, upstream_port, work, store=f'url = "{url}"')
 
         lite = measure("sqlite", relay_front, args, workdir, PER_RECIPIENT)
         pg = measure("postgres", on_postgres, args, workdir, PER_RECIPIENT)
-    finally:
-        server.stop()
     print(f"ratio PostgreSQL / SQLite: {pg / lite:.2f} (target >= 0.8)")
 
 

@@ -37,18 +37,14 @@ from pathlib import Path
 from pixel import at, at_url, prepare_store, store_toml, wrk
 from smtp_load import (
     RECIPIENTS_PER_MESSAGE,
-    REPO,
     free_port,
     load,
-    migrated,
+    private_postgres,
     relay_config,
     spawn,
     start_sink,
     wait_port,
 )
-
-sys.path.insert(0, str(REPO / "tests"))
-from support.postgres import PostgresServer
 
 from relay.core.config import StoreConfig
 
@@ -199,12 +195,8 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = measure(at(Path(tmp) / "relay.db"), None, args)
-    server = PostgresServer()
-    try:
-        url = migrated(server.create_database("scaling"))
+    with private_postgres("scaling") as (server, url):
         results["postgres"] = measure(at_url(url), server.port, args)
-    finally:
-        server.stop()
     print("CPU ms per unit (this machine), and the rates measured on its 2 cores:")
     print(f"  {'':<10}{'front/msg':>10}{'delivery/copy':>15}{'db/msg':>8}"
           f"{'http/pixel':>12}{'db/pixel':>10}{'msgs/s':>8}{'pixels/s':>10}")  # fmt: skip

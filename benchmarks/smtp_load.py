@@ -22,6 +22,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "alice@example.com"
@@ -212,3 +216,18 @@ def migrated(url: str) -> str:
     if done.returncode != 0:
         raise SystemExit(f"relay migrate failed: {done.stderr.strip()}")
     return url
+
+
+@contextlib.contextmanager
+def private_postgres(database: str) -> Iterator[tuple[PostgresServer, str]]:
+    """A private PostgreSQL (Debian's package, fsync on, on loopback:
+    tests/support/postgres.py) with `database` made and migrated: (the server, the
+    database's URL). The server is stopped on leaving."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server, migrated(server.create_database(database))
+    finally:
+        server.stop()
