@@ -184,6 +184,16 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise SystemExit(f"nothing listening on {port}")
 
 
+def source_command(port: int, message: str, messages: int, sessions: int) -> list[str]:
+    """smtp-source sending the file `message` `messages` times over `sessions` connections,
+    from SENDER to RECIPIENTS_PER_MESSAGE recipients each."""
+    return [
+        "smtp-source", "-F", message, "-m", str(messages), "-s", str(sessions),
+        "-d", "-r", str(RECIPIENTS_PER_MESSAGE), "-f", SENDER, "-t", RECIPIENT,
+        "-M", "localhost", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+
+
 def load(port: int, messages: int, concurrency: int) -> tuple[float, float]:
     """The standard load against `port`, once it listens: (start, end) wall-clock times,
     end being when the last message got its 250 (smtp-source exits)."""
@@ -193,11 +203,7 @@ def load(port: int, messages: int, concurrency: int) -> tuple[float, float]:
         # smtp-source reads lines and sends each with CRLF itself.
         message.write(reference_message().replace(b"\r\n", b"\n"))
         message.flush()
-        command = [
-            "smtp-source", "-F", message.name, "-m", str(messages), "-s", str(concurrency),
-            "-d", "-r", str(RECIPIENTS_PER_MESSAGE), "-f", SENDER, "-t", RECIPIENT,
-            "-M", "localhost", f"127.0.0.1:{port}",
-        ]  # fmt: skip
+        command = source_command(port, message.name, messages, concurrency)
         started = time.time()
         done = subprocess.run(command, capture_output=True, text=True)
         ended = time.time()

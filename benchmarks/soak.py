@@ -34,13 +34,12 @@ from typing import Any
 
 from pixel import UA_HEADER, at, prepare_store
 from smtp_load import (
-    RECIPIENT,
     RECIPIENTS_PER_MESSAGE,
-    SENDER,
     free_port,
     reference_message,
     relay_config,
     require,
+    source_command,
     spawn,
     start_sink,
     wait_port,
@@ -131,11 +130,7 @@ class MailLoad(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            command = [
-                "smtp-source", "-F", str(self.message), "-m", str(BATCH), "-s",
-                str(self.sessions), "-d", "-r", str(RECIPIENTS_PER_MESSAGE), "-f", SENDER,
-                "-t", RECIPIENT, "-M", "localhost", f"127.0.0.1:{self.port}",
-            ]  # fmt: skip
+            command = source_command(self.port, str(self.message), BATCH, self.sessions)
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             _out, err = self.proc.communicate()
             if b"452" in err:
