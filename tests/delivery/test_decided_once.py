@@ -7,17 +7,14 @@ config, as after a SIGHUP or a restart between the two.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from delivery.upstreams import SinkFactory
+from support.dkim_keys import dns_answering, make_key
 
 from relay.core.config import Config, DkimConfig, TrackingConfig, UpstreamConfig
 from relay.core.models import Copy, CopySpec, NewMessage, TrackingDecision
@@ -39,27 +36,6 @@ HTML = (
     b'<html><body><p>Read <a href="https://example.com/news">the news</a>.</p>\r\n'
     b'<p><a href="https://example.com/unsubscribe?u=1">Unsubscribe</a></p></body></html>\r\n'
 )
-
-
-def make_key() -> tuple[bytes, bytes]:
-    """(PEM private key, the TXT record publishing its public half)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-
-def dns_answering(records: dict[bytes, bytes]) -> Callable[..., bytes | None]:
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        return records.get(name.rstrip(b"."))
-
-    return lookup
 
 
 def tracking(**settings: object) -> TrackingConfig:

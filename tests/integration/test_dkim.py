@@ -6,7 +6,6 @@ DNS lookup answered from the test's own public key.
 
 from __future__ import annotations
 
-import base64
 import re
 import smtplib
 import subprocess
@@ -15,8 +14,7 @@ from pathlib import Path
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from support.dkim_keys import dns_answering, make_key
 from support.processes import (
     RelayProcess,
     SinkHandler,
@@ -56,27 +54,6 @@ HTML_MESSAGE = (
 )
 
 
-def make_key() -> tuple[bytes, bytes]:
-    """(PEM private key, the TXT record publishing its public half)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-
-def dns_answering(records: dict[bytes, bytes]) -> Callable[..., bytes | None]:
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        return records.get(name.rstrip(b"."))
-
-    return lookup
-
-
 @pytest.fixture(scope="module")
 def keys() -> tuple[bytes, bytes]:
     return make_key()
@@ -98,6 +75,16 @@ def relay_with(
         stop_relay(relay)
 
 
+@pytest.fixture
+def signing_relay(
+    tmp_path: Path, keys: tuple[bytes, bytes], relay_with: Callable[[str], RelayProcess]
+) -> Callable[[str], RelayProcess]:
+    """Starts a relay signing with the module's key (dkim.pem in its folder): its config
+    with DKIM_TABLE and the extra lines given after it."""
+    (tmp_path / "dkim.pem").write_bytes(keys[0])
+    return lambda extra: relay_with(DKIM_TABLE + extra)
+
+
 def send(relay: RelayProcess, raw: bytes) -> None:
     with smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=20) as client:
         client.sendmail("alice@example.com", ["bob@example.net"], raw)
@@ -110,14 +97,12 @@ def without_received(raw: bytes) -> bytes:
 
 
 def test_rewritten_copy_is_signed_and_verifies(
-    tmp_path: Path,
     keys: tuple[bytes, bytes],
-    relay_with: Callable[[str], RelayProcess],
+    signing_relay: Callable[[str], RelayProcess],
     sink: tuple[SinkHandler, int],
 ) -> None:
-    pem, txt = keys
-    (tmp_path / "dkim.pem").write_bytes(pem)
-    relay = relay_with(DKIM_TABLE)
+    txt = keys[1]
+    relay = signing_relay("")
     # Two earlier signatures: a stale one of ours and one of the sender's ESP; the
     # rewrite breaks both, so neither may go out.
     stale = (
@@ -138,14 +123,12 @@ def test_rewritten_copy_is_signed_and_verifies(
 
 
 def test_signs_the_configured_headers(
-    tmp_path: Path,
     keys: tuple[bytes, bytes],
-    relay_with: Callable[[str], RelayProcess],
+    signing_relay: Callable[[str], RelayProcess],
     sink: tuple[SinkHandler, int],
 ) -> None:
-    pem, txt = keys
-    (tmp_path / "dkim.pem").write_bytes(pem)
-    relay = relay_with(DKIM_TABLE + 'headers = ["From", "Subject"]\n')
+    txt = keys[1]
+    relay = signing_relay('headers = ["From", "Subject"]\n')
     # bare LFs in the body (in the header block they are refused): CRLF on the wire
     head, body = HTML_MESSAGE.split(b"\r\n\r\n", 1)
     send(relay, head + b"\r\n\r\n" + body.replace(b"\r\n", b"\n"))
@@ -181,14 +164,10 @@ def test_signed_mail_without_a_key_is_relayed_untracked_and_still_verifies(
 
 
 def test_unsigned_untouched_copy_is_not_signed(
-    tmp_path: Path,
-    keys: tuple[bytes, bytes],
-    relay_with: Callable[[str], RelayProcess],
-    sink: tuple[SinkHandler, int],
+    signing_relay: Callable[[str], RelayProcess], sink: tuple[SinkHandler, int]
 ) -> None:
     """A copy the relay did not change keeps its bytes: nothing to re-sign."""
-    (tmp_path / "dkim.pem").write_bytes(keys[0])
-    relay = relay_with(DKIM_TABLE)
+    relay = signing_relay("")
     text_only = HTML_MESSAGE.replace(b"text/html", b"text/plain")
     send(relay, text_only)
     delivered = sink[0].wait_for(1)[0].data
