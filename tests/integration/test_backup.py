@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import smtplib
 import sqlite3
 import stat
 from pathlib import Path
@@ -15,6 +14,7 @@ from support.processes import (
     SinkHandler,
     relay_command,
     relay_env,
+    relay_one,
     start_role,
     stop_role,
     write_config,
@@ -49,10 +49,8 @@ async def test_backup_under_load_opens_with_the_events(
     config, ports = write_config(tmp_path, sink_port)
     relay = start_role("serve", config, ports["tracking"])
     try:
-        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
-            client.sendmail("alice@example.com", ["bob@example.net"], MESSAGE)
-        [delivered] = handler.wait_for(1)
-        pixel = re.search(rb'src="(http://[^"]+/o/[^"]+)"', delivered.data)
+        delivered = relay_one(ports["smtp"], handler, MESSAGE)
+        pixel = re.search(rb'src="(http://[^"]+/o/[^"]+)"', delivered)
         assert pixel is not None
         stop = asyncio.Event()
 

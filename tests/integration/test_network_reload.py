@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import smtplib
 from pathlib import Path
 
 import aiohttp
-from support.processes import SinkHandler, start_role, stop_role, write_config
+from support.processes import SinkHandler, relay_one, start_role, stop_role, write_config
 
 MESSAGE = (
     b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: reload\r\n"
@@ -40,10 +39,8 @@ async def test_sighup_reads_new_network_data_and_keeps_serving(
     relay = start_role("serve", config, ports["tracking"])
     admin = f"http://127.0.0.1:{ports['admin']}"
     try:
-        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
-            client.sendmail("alice@example.com", ["bob@example.net"], MESSAGE)
-        [delivered] = handler.wait_for(1)
-        pixel = re.search(rb'src="(http://127\.0\.0\.1:\d+/o/[^"]+)"', delivered.data)
+        delivered = relay_one(ports["smtp"], handler, MESSAGE)
+        pixel = re.search(rb'src="(http://127\.0\.0\.1:\d+/o/[^"]+)"', delivered)
         assert pixel is not None
         mpp = {"User-Agent": "Mozilla/5.0", "X-Forwarded-For": "192.0.2.44"}
         async with aiohttp.ClientSession(headers=mpp) as http:

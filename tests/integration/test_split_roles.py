@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import smtplib
 from pathlib import Path
 
 import aiohttp
-from support.processes import SinkHandler, start_role, stop_role, write_config
+from support.processes import SinkHandler, relay_one, start_role, stop_role, write_config
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -34,10 +33,8 @@ async def test_smtp_and_http_roles_share_the_store(
     smtp_role = start_role("smtp", config, ports["smtp"])
     http_role = start_role("http", config, ports["tracking"])
     try:
-        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
-            client.sendmail("alice@example.com", ["bob@example.net"], MESSAGE)
-        [delivered] = handler.wait_for(1)
-        link = re.search(rb'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', delivered.data)
+        delivered = relay_one(ports["smtp"], handler, MESSAGE)
+        link = re.search(rb'href="(http://127\.0\.0\.1:\d+/c/[^"]+)"', delivered)
         assert link is not None
         async with aiohttp.ClientSession(headers=BROWSER) as http:
             async with http.get(link.group(1).decode(), allow_redirects=False) as answer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import smtplib
 import socket
 import subprocess
 import sys
@@ -225,6 +226,15 @@ def write_config(
         encoding="utf-8",
     )
     return config, ports
+
+
+def relay_one(smtp_port: int, sink: SinkHandler, message: bytes) -> bytes:
+    """Sends `message` from alice@example.com to bob@example.net through the relay's SMTP
+    port; the one copy the sink received."""
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+        client.sendmail("alice@example.com", ["bob@example.net"], message)
+    [delivered] = sink.wait_for(1)
+    return delivered.data
 
 
 def spawn_relay(
