@@ -8,10 +8,12 @@ import signal
 import smtplib
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from integration.test_queue_operations import admin_get, config, message, sink_on, tags_of
-from support.processes import RelayProcess, free_port, start_relay, stop_relay
+from support.processes import RelayProcess, SinkHandler, free_port, start_relay, stop_relay
 
 
 def send(relay: RelayProcess, *tags: str) -> None:
@@ -57,14 +59,32 @@ def wait_until(predicate: object, timeout: float = 20.0) -> None:
     assert predicate(), "timed out"  # type: ignore[operator]
 
 
-def test_a_child_delivers_reports_metrics_and_is_restarted_after_a_crash(tmp_path: Path) -> None:
+def delivered_by(relay: RelayProcess, sink: SinkHandler, workdir: Path, tag: str) -> int:
+    """Sends the one message `tag` through relay and waits for the sink, the first it gets;
+    the process that delivered it."""
+    send(relay, tag)
+    wait_until(lambda: tags_of(sink) == {tag})
+    return deliverer(workdir)
+
+
+def config_with(upstream: int, setting: str) -> str:
+    """The relay's config for the sink on `upstream` with one more line (before [tracking])."""
+    return config(upstream).replace("[tracking]", f"{setting}\n[tracking]")
+
+
+@contextmanager
+def serving(workdir: Path, setting: str = "") -> Iterator[tuple[RelayProcess, SinkHandler]]:
+    """A relay in workdir (config_with `setting`) delivering to a sink of its own; the test
+    stops the relay, the sink stops after it."""
     upstream = free_port()
     with sink_on(upstream) as sink:
-        relay = start_relay(tmp_path, config(upstream))
+        yield start_relay(workdir, config_with(upstream, setting)), sink
+
+
+def test_a_child_delivers_reports_metrics_and_is_restarted_after_a_crash(tmp_path: Path) -> None:
+    with serving(tmp_path) as (relay, sink):
         try:
-            send(relay, "one")
-            wait_until(lambda: tags_of(sink) == {"one"})
-            child = deliverer(tmp_path)
+            child = delivered_by(relay, sink, tmp_path, "one")
             assert child != relay.proc.pid
             assert admin_get(f"{relay.admin_url}/metrics")[0] == 200
             wait_until(lambda: 'relay_deliveries_total{outcome="delivered"} 1.0' in metrics(relay))
@@ -88,9 +108,7 @@ def test_the_child_of_a_killed_relay_stops_and_a_new_relay_delivers(tmp_path: Pa
     upstream = free_port()
     with sink_on(upstream) as sink:
         relay = start_relay(tmp_path, config(upstream))
-        send(relay, "before")
-        wait_until(lambda: tags_of(sink) == {"before"})
-        child = deliverer(tmp_path)
+        child = delivered_by(relay, sink, tmp_path, "before")
         relay.proc.kill()
         relay.proc.communicate()
         wait_until(lambda: not alive(child))  # its stdin closed with the parent
@@ -129,10 +147,7 @@ def test_two_relays_on_one_store_both_deliver_each_copy_once(tmp_path: Path) -> 
 
 
 def test_several_delivery_processes_share_the_queue(tmp_path: Path) -> None:
-    upstream = free_port()
-    toml = config(upstream).replace("[tracking]", "delivery_workers = 3\n[tracking]")
-    with sink_on(upstream) as sink:
-        relay = start_relay(tmp_path, toml)
+    with serving(tmp_path, "delivery_workers = 3") as (relay, sink):
         try:
             wait_until(lambda: len(deliverers(tmp_path)) == 3)
             assert relay.proc.pid not in deliverers(tmp_path)
@@ -148,14 +163,9 @@ def test_several_delivery_processes_share_the_queue(tmp_path: Path) -> None:
 
 
 def test_delivery_in_the_smtp_process_when_asked(tmp_path: Path) -> None:
-    upstream = free_port()
-    toml = config(upstream).replace("[tracking]", "delivery_process = false\n[tracking]")
-    with sink_on(upstream) as sink:
-        relay = start_relay(tmp_path, toml)
+    with serving(tmp_path, "delivery_process = false") as (relay, sink):
         try:
-            send(relay, "inline")
-            wait_until(lambda: tags_of(sink) == {"inline"})
-            assert deliverer(tmp_path) == relay.proc.pid
+            assert delivered_by(relay, sink, tmp_path, "inline") == relay.proc.pid
         finally:
             stop_relay(relay)
 
@@ -163,13 +173,9 @@ def test_delivery_in_the_smtp_process_when_asked(tmp_path: Path) -> None:
 def test_the_child_ignores_a_group_sigterm_and_stops_with_its_parent(tmp_path: Path) -> None:
     """`systemctl stop` and Ctrl-C signal every process of the group: the child must not
     die mid-send, it stops when the relay closes its pipe, after its copies in flight."""
-    upstream = free_port()
-    with sink_on(upstream) as sink:
-        relay = start_relay(tmp_path, config(upstream))
+    with serving(tmp_path) as (relay, sink):
         try:
-            send(relay, "one")
-            wait_until(lambda: tags_of(sink) == {"one"})
-            child = deliverer(tmp_path)
+            child = delivered_by(relay, sink, tmp_path, "one")
             os.kill(child, signal.SIGTERM)
             send(relay, "two")
             wait_until(lambda: tags_of(sink) == {"one", "two"})
