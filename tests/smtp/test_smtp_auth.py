@@ -7,11 +7,21 @@ import dataclasses
 import smtplib
 import ssl
 import time
+from typing import Any
 
 import pytest
-from smtp.running import OUTSIDE, PASSWORD, Certs, LineClient, StartRelay, alice, in_thread
+from smtp.running import (
+    OUTSIDE,
+    PASSWORD,
+    Certs,
+    LineClient,
+    Relay,
+    StartRelay,
+    alice,
+    in_thread,
+)
 
-from relay.core.config import HostPort
+from relay.core.config import HostPort, SmtpUser
 from relay.rewrite.headers import header_values
 from relay.smtp.auth import ThrottleSettings
 
@@ -41,16 +51,21 @@ def send_authenticated(
         client.sendmail(sender, ["bob@example.net"], data)
 
 
+async def tls_relay(
+    start_relay: StartRelay, certs: Certs, user: SmtpUser, **settings: Any
+) -> Relay:
+    """A relay with the test certificate that takes mail from OUTSIDE only from `user`
+    (AUTH after STARTTLS), with any other settings given."""
+    return await start_relay(
+        allowed_networks=OUTSIDE, tls_cert=certs.cert, tls_key=certs.key, users=(user,), **settings
+    )
+
+
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 async def test_auth_over_starttls_lets_a_user_relay(
     start_relay: StartRelay, certs: Certs, password_hash: str, mechanism: str
 ) -> None:
-    relay = await start_relay(
-        allowed_networks=OUTSIDE,
-        tls_cert=certs.cert,
-        tls_key=certs.key,
-        users=(alice(password_hash),),
-    )
+    relay = await tls_relay(start_relay, certs, alice(password_hash))
     await in_thread(send_authenticated, relay.port, certs.client, mechanism)
     [(msg, raw, _copies)] = await relay.spooled()
     assert msg.auth_user == "alice"
@@ -73,12 +88,8 @@ async def test_auth_is_neither_offered_nor_accepted_before_tls(
 async def test_implicit_tls_listener(
     start_relay: StartRelay, certs: Certs, password_hash: str
 ) -> None:
-    relay = await start_relay(
-        allowed_networks=OUTSIDE,
-        tls_cert=certs.cert,
-        tls_key=certs.key,
-        users=(alice(password_hash),),
-        implicit_tls_listen=(HostPort("127.0.0.1", 0),),
+    relay = await tls_relay(
+        start_relay, certs, alice(password_hash), implicit_tls_listen=(HostPort("127.0.0.1", 0),)
     )
     await in_thread(send_authenticated, relay.tls_port, certs.client, "PLAIN", implicit=True)
     [(msg, raw, _copies)] = await relay.spooled()
@@ -141,11 +152,8 @@ async def test_connection_is_dropped_after_repeated_failures(
 async def test_allowed_senders_bind_envelope_and_from(
     start_relay: StartRelay, certs: Certs, password_hash: str
 ) -> None:
-    relay = await start_relay(
-        allowed_networks=OUTSIDE,
-        tls_cert=certs.cert,
-        tls_key=certs.key,
-        users=(alice(password_hash, "alice@example.com", "*@sales.example.com"),),
+    relay = await tls_relay(
+        start_relay, certs, alice(password_hash, "alice@example.com", "*@sales.example.com")
     )
     with pytest.raises(smtplib.SMTPSenderRefused) as envelope:
         await in_thread(
@@ -166,12 +174,7 @@ async def test_allowed_senders_bind_envelope_and_from(
 async def test_a_reload_binds_a_user_to_the_new_allowed_senders(
     start_relay: StartRelay, certs: Certs, password_hash: str
 ) -> None:
-    relay = await start_relay(
-        allowed_networks=OUTSIDE,
-        tls_cert=certs.cert,
-        tls_key=certs.key,
-        users=(alice(password_hash),),
-    )
+    relay = await tls_relay(start_relay, certs, alice(password_hash))
     await in_thread(send_authenticated, relay.port, certs.client, "PLAIN", sender="any@example.org")
     bound = (alice(password_hash, "alice@example.com"),)
     relay.servers.reload(
