@@ -12,6 +12,7 @@ from delivery.upstreams import ScriptedHandler
 from support.processes import free_port
 
 from relay.core.config import UpstreamConfig
+from relay.core.models import DeliveryOutcome
 from relay.delivery.upstream import Upstream, open_upstream
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -53,6 +54,20 @@ def one_connection(port: int) -> Upstream:
     return open_upstream(config, helo_name="relay.test")
 
 
+async def two_sends_refusing_the_second(
+    sink: tuple[CountingHandler, int], reply: str
+) -> tuple[DeliveryOutcome, DeliveryOutcome]:
+    """Sends to b@ then c@ over one connection, the sink answering the second MAIL with
+    `reply`; the two outcomes."""
+    handler, port = sink
+    handler.refuse_mail[2] = reply
+    up = one_connection(port)
+    first = await up.send("a@example.com", ["b@example.net"], MESSAGE)
+    second = await up.send("a@example.com", ["c@example.net"], MESSAGE)
+    await up.close()
+    return first, second
+
+
 async def test_back_to_back_messages_share_a_connection_without_rset(
     sink: tuple[CountingHandler, int],
 ) -> None:
@@ -68,12 +83,8 @@ async def test_back_to_back_messages_share_a_connection_without_rset(
 async def test_a_421_on_an_unchecked_connection_is_retried_on_a_checked_one(
     sink: tuple[CountingHandler, int],
 ) -> None:
-    handler, port = sink
-    handler.refuse_mail[2] = "421 4.3.2 closing for maintenance"
-    up = one_connection(port)
-    first = await up.send("a@example.com", ["b@example.net"], MESSAGE)
-    second = await up.send("a@example.com", ["c@example.net"], MESSAGE)
-    await up.close()
+    handler = sink[0]
+    first, second = await two_sends_refusing_the_second(sink, "421 4.3.2 closing for maintenance")
     assert (first.status, second.status) == ("delivered", "delivered")
     assert [m.rcpt_tos for m in handler.messages] == [["b@example.net"], ["c@example.net"]]
     assert handler.mails == 3
@@ -85,11 +96,7 @@ async def test_a_421_on_an_unchecked_connection_is_retried_on_a_checked_one(
 async def test_a_4xx_that_is_not_about_the_connection_is_not_retried(
     sink: tuple[CountingHandler, int],
 ) -> None:
-    handler, port = sink
-    handler.refuse_mail[2] = "451 4.3.0 try later"
-    up = one_connection(port)
-    await up.send("a@example.com", ["b@example.net"], MESSAGE)
-    second = await up.send("a@example.com", ["c@example.net"], MESSAGE)
-    await up.close()
+    handler = sink[0]
+    _first, second = await two_sends_refusing_the_second(sink, "451 4.3.0 try later")
     assert (second.status, second.reply) == ("temporary", "451 4.3.0 try later")
     assert handler.mails == 2 and len(handler.messages) == 1
