@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 from support.processes import (
     ADMIN_TOKEN,
+    end_process,
     free_port,
     relay_toml,
     running_sink,
@@ -115,12 +116,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                     _hit(url)
             yield Running(f"http://127.0.0.1:{ports['admin']}", base, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            end_process(proc)
 
 
 def schemathesis(workdir: Path, document: str, *extra: str) -> tuple[int, str]:

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from support.processes import (
     SinkHandler,
+    end_process,
     free_port,
     relay_command,
     relay_env,
@@ -72,12 +73,7 @@ def start(config: Path, role: str, port: int | None) -> subprocess.Popen[bytes]:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc, timeout=30)
 
 
 def html(tag: str) -> bytes:

@@ -192,6 +192,16 @@ def stop_relay(relay: RelayProcess) -> tuple[int, str]:
     return relay.proc.returncode, err.decode(errors="replace")
 
 
+def end_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_role(role: str, config: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         relay_command(role, "--config", str(config)),
