@@ -12,9 +12,8 @@ from pathlib import Path
 import aiohttp
 from support.processes import (
     SinkHandler,
-    relay_command,
-    relay_env,
     relay_one,
+    run_relay,
     start_role,
     stop_role,
     write_config,
@@ -30,16 +29,9 @@ READER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Thunderbird/1
 
 
 async def backup(config: Path, target: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *relay_command("backup", "--config", str(config), str(target)),
-        cwd=config.parent,
-        env=relay_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await run_relay(
+        "backup", "--config", str(config), str(target), cwd=config.parent, seconds=120
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_backup_under_load_opens_with_the_events(

@@ -6,6 +6,7 @@ operator starts it; the upstream is an aiosmtpd sink on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import smtplib
@@ -161,6 +162,23 @@ def relay_toml(url: str, *, smtp: str = "", upstream: str = "", tracking: str = 
     return RELAY_TOML_TEMPLATE.format(
         url=url, smtp=smtp, upstream=upstream, tracking=tracking, token=ADMIN_TOKEN
     )
+
+
+async def run_relay(
+    *args: str, cwd: Path | None = None, seconds: float = 60.0
+) -> tuple[int, str, str]:
+    """`python -m relay ARGS` to its end (at most `seconds`), from the event loop: exit
+    status, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *relay_command(*args),
+        cwd=cwd,
+        env=relay_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), seconds)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def start_relay(workdir: Path, toml: str) -> RelayProcess:

@@ -6,14 +6,13 @@ No test reaches the Internet: every source's address is replaced with
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from support.processes import free_port, relay_command, relay_env
+from support.processes import free_port, run_relay
 
 from tracking_http.classify import APPLE_RELAY_FILE, CRAWLER_FILE, SCANNER_FILE, NetworkData
 from tracking_http.netdata import SOURCES
@@ -100,15 +99,7 @@ async def published() -> AsyncIterator[Published]:
 async def update_data(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     config = tmp_path / "relay.toml"
     config.write_text(f'[tracking]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
-    proc = await asyncio.create_subprocess_exec(
-        *relay_command("update-data", "--config", str(config), *args),
-        env=relay_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_relay("update-data", "--config", str(config), *args)
 
 
 def networks(path: Path) -> dict[str, list[str]]:
