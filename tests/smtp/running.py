@@ -99,6 +99,13 @@ class LineClient:
         assert (await client.reply()).startswith("220 ")
         return client
 
+    @classmethod
+    async def greeted(cls, port: int) -> LineClient:
+        """Connected and past EHLO (its 250 checked): a session ready for MAIL."""
+        client = await cls.connect(port)
+        assert (await client.command("EHLO client.test")).startswith("250")
+        return client
+
     async def reply(self) -> str:
         """One complete (possibly multi-line) reply; '' when the server closed."""
         lines = []

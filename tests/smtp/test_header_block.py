@@ -77,8 +77,7 @@ async def test_bare_cr_lf_or_nul_in_the_header_block_is_refused_before_spooling(
     start_relay: StartRelay, head: bytes
 ) -> None:
     relay = await start_relay()
-    client = await LineClient.connect(relay.port)
-    assert (await client.command("EHLO client.test")).startswith("250")
+    client = await LineClient.greeted(relay.port)
     reply = await send_data(client, HEAD + head + b"\r\nbody\r\n")
     await client.close()
     assert reply.startswith("550 5.6.0 ")
@@ -89,8 +88,7 @@ async def test_bare_cr_lf_or_nul_in_the_header_block_is_refused_before_spooling(
 async def test_the_same_bytes_in_the_body_are_relayed_unchanged(start_relay: StartRelay) -> None:
     relay = await start_relay()
     body = b"bare\rCR, bare\nLF, N\0UL\r\n\rX-Track: none\r\n\nFrom: x@example.com\r\nend\r\n"
-    client = await LineClient.connect(relay.port)
-    assert (await client.command("EHLO client.test")).startswith("250")
+    client = await LineClient.greeted(relay.port)
     refused = await send_data(client, HEAD + b"X-Note: a\rb\r\n\r\nbody\r\n")
     accepted = await send_data(client, HEAD + b"\r\n" + body)
     await client.close()
@@ -149,8 +147,7 @@ async def test_a_quoted_local_part_with_a_control_character_is_refused(
     start_relay: StartRelay, path: bytes
 ) -> None:
     relay = await start_relay()
-    client = await LineClient.connect(relay.port)
-    assert (await client.command("EHLO client.test")).startswith("250")
+    client = await LineClient.greeted(relay.port)
     await client.send(b"MAIL FROM:<" + path + b">\r\n")
     mail = await client.reply()
     assert (await client.command("RSET")).startswith("250")

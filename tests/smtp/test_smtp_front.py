@@ -146,8 +146,7 @@ async def test_long_lines_and_8bit_without_8bitmime_arrive_byte_identical(
     )
     data = b"From: a@example.com\r\nSubject: long\r\n\r\n" + body
     stuffed = re.sub(rb"(?m)^\.", b"..", data)
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     await client.command("MAIL FROM:<a@example.com>")  # no BODY=8BITMIME
     await client.command("RCPT TO:<b@example.net>")
     assert (await client.command("DATA")).startswith("354")
@@ -175,8 +174,7 @@ async def test_several_messages_on_one_aiosmtplib_connection(start_relay: StartR
 async def test_pipelined_transactions_get_replies_in_order(start_relay: StartRelay) -> None:
     """RFC 2920: a whole envelope in one write, and the next one right after the dot."""
     relay = await start_relay(max_recipients=2)
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     envelope = (
         b"MAIL FROM:<a@example.com> BODY=8BITMIME\r\nRCPT TO:<b@example.net>\r\n"
         b"RCPT TO:<c@example.net>\r\nRCPT TO:<d@example.net>\r\nDATA\r\n"
@@ -210,8 +208,7 @@ async def test_store_failure_answers_451_never_250(start_relay: StartRelay) -> N
 
 async def test_close_lets_a_message_in_data_finish(start_relay: StartRelay) -> None:
     relay = await start_relay()
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     await client.command("MAIL FROM:<a@example.com>")
     await client.command("RCPT TO:<b@example.net>")
     await client.command("DATA")

@@ -17,8 +17,7 @@ def smtplib_send(port: int, sender: str, rcpts: list[str], data: bytes) -> dict[
 
 async def test_size_parameter_over_the_limit_gets_552(start_relay: StartRelay) -> None:
     relay = await start_relay(max_message_size=1000)
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     reply = await client.command("MAIL FROM:<a@example.com> SIZE=1001")
     assert reply.startswith("552 5.3.4")
     assert (await client.command("MAIL FROM:<a@example.com> SIZE=1000")).startswith("250")
@@ -29,8 +28,7 @@ async def test_data_over_the_limit_gets_552_and_the_session_goes_on(
     start_relay: StartRelay,
 ) -> None:
     relay = await start_relay(max_message_size=1000)
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     await client.command("MAIL FROM:<a@example.com>")
     await client.command("RCPT TO:<b@example.net>")
     assert (await client.command("DATA")).startswith("354")
@@ -49,8 +47,7 @@ async def test_data_over_the_limit_gets_552_and_the_session_goes_on(
 async def test_refusals_at_every_step_are_counted_by_reason(start_relay: StartRelay) -> None:
     """The front's own refusals (the 552 after the data) count as the handler's do."""
     relay = await start_relay(max_message_size=1000, max_recipients=1)
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     assert (await client.command("MAIL FROM:<a@example.com> SIZE=1001")).startswith("552 5.3.4")
     assert (await client.command("MAIL FROM:<nodomain>")).startswith("553 5.1.3")
     assert (await client.command("MAIL FROM:<a@example.com>")).startswith("250")
@@ -86,8 +83,7 @@ async def test_recipients_over_max_recipients_get_452(start_relay: StartRelay) -
 )
 async def test_garbage_sender_is_refused(start_relay: StartRelay, command: str, code: str) -> None:
     relay = await start_relay()
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     assert (await client.command(command)).startswith(code)
     await client.close()
 
@@ -96,8 +92,7 @@ async def test_garbage_recipient_is_refused_and_null_sender_accepted(
     start_relay: StartRelay,
 ) -> None:
     relay = await start_relay()
-    client = await LineClient.connect(relay.port)
-    await client.command("EHLO client.test")
+    client = await LineClient.greeted(relay.port)
     assert (await client.command("MAIL FROM:<>")).startswith("250")
     assert (await client.command("RCPT TO:<@@>")).startswith("5")
     assert (await client.command("RCPT TO:<no-at-sign>")).startswith("553")
