@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from support.messages import Spooled, spool
+from support.messages import BOB, Spooled, spool
 
+from relay.core.models import DeliveryOutcome
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 
@@ -27,6 +28,14 @@ async def spooled(store: Store) -> Spooled:
         subject="Offer",
         message_id_header="<offer-1@example.com>",
     )
+
+
+@pytest.fixture
+async def delivered_bob(store: Store, spooled: Spooled) -> int:
+    """The id of bob's copy of `spooled`, recorded delivered ("250 ok") before any hit."""
+    bob = spooled.copies[BOB].id
+    await store.record_outcome(bob, DeliveryOutcome("delivered", "250 ok"), None)
+    return bob
 
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]

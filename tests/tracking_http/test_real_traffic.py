@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from relay.core.config import Config, TrackingConfig
-from relay.core.models import DeliveryOutcome, Event
+from relay.core.models import Event
 from relay.core.store import Store
 from relay.core.tokens import TokenCodec
 from tracking_http.app import RELOAD_NETWORKS, create_tracking_app
@@ -102,11 +102,10 @@ async def test_a_burst_is_one_clients_neighbouring_addresses_and_agent(
 
 
 async def test_mpp_at_delivery_then_the_reader_hours_later(
-    store: Store, codec: TokenCodec, spooled: Any, serve: Any
+    store: Store, codec: TokenCodec, delivered_bob: int, serve: Any
 ) -> None:
     client = await start(serve, store, codec)
-    bob = spooled.copies[BOB].id
-    await store.record_outcome(bob, DeliveryOutcome("delivered", "250 ok"), None)
+    bob = delivered_bob
     await pixel(client, codec, bob, "Mozilla/5.0", RELAY_IP)
     await pixel(client, codec, bob, APPLE_MAIL, "2001:db8:77::5")
     await pixel(client, codec, bob, CHROME, "203.0.113.50")  # a browser at once: a sandbox

@@ -13,7 +13,7 @@ from typing import Any
 from support.messages import BOB, CAROL, spool
 
 from relay.core.config import Config, StoreConfig, TrackingConfig
-from relay.core.models import DeliveryOutcome, Event, TrackingDecision
+from relay.core.models import Event, TrackingDecision
 from relay.core.store import Store, open_store
 from relay.core.store.sqlite import SQLiteStore
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
@@ -126,11 +126,10 @@ async def test_human_click_without_open_infers_one(
 
 
 async def test_fast_and_burst_clicks_are_bots(
-    store: Store, codec: TokenCodec, spooled: Any, serve: Any
+    store: Store, codec: TokenCodec, spooled: Any, delivered_bob: int, serve: Any
 ) -> None:
     client = await app(serve, store, codec, bot_click_window=30.0)
-    bob, carol = spooled.copies[BOB].id, spooled.copies[CAROL].id
-    await store.record_outcome(bob, DeliveryOutcome("delivered", "250 ok"), None)
+    bob, carol = delivered_bob, spooled.copies[CAROL].id
     await clicked(client, codec, bob, ua=FIREFOX)
     event = await last(store)
     assert (event.klass, "click:too-fast" in event.reasons) == ("bot", True)
@@ -169,12 +168,11 @@ async def test_ignore_networks_and_anonymised_ip(
 
 
 async def test_erase_over_the_admin_api(
-    store: Store, codec: TokenCodec, spooled: Any, serve: Any
+    store: Store, codec: TokenCodec, spooled: Any, delivered_bob: int, serve: Any
 ) -> None:
     client = await app(serve, store, codec)
     admin = await serve(create_admin_app(Config(), store))
-    bob = spooled.copies[BOB].id
-    await store.record_outcome(bob, DeliveryOutcome("delivered", "250 ok"), None)
+    bob = delivered_bob
     await opened(client, codec, bob, ua=THUNDERBIRD)  # caches the copy with bob
     await opened(client, codec, spooled.copies[CAROL].id, ua=THUNDERBIRD)
     resp = await admin.delete(f"/api/contacts/{BOB.upper()}")
