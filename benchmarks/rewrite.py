@@ -20,7 +20,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from relay.rewrite import RewritePlan, prepare_message, render, rewrite_message
+from relay.rewrite import RewritePlan, prepare_template, render, rewrite_message
 
 TEXT = "Hello Bob,\n\nOur spring offers are here: https://shop.example.com/spring\n\nAlice\n"
 PARAGRAPH = (
@@ -100,7 +100,7 @@ def main() -> None:
         assert result.parts_rewritten == 1, result.notes
         mb = len(raw) / 1e6
         ours_s, std_s = best_time(ours, raw), best_time(stdlib_round_trip, raw)
-        template = prepare_message(raw, PLAN)
+        template = prepare_template(raw, PLAN)
         next_s = best_time(lambda _raw, t=template: render(t, PLAN).raw, raw)
         peak = peak_memory(raw) / 1e6
         limit = 3 * mb + 100

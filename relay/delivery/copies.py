@@ -21,7 +21,7 @@ from relay.rewrite import (
     RewritePlan,
     Rewritten,
     plan_shape,
-    prepare_message,
+    prepare_template,
     render,
 )
 
@@ -193,5 +193,5 @@ def _rewrite(
     template: MessageTemplate | None, raw: bytes, plan: RewritePlan
 ) -> tuple[MessageTemplate, Rewritten]:
     if template is None:
-        template = prepare_message(raw, plan)
+        template = prepare_template(raw, plan)
     return template, render(template, plan)

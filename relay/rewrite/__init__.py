@@ -82,7 +82,7 @@ def pixel_at(plan: RewritePlan, decoded_size: int) -> Literal["top", "bottom"]:
 
 def rewrite_message(raw: bytes, plan: RewritePlan) -> Rewritten:
     """Rewrite the HTML body parts of raw; never raises, never touches other bytes."""
-    return render(prepare_message(raw, plan), plan)
+    return render(prepare_template(raw, plan), plan)
 
 
 # Stand-ins for a copy's own URLs while a message is scanned once for all its copies.
@@ -145,11 +145,11 @@ class MessageTemplate:
     done: Rewritten | None = None
 
 
-def prepare_message(raw: bytes, plan: RewritePlan) -> MessageTemplate:
+def prepare_template(raw: bytes, plan: RewritePlan) -> MessageTemplate:
     """The template for every copy of raw whose plan has this plan's shape; never raises."""
     shape = plan_shape(plan)
     try:
-        return _prepare(raw, plan, shape)
+        return _template(raw, plan, shape)
     except Exception as exc:  # tracking never costs a message
         return _left_alone(raw, shape, f"rewrite failed: {type(exc).__name__}: {exc}")
 
@@ -181,7 +181,7 @@ def _changes(text: str, spans: list[tuple[int, int, str]]) -> bool:
     return apply_edits(text, spans) != text
 
 
-def _prepare(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
+def _template(raw: bytes, plan: RewritePlan, shape: Shape) -> MessageTemplate:
     # Imported here: html.py imports RewritePlan from this package.
     from relay.rewrite.html import scan_part
 

@@ -21,7 +21,7 @@ from relay.core.models import NewMessage
 from relay.core.store import Store
 from relay.smtp.backpressure import SpoolGuard
 from relay.smtp.followups import copy_specs, record_replies
-from relay.smtp.message import prepare_message
+from relay.smtp.message import read_submission
 from relay.smtp.session import NULL_SENDER, auth_user, peer_ip
 
 log = logging.getLogger("relay.smtp")
@@ -49,7 +49,7 @@ class Intake:
         await self.spool_guard.pace()  # flow control: slower while deliveries fall behind
         ip = peer_ip(session)
         rcpts = tuple(envelope.rcpt_tos)
-        parsed = prepare_message(
+        parsed = read_submission(
             config,
             envelope.original_content or b"",
             helo=str(session.host_name or ""),

@@ -175,7 +175,7 @@ def received_header(
     return f"{line}; {when}"
 
 
-def prepare_message(
+def read_submission(
     config: Config,
     raw: bytes,
     *,
@@ -185,7 +185,11 @@ def prepare_message(
     protocol: str,
     rcpt_tos: tuple[str, ...],
 ) -> ParsedMessage:
-    """Decide tracking, drop control headers, add Received and a missing Message-ID."""
+    """What the front keeps of a submitted message: its tracking decision and the bytes to spool.
+
+    Decides tracking, drops the control and tag headers, adds Received and a
+    missing Message-ID.
+    """
     senders = from_addresses(raw)
     sender = senders[0] if senders else ""
     headers = header_map(raw)

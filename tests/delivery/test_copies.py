@@ -8,7 +8,7 @@ from relay.core.config import Config, TrackingConfig, TrackingPolicy
 from relay.core.models import Copy, Message, TrackingDecision
 from relay.core.tokens import HONEYPOT_LINK_INDEX, TokenCodec
 from relay.delivery.copies import RewriteTemplates, build_copy, build_plan, own_base_urls
-from relay.rewrite import IMAGE_ONLY_NOTE, prepare_message
+from relay.rewrite import IMAGE_ONLY_NOTE, prepare_template
 
 HTML_MESSAGE = (
     b"From: a@example.com\r\nTo: b@example.net\r\nSubject: offer\r\n"
@@ -124,12 +124,12 @@ def test_templates_are_bounded_by_the_bytes_of_their_messages() -> None:
     plan = build_plan(config(), CODEC, Copy(1, "m", "b@x", ("b@x",), "queued"), two_recipients())
     templates = RewriteTemplates(max_bytes=2 * len(HTML_MESSAGE), max_message=len(HTML_MESSAGE))
     for name in ("a", "b", "c"):
-        templates.put(name, prepare_message(HTML_MESSAGE, plan), uses=5)
+        templates.put(name, prepare_template(HTML_MESSAGE, plan), uses=5)
     assert templates.get("a", HTML_MESSAGE, plan) is None  # the oldest made room
     assert templates.get("b", HTML_MESSAGE, plan) is not None
     assert templates.get("c", HTML_MESSAGE, plan) is not None
     bigger = HTML_MESSAGE + b"<p>more</p>\r\n"
-    templates.put("big", prepare_message(bigger, plan), uses=5)
+    templates.put("big", prepare_template(bigger, plan), uses=5)
     assert templates.get("big", bigger, plan) is None  # over max_message: never kept
     assert templates.get("c", bigger, plan) is None  # other bytes under the same id: not used
 
@@ -137,7 +137,7 @@ def test_templates_are_bounded_by_the_bytes_of_their_messages() -> None:
 def test_a_template_serves_the_further_copies_of_its_message_then_goes() -> None:
     plan = build_plan(config(), CODEC, Copy(1, "m", "b@x", ("b@x",), "queued"), two_recipients())
     templates = RewriteTemplates()
-    template = prepare_message(HTML_MESSAGE, plan)
+    template = prepare_template(HTML_MESSAGE, plan)
     templates.put("m", template, uses=2)
     assert templates.get("m", HTML_MESSAGE, plan) is template
     assert templates.get("m", HTML_MESSAGE, plan) is template

@@ -1,6 +1,6 @@
 """A message's copies follow the policy of the moment it was received, not the delivery's.
 
-Spooled through the SMTP side's own functions (prepare_message, copy_specs) into
+Spooled through the SMTP side's own functions (read_submission, copy_specs) into
 the real SQLite store, delivered by the worker to an aiosmtpd sink with another
 config, as after a SIGHUP or a restart between the two.
 """
@@ -25,7 +25,7 @@ from relay.delivery.upstream import open_upstream
 from relay.delivery.worker import DeliveryWorker
 from relay.rewrite.headers import header_values
 from relay.smtp.followups import copy_specs
-from relay.smtp.message import prepare_message
+from relay.smtp.message import read_submission
 
 BASE = "https://t.example.org"
 CODEC = TokenCodec(["decided-once-key"])
@@ -45,7 +45,7 @@ def tracking(**settings: object) -> TrackingConfig:
 async def receive(store: Store, config: Config, raw: bytes) -> Copy:
     """What the SMTP front does with an accepted message under config; its one copy."""
     rcpts = ("bob@example.net",)
-    parsed = prepare_message(
+    parsed = read_submission(
         config, raw, helo="client.test", ip="127.0.0.1", auth_user=None, protocol="ESMTP",
         rcpt_tos=rcpts,
     )  # fmt: skip

@@ -10,7 +10,7 @@ from rewrite.mime_checks import check_rewrite
 from rewrite.test_message_properties import messages
 from rewrite.test_templates import copy_plan
 
-from relay.rewrite import MAX_LINKS_PER_PART, prepare_message, render, rewrite_message
+from relay.rewrite import MAX_LINKS_PER_PART, prepare_template, render, rewrite_message
 
 HEAD = b"From: a@example.com\r\nSubject: links\r\nMIME-Version: 1.0\r\n"
 
@@ -72,7 +72,7 @@ def test_under_the_cap_there_is_no_note() -> None:
 
 def test_every_copy_rendered_from_a_template_is_capped_the_same() -> None:
     raw = single_html(40)
-    template = prepare_message(raw, copy_plan(1, max_links=10))
+    template = prepare_template(raw, copy_plan(1, max_links=10))
     for copy in (1, 2):
         plan = copy_plan(copy, max_links=10)
         result = render(template, plan)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rewrite.mime_checks import check_rewrite
 from rewrite.test_message_properties import messages
 
-from relay.rewrite import RewritePlan, plan_shape, prepare_message, render, rewrite_message
+from relay.rewrite import RewritePlan, plan_shape, prepare_template, render, rewrite_message
 
 Position = Literal["auto", "top", "bottom"]
 
@@ -65,8 +65,8 @@ def test_a_template_renders_every_copy_as_its_own_rewrite(
     from it is byte for byte the rewrite made for that copy alone."""
     plan_a = copy_plan(first, **shape)  # type: ignore[arg-type]
     plan_b = copy_plan(other, **shape)  # type: ignore[arg-type]
-    template = prepare_message(raw, plan_a)
-    assert render(template, plan_b) == render(prepare_message(raw, plan_b), plan_b)
+    template = prepare_template(raw, plan_a)
+    assert render(template, plan_b) == render(prepare_template(raw, plan_b), plan_b)
     assert render(template, plan_a) == rewrite_message(raw, plan_a)
 
 
@@ -75,7 +75,7 @@ def test_a_plan_of_another_shape_is_not_rendered_from_the_template(raw: bytes, c
     opens_only = copy_plan(copy, clicks=False)
     full = copy_plan(copy, honeypot=True)
     assert plan_shape(opens_only) != plan_shape(full)
-    assert render(prepare_message(raw, opens_only), full) == rewrite_message(raw, full)
+    assert render(prepare_template(raw, opens_only), full) == rewrite_message(raw, full)
 
 
 HTML = (
@@ -90,7 +90,7 @@ def test_each_copy_gets_its_own_urls_escaped_for_each_quote() -> None:
     """The stand-ins are filled with the copy's URLs, escaped for the link's own quotes;
     nothing of the copy the template was made for remains."""
     first, second = copy_plan(3, honeypot=True), copy_plan(4, honeypot=True)
-    result = render(prepare_message(HTML, first), second)
+    result = render(prepare_template(HTML, first), second)
     check_rewrite(HTML, result, second)
     assert result.links == ("https://a.example/0", "https://b.example/?x=1&y")
     assert b'<p title="0">1 pixel</p>' in result.raw
@@ -109,7 +109,7 @@ def test_a_message_left_alone_is_left_alone_for_every_copy() -> None:
         b' boundary="s"\r\n\r\n--s\r\nContent-Type: text/html\r\n\r\n<a href="https://x.example/">x</a>'
         b"\r\n--s--\r\n"
     )
-    template = prepare_message(signed, copy_plan(1))
+    template = prepare_template(signed, copy_plan(1))
     for copy in (1, 2):
         result = render(template, copy_plan(copy))
         assert result.raw == signed and result.notes == ("signed or encrypted",)

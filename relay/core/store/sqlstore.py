@@ -43,7 +43,7 @@ from relay.core.store.sql import (
     bodies,
     feed,
     history,
-    labels,
+    hits,
     leases,
     outbox,
     privacy,
@@ -272,7 +272,7 @@ class SqlStore(ABC):
         fast path): no SAVEPOINT on SQLite, and it joins its batch's multi-row INSERT."""
         single = event.kind == "open" and not relabel_client
         return await self._write(
-            lambda c: labels.record_hit(c, event, relabel_client),
+            lambda c: hits.record_hit(c, event, relabel_client),
             single_statement=single,
             bulk=Bulk(writes.insert_hits, event) if single else None,
         )
@@ -281,7 +281,7 @@ class SqlStore(ABC):
         self, referenced: Sequence[str], rcpt_tos: Sequence[str], at: float
     ) -> list[Event]:
         refs, rcpts = tuple(referenced), tuple(rcpt_tos)
-        return await self._write(lambda c: labels.record_replies(c, refs, rcpts, at))
+        return await self._write(lambda c: hits.record_replies(c, refs, rcpts, at))
 
     # --- privacy ----------------------------------------------------------------
     async def erase_recipient(self, address: str) -> dict[str, int]:

@@ -34,7 +34,7 @@ from relay.core.models import Event
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.postgres.connection import Connection, translate_error
 from relay.core.store.postgres.writer import commit_items
-from relay.core.store.sql import labels, writes
+from relay.core.store.sql import hits, writes
 from relay.core.store.sqlite.hitproc import (
     FrameReader,
     Reply,
@@ -59,7 +59,7 @@ class OpenBatch:
 
     Hits are sent to the server as they come (plain opens as one statement per frame,
     writes.postgres_hits, whose result is read only after COMMIT; other hits through
-    labels.record_hit, as the store runs them), while the HTTP side goes on answering:
+    hits.record_hit, as the store runs them), while the HTTP side goes on answering:
     when the socket falls quiet, COMMIT is all that is left to wait for, one round trip
     and the server's fsync. Should anything fail on the way, the transaction is rolled
     back and the batch runs again as the store's writer runs one (commit_items: a
@@ -105,7 +105,7 @@ class OpenBatch:
                 return
             shared: Any = conn  # the shared SQL is typed for sqlite3; the adapter stands in
             for event, request in zip(events, requests, strict=True):
-                self._parts.append(([event], labels.record_hit(shared, event, request[2])))
+                self._parts.append(([event], hits.record_hit(shared, event, request[2])))
         except Exception as exc:  # the batch runs again at commit, hit by hit if need be
             log.debug("event writer: a batch broke: %r", exc)
             self._broken = True
@@ -176,7 +176,7 @@ def _results(parts: list[Part]) -> list[tuple[bool, Any]]:
     """Each hit's outcome, from a committed batch's parts."""
     results: list[tuple[bool, Any]] = []
     for events, value in parts:
-        if isinstance(value, list):  # labels.record_hit's events
+        if isinstance(value, list):  # hits.record_hit's events
             results.append((True, value))
             continue
         for placed in writes.placed_hits(events, value.fetchall()):

@@ -266,7 +266,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> list[int
 
 
 def insert_hits(conn: sqlite3.Connection, events: Sequence[Event]) -> list[list[Event]]:
-    """labels.record_hit for many plain hits (no relabelling, no inferred open) at once.
+    """hits.record_hit for many plain hits (no relabelling, no inferred open) at once.
 
     Each event gets its copy's recipient as it is now (an erased copy records
     "someone"); an unknown copy raises ValueError before anything is written.

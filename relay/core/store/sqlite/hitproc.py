@@ -40,7 +40,7 @@ from typing import Any
 from relay.core.models import Event, event_from
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.batching import Bulk, WriteItem
-from relay.core.store.sql import labels, writes
+from relay.core.store.sql import hits, writes
 from relay.core.store.sqlite import schema
 from relay.core.store.sqlite.writer import run_items
 
@@ -97,7 +97,7 @@ def write_item(event: Event, relabel_client: bool) -> WriteItem:
     """The same op the in-process store runs for Store.record_hit (sqlite.py)."""
     single = event.kind == "open" and not relabel_client
     return WriteItem(
-        functools.partial(labels.record_hit, event=event, relabel_client=relabel_client),
+        functools.partial(hits.record_hit, event=event, relabel_client=relabel_client),
         single_statement=single,
         bulk=Bulk(writes.insert_hits, event) if single else None,
     )
@@ -174,7 +174,7 @@ def acknowledgement(sent: Event, stored: list[Event]) -> int | list[Event]:
 
     That is nearly every hit: the HTTP side has the event already, and
     unpickling whole events back cost it more than the rest of the ack.
-    labels.record_hit changes a hit only in its id and recipient, so the
+    hits.record_hit changes a hit only in its id and recipient, so the
     events themselves come back only when there is more to say: an inferred
     open, or a recipient erased since the HTTP side cached the copy.
     """
