@@ -47,11 +47,6 @@ def sender_allowed(user: SmtpUser, address: str) -> bool:
     return any(address_matches(pattern, address) for pattern in user.allowed_senders)
 
 
-def find_user(config: SmtpConfig, name: str) -> SmtpUser | None:
-    """The [[smtp.users]] entry for an AUTH name (exact, case-sensitive like a password)."""
-    return next((user for user in config.users if user.name == name), None)
-
-
 def decide_tracking(
     config: Config,
     *,

@@ -20,7 +20,6 @@ from relay.policy import (
     address_matches,
     control_header_names,
     decide_tracking,
-    find_user,
     may_relay,
     sender_allowed,
 )
@@ -93,14 +92,6 @@ def test_sender_allowed() -> None:
     assert sender_allowed(bound, "team@sales.example.com")
     assert not sender_allowed(bound, "bob@example.com")
     assert not sender_allowed(bound, "")  # the null sender is someone else's bounce
-
-
-def test_find_user() -> None:
-    alice, bob = SmtpUser("alice", "h1"), SmtpUser("bob", "h2")
-    config = SmtpConfig(users=(alice, bob))
-    assert find_user(config, "bob") is bob
-    assert find_user(config, "carol") is None
-    assert find_user(config, "Alice") is None
 
 
 def decide(

@@ -156,9 +156,6 @@ def create_tracking_app(
     app[RELOAD_NETWORKS] = views.recorder.reload_networks
     app[RECONFIGURE] = views.recorder.reconfigure
 
-    async def drain(_app: web.Application) -> None:
-        await views.recorder.drain()
-
     async def watch_data(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_watch_networks(views.recorder.reload_networks))
         yield
@@ -166,7 +163,6 @@ def create_tracking_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.on_shutdown.append(drain)
     if config.tracking.classify:
         app.cleanup_ctx.append(watch_data)
     return app

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tracking_http.classify import BROWSERS, MAIL_CLIENTS
-from tracking_http.privacy import anonymize_ip
 
 MAX_UA_CHARS = 512
 OTHER = "other"
@@ -35,7 +34,3 @@ def ua_family(user_agent: str) -> str:
         if pattern.search(agent):
             return family
     return OTHER
-
-
-def client_key(ip: str, user_agent: str) -> ClientKey:
-    return ClientKey(ua_family(user_agent), anonymize_ip(ip))

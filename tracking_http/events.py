@@ -122,9 +122,6 @@ class EventRecorder:
         """New network data in use if a file changed (always, with force); see labelling."""
         return await self._labeller.reload(force=force)
 
-    async def drain(self) -> None:
-        """At shutdown nothing is left to wait for: the store's writer flushes its queue."""
-
     async def _write(self, token: TokenData, hit: Hit) -> None:
         """The first hit of a copy: who it belongs to and who sent it are read first."""
         try:

@@ -38,12 +38,6 @@ def head_end(raw: bytes, start: int = 0, stop: int | None = None) -> int:
     return stop if found is None else found.end()
 
 
-def split_head(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block including its terminating blank line, body)."""
-    end = head_end(raw)
-    return raw[:end], raw[end:]
-
-
 def line_ending(raw: bytes) -> bytes:
     """The line ending the message uses: that of its first line (CRLF by default)."""
     first = raw.find(b"\n")

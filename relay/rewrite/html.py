@@ -30,11 +30,7 @@ from relay.rewrite.links import (
     is_own_url,
     is_trackable_url,
 )
-from relay.rewrite.markup import HONEYPOT_TEMPLATE as HONEYPOT_TEMPLATE
-from relay.rewrite.markup import PIXEL_TEMPLATE as PIXEL_TEMPLATE
-from relay.rewrite.markup import apply_edits as apply_edits
-from relay.rewrite.markup import escape_attribute as escape_attribute
-from relay.rewrite.markup import tracking_snippet as tracking_snippet
+from relay.rewrite.markup import escape_attribute, tracking_snippet
 from relay.rewrite.patterns import ATTR, CC_OPEN, COMMENT_END, SKIP, SKIP_TO_LINK, TAG
 
 _WS = "\t\n\f\r "
@@ -326,26 +322,6 @@ PixelAt = Literal["top", "bottom"]
 TrackLink = Callable[[str], str]  # an original URL -> its tracking URL
 
 
-def rewrite_html(html: str, plan: RewritePlan, pixel_at: PixelAt, track_link: TrackLink) -> str:
-    """Return html with tracked hrefs, opt-out attributes removed and the pixel added.
-
-    track_link maps an original (entity-decoded, trimmed) URL to its tracking URL;
-    it is called once per tracked link, in document order except that an <a>
-    is resolved at its end (its visible text decides skip_bare_url_links).
-    """
-    return apply_edits(html, html_edits(html, plan, pixel_at, track_link))
-
-
-def html_edits(
-    html: str, plan: RewritePlan, pixel_at: PixelAt, track_link: TrackLink
-) -> list[tuple[int, int, str]]:
-    """The (start, end, replacement) spans rewrite_html makes, sorted and disjoint.
-
-    Kept apart so the caller can re-encode only the bytes around them.
-    """
-    return scan_part(html, plan, pixel_at, track_link).edits
-
-
 @dataclass(frozen=True)
 class ScannedPart:
     """What one scan found: the edits (pixel included), links left untracked, own images."""
@@ -358,8 +334,15 @@ class ScannedPart:
 def scan_part(
     html: str, plan: RewritePlan, pixel_at: PixelAt, track_link: TrackLink
 ) -> ScannedPart:
-    """html_edits, how many links were left untracked by plan.max_links_per_part, and the
-    number of <img> tags the part has of its own."""
+    """One HTML part scanned: its edits, links left untracked, and its own <img> tags.
+
+    The edits are (start, end, replacement) spans, sorted and disjoint: tracked
+    hrefs, opt-out attributes dropped, the plan's pixel and honeypot; the caller
+    re-encodes only the bytes around them (relay.rewrite). track_link maps
+    an original (entity-decoded, trimmed) URL to its tracking URL; it is called
+    once per tracked link, in document order except that an <a> is resolved at
+    its end (its visible text decides skip_bare_url_links).
+    """
     scanner = _Scanner(html, plan, track_link)
     scanner.run()
     snippet = tracking_snippet(plan)

@@ -18,8 +18,8 @@ from rewrite.mime_checks import html_text, max_line, parse
 from relay.core.config import SmtpConfig
 from relay.policy import control_header_names
 from relay.rewrite.headers import header_values, remove_headers
-from relay.rewrite.html import PIXEL_TEMPLATE
 from relay.rewrite.links import clean_url, decode_attribute_value
+from relay.rewrite.markup import PIXEL_TEMPLATE
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 # Exactly the field relay.smtp.message.received_header writes (hostname relay.test): a

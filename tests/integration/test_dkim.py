@@ -15,6 +15,7 @@ from pathlib import Path
 import dkim
 import pytest
 from support.dkim_keys import dns_answering, make_key
+from support.headers import split_head
 from support.processes import (
     RelayProcess,
     SinkHandler,
@@ -25,7 +26,7 @@ from support.processes import (
     stop_relay,
 )
 
-from relay.rewrite.headers import header_values, split_head
+from relay.rewrite.headers import header_values
 
 
 def relay_config(sink_port: int) -> str:

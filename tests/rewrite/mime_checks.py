@@ -12,8 +12,10 @@ import re
 from email.message import Message
 from email.policy import compat32
 
+from support.html import rewrite_html
+
 from relay.rewrite import RewritePlan, Rewritten, pixel_at, rewrite_message
-from relay.rewrite.html import rewrite_html, tracking_snippet
+from relay.rewrite.markup import tracking_snippet
 
 PIXEL_URL = "https://t.test/o/pixel.gif"
 TRACKED = re.compile(r"https://t\.test/c/(\d+)")

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.html import html_edits, rewrite_html
 
 from relay.rewrite import html
-from relay.rewrite.html import html_edits, rewrite_html
 from relay.rewrite.patterns import SKIP
 from relay.rewrite.transfer import encode_qp, encode_runs
 

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.html import rewrite_html
 
 from relay.rewrite import RewritePlan
-from relay.rewrite.html import HONEYPOT_TEMPLATE, PIXEL_TEMPLATE, escape_attribute, rewrite_html
+from relay.rewrite.markup import HONEYPOT_TEMPLATE, PIXEL_TEMPLATE, escape_attribute
 
 T0 = "https://t.test/c/0"
 T1 = "https://t.test/c/1"

@@ -7,8 +7,9 @@ from typing import Any
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from support.html import rewrite_html
 
-from relay.rewrite.html import rewrite_html, tracking_snippet
+from relay.rewrite.markup import tracking_snippet
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "html"
 OPT_OUT_NAMES = ("data-notrack", "clicktracking", "no-track", "msys-clicktrack", "disable-tracking")

@@ -16,9 +16,10 @@ from rewrite import mime_checks
 from rewrite.byte_checks import assert_only_html_bodies_changed
 from rewrite.mime_checks import assert_untouched, max_line, unrewrite
 from rewrite.test_mime import HTML, leaf, message, multipart
+from support.headers import split_head
 
 from relay.rewrite import Rewritten
-from relay.rewrite.headers import header_values, split_head
+from relay.rewrite.headers import header_values
 
 
 def rewrite_and_check(raw: bytes) -> tuple[Rewritten, list[str]]:

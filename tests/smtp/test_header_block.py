@@ -14,8 +14,9 @@ import smtplib
 
 import pytest
 from smtp.running import OUTSIDE, PASSWORD, LineClient, StartRelay, alice, in_thread
+from support.headers import split_head
 
-from relay.rewrite.headers import header_values, split_head
+from relay.rewrite.headers import header_values
 
 HEAD = b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: hi\r\n"
 

@@ -21,9 +21,9 @@ from smtp.running import (
     in_thread,
 )
 
-from relay.core.config import HostPort, SmtpUser
+from relay.core.config import HostPort, SmtpConfig, SmtpUser
 from relay.rewrite.headers import header_values
-from relay.smtp.auth import ThrottleSettings
+from relay.smtp.auth import ThrottleSettings, check_credentials
 
 MESSAGE = b"From: alice@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -186,3 +186,12 @@ async def test_a_reload_binds_a_user_to_the_new_allowed_senders(
         )
     assert refused.value.smtp_code == 550
     assert len(await relay.spooled()) == 1
+
+
+async def test_a_user_is_found_by_the_exact_name(password_hash: str) -> None:
+    """AUTH names are case-sensitive, like the password."""
+    config = SmtpConfig(users=(SmtpUser("alice", "not a hash"), SmtpUser("bob", password_hash)))
+    secret = PASSWORD.encode()
+    assert await check_credentials(config, b"bob", secret) == "bob"
+    assert await check_credentials(config, b"Bob", secret) is None
+    assert await check_credentials(config, b"carol", secret) is None

@@ -12,11 +12,12 @@ from typing import Any
 import aiosmtplib
 import pytest
 from smtp.running import OUTSIDE, LineClient, StartRelay, in_thread, refusals, smtp_config
+from support.headers import split_head
 
 from relay.core.config import Config
 from relay.core.limits import ConnectionLimits
 from relay.core.store import Store
-from relay.rewrite.headers import header_values, split_head
+from relay.rewrite.headers import header_values
 from relay.smtp.auth import AuthThrottle
 from relay.smtp.handler import RelayHandler
 from relay.smtp.server import RelaySMTP, Sessions, SmtpServers

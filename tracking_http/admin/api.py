@@ -161,15 +161,6 @@ class AdminViews:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def index(self, request: web.Request) -> web.Response:
-        return web.Response(
-            text="<!doctype html><title>relay admin</title><h1>relay admin</h1>"
-            "<p>The dashboard is not built yet. JSON: "
-            '<a href="/api/messages">/api/messages</a></p>',
-            content_type="text/html",
-            headers={"Cache-Control": "no-store"},
-        )
-
     async def list_messages(self, request: web.Request) -> web.Response:
         limit = parse_limit(request.query.get("limit"))
         if limit is None:
