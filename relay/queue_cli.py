@@ -1,8 +1,9 @@
 """`relay queue list | show ID | retry [ID] | delete ID`: the operator's view of the queue.
 
-These work on the store file directly, next to a running relay (SQLite WAL lets
-readers and one writer at a time share it; the relay's worker picks a retried
-copy up on its next poll, within a second). ID is a copy id (a number, as
+These open the configured store (the SQLite file or the PostgreSQL database)
+next to a running relay: a retry or delete is one more writer among the relay's
+own, and a delivery worker picks a retried copy up on its next poll, within a
+second. ID is a copy id (a number, as
 `list` shows) or a message id (all of that message's queued copies).
 """
 

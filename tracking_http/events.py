@@ -1,9 +1,10 @@
 """The recording path: a verified token and a request become a stored Event.
 
 The HTTP answer waits for the store (group commit: an acknowledged event is
-durable) but only for ``record_timeout`` seconds. A slow, closed or failing
+durable) but only for RECORD_TIMEOUT seconds. A slow, closed or failing
 store costs the event, never the recipient's redirect or pixel. A write
-still in flight when the wait ends is shielded, so it may yet land.
+already handed to the writer when the wait ends is committed with its batch
+all the same, so it may yet land.
 """
 
 from __future__ import annotations

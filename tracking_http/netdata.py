@@ -10,7 +10,7 @@ a truncated download or a changed format must never empty a list that
 decides what counts as a person. The file is written beside its final name
 and renamed over it, so a reader sees the old file or the new one, never
 half of one. The tracking server picks the new files up by itself
-(tracking_http.labelling: on SIGHUP and within DATA_CHECK_INTERVAL).
+(HitLabeller.reload: on SIGHUP, and within tracking_http.app's DATA_CHECK_INTERVAL).
 """
 
 from __future__ import annotations

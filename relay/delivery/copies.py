@@ -27,9 +27,6 @@ from relay.rewrite import (
 
 log = logging.getLogger("relay.delivery.copies")
 
-# The honeypot link (HONEYPOT_LINK_INDEX, in relay.core.tokens) goes to the
-# tracking site's root, so whoever follows it lands on our own host, never on a
-# third party. The tracking server classifies a click with this index as a bot.
 # Rewriting is CPU-bound: above this size it runs in a thread so the loop keeps serving.
 REWRITE_IN_THREAD_BYTES = 64 * 1024
 # A message's template (its HTML decoded and scanned) serves its other recipients' copies.
@@ -52,6 +49,12 @@ def own_base_urls(config: Config) -> tuple[str, ...]:
 
 
 def honeypot_url(codec: TokenCodec, base: str, copy_id: int) -> str:
+    """The copy's honeypot link: a click token with HONEYPOT_LINK_INDEX (relay.core.tokens).
+
+    It goes to the tracking site's root, so whoever follows it lands on our own
+    host, never on a third party; the tracking server classifies a click with
+    this index as a bot.
+    """
     return f"{base}/c/{codec.click_token(copy_id, HONEYPOT_LINK_INDEX, base + '/')}"
 
 

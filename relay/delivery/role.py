@@ -1,4 +1,4 @@
-"""The delivery role: run a worker (it shares the queue by leases) until cancelled."""
+"""The delivery role: a worker (it shares the queue by leases) and the store's sweeper."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The upstream MTA: maildir:PATH, smtp://, smtp+starttls://, smtps://.
 
-The only module that catches aiosmtplib's exceptions; everything is turned
-into a DeliveryOutcome (delivered / temporary / permanent). Only a 5xx answer
+Where aiosmtplib's exceptions end: transaction.py raises them as sendmail
+would (after its RSET), and this module turns every one into a
+DeliveryOutcome (delivered / temporary / permanent). Only a 5xx answer
 to MAIL, RCPT or DATA is permanent: a refused greeting, EHLO, STARTTLS or AUTH
 is a problem of the connection (or of our config), and bouncing every message
 for it would be worse than letting the queue wait for the operator.

@@ -1,7 +1,9 @@
 """Pure bytes -> bytes rewriting of a message's HTML body parts.
 
-No I/O, no SMTP, no SQL: rewrite_message is the single entry point, so it can
-be hammered by hypothesis and benchmarked alone.
+No I/O, no SMTP, no SQL, so it can be hammered by hypothesis and benchmarked
+alone. rewrite_message rewrites one copy; delivery makes the copies of one
+message with prepare_template (the MIME survey, decoding and HTML scan, once)
+and render (each copy's URLs), which give the same bytes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Each operation lists every status it can answer with the body's media type
 and schema, the formats of its parameters (the patterns of
 tracking_http.admin.params, which the handlers check), and whether it needs
 the admin token (``security: []`` marks the public ones). Schemathesis runs
-against both documents in tests/contract/test_schemathesis.py: a route whose
+against both documents in tests/integration/test_api_contract.py: a route whose
 answers the document does not describe fails ``make test``.
 
 ADMIN_ROUTES and TRACKING_ROUTES list the operations;

@@ -1,10 +1,11 @@
 """PostgreSQL schema and migrations, versioned in the table schema_version.
 
-MIGRATIONS[i] takes a database from version i to i + 1, like the SQLite
-backend's list (relay/core/store/sqlite/schema.py): append a step to both,
-never edit a shipped one. The SQLite list had eight steps when PostgreSQL
-came, so the first PostgreSQL step creates everything those eight made at
-once, and version 8 means the same schema on both engines.
+The steps follow the SQLite backend's list (relay/core/store/sqlite/schema.py):
+append a step to both, never edit a shipped one. The SQLite list had eight
+steps when PostgreSQL came, so MIGRATIONS[0] creates everything those eight
+made at once (BASELINE_VERSION: version 8 means the same schema on both
+engines), and each step after it is the SQLite step of the same version:
+MIGRATIONS[i] takes a database from version 7 + i to 8 + i.
 
 Migrating is explicit here (`relay migrate`, which calls ``migrate``): several
 nodes share one database, and none of them should change it by surprise on

@@ -1,11 +1,11 @@
 """The PostgreSQL backend: several processes on several hosts share one database.
 
-Writes go through PostgresWriter (group commit on one connection in a thread
-of its own); reads run on a small pool of read-only connections, so a report
-never waits behind a batch of events. Every query is the SQLite backend's
-(relay/core/store/sql/), run through the adapter in connection.py, and
-every method of the protocol is SqlStore's (store/sqlstore.py), as SQLite's
-are; this module only arranges connections and transactions. A closed or
+Writes go through PostgresWriter (group commit on a few connections, each in
+a thread of its own); reads run on a small pool of read-only connections, so a
+report never waits behind a batch of events. Every query is the SQLite
+backend's (relay/core/store/sql/), run through the adapter in connection.py,
+and every method of the protocol is SqlStore's (store/sqlstore.py), as
+SQLite's are; this module only arranges connections and transactions. A closed or
 unreachable store raises StoreUnavailable, never a psycopg error.
 
 The schema is checked at open, never changed there: `relay migrate`

@@ -1,13 +1,12 @@
-"""Group commit on PostgreSQL: one connection, one thread, a transaction per batch.
+"""Group commit on PostgreSQL: LANES connections, each in a thread, a transaction per batch.
 
 The same idea as the SQLite writer (relay/core/store/sqlite/writer.py):
 callers submit a function of a connection; the writer takes whatever is
-queued (up to MAX_BATCH), runs it in its own thread inside ONE transaction,
-each op inside its own SAVEPOINT so one failing op is rolled back alone,
-COMMITs (synchronous_commit on: the commit is on the server's disk when it
-returns) and only then resolves the callers' futures. A thousand concurrent
-events cost a handful of commits, and nothing is acknowledged before it is
-durable.
+queued (up to MAX_BATCH), runs it in a connection's thread inside ONE
+transaction, where one failing op is rolled back alone (below), COMMITs
+(synchronous_commit on: the commit is on the server's disk when it returns)
+and only then resolves the callers' futures. A thousand concurrent events
+cost a handful of commits, and nothing is acknowledged before it is durable.
 
 Unlike SQLite, a failed statement aborts a PostgreSQL transaction until it
 is rolled back, and a SAVEPOINT costs two round trips to the server. So a

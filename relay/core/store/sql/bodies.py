@@ -11,10 +11,11 @@ body is emptied: ``body`` goes from 'held' to 'released'.
 Released in the transaction that makes the last copy (or bounce) final, so no
 moment exists where a finished message still holds its body by design; and
 swept (``release_step``), so a body left behind by an older version, by a
-crash of one, or by a path that forgot to ask is found and released too. The
-freed pages go to SQLite's freelist and are reused by the next messages;
-``reclaim_step`` gives what stays free beyond a reserve back to the
-filesystem (``auto_vacuum = INCREMENTAL``).
+crash of one, or by a path that forgot to ask is found and released too. On
+SQLite the freed pages go to the file's freelist and are reused by the next
+messages; ``reclaim_step`` gives what stays free beyond a reserve back to the
+filesystem (``auto_vacuum = INCREMENTAL``). PostgreSQL's autovacuum makes the
+space reusable by itself.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Events that change or follow other events: honeypot relabelling, inferred opens, replies.
 
-Plain functions of a sqlite3 connection. The write ones run inside the
-GroupWriter's batch transaction (their own SAVEPOINT), so a reply and its
-inferred open land together or not at all.
+Plain functions of a connection (sqlite3's, or the PostgreSQL adapter). The
+write ones run inside a writer's batch transaction (the store's own writer, or
+the event writer process: sqlite/hitproc.py, postgres/hitproc.py), each as one
+op that is undone alone when it fails (a SAVEPOINT on SQLite; on PostgreSQL the
+batch runs again with one per op), so a reply and its inferred open land
+together or not at all.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ lease while it sends; recording the outcome clears it. A worker that dies
 stops renewing, so its copies become due again when their leases end: a copy
 is sent twice only when its worker died while sending it.
 
-On SQLite every write runs in the one writer's transaction, so a claim is
-atomic by itself; on PostgreSQL ``FOR UPDATE SKIP LOCKED`` makes concurrent
-claims from many processes skip each other's rows instead of waiting.
+On SQLite a claim runs in a write transaction (BEGIN IMMEDIATE), and the file
+has one write lock for every process that writes it, so a claim is atomic by
+itself; on PostgreSQL ``FOR UPDATE SKIP LOCKED`` makes concurrent claims from
+many processes skip each other's rows instead of waiting.
 """
 
 from __future__ import annotations

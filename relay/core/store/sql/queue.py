@@ -1,7 +1,7 @@
 """The queue's own SQL: depth, operator actions (list, retry, delete) and the bounce outbox.
 
-Write functions run inside the GroupWriter's batch transaction (see writes.py);
-read functions on the read connection. The bounces table is filled in the same
+Write functions run inside a writer's batch transaction (see writes.py); read
+functions on a read connection. The bounces table is filled in the same
 transaction that marks a copy bounced, so a crash can neither lose a bounce nor
 record one twice (its primary key is the copy id).
 """

@@ -1,4 +1,4 @@
-"""Simple reads and row -> model conversion, run in the read connection's thread."""
+"""Simple reads and row -> model conversion, run in a read connection's thread."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Write operations: plain functions of a sqlite3 connection, run by the GroupWriter.
+"""Write operations: plain functions of a connection, run by a store's writer.
 
-Each runs inside the writer's batch transaction (and its own SAVEPOINT), so it
-must not BEGIN or COMMIT itself.
+Each runs inside the writer's batch transaction (sqlite/writer.py,
+postgres/writer.py), which undoes a failing op alone, so it must not BEGIN or
+COMMIT itself.
 """
 
 from __future__ import annotations

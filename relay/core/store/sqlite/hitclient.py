@@ -1,4 +1,4 @@
-"""HitWriter: the HTTP side of the event writer process (store/sqlite/hitproc.py), with a fallback.
+"""HitWriter: the HTTP side of the event writer process (sqlite/ or postgres/hitproc.py).
 
 ``record_hit`` returns the stored events once they are committed, like
 Store.record_hit, and never waits longer than ``timeout``: it raises

@@ -5,7 +5,7 @@ thread inside the HTTP process fights its event loop for one core and both
 lose (measured: SQL twice as slow per event, a commit cycle of ~13 ms for
 25 events). Here the SQL runs in a process of its own: the HTTP side sends
 hits over a socketpair, this loop runs them as they arrive in ONE open
-transaction (store/writer.run_items: a multi-row INSERT for plain hits, a
+transaction (sqlite/writer.run_items: a multi-row INSERT for plain hits, a
 SAVEPOINT per op otherwise), commits with synchronous=FULL (the WAL is
 fsync'd before COMMIT returns) as soon as nothing more is waiting, and
 only then acknowledges each hit with the events stored. An acknowledged

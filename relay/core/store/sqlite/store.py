@@ -1,8 +1,12 @@
-"""The SQLite backend: one file, WAL, one group-committing writer, a separate reader.
+"""The SQLite backend: one file in WAL mode, a group-committing writer per process.
 
-Writes go through GroupWriter (relay.core.store.sqlite.writer); reads run on their own
-connection, so a report never waits behind a batch of events. A closed or
-unreachable store raises StoreUnavailable, never a sqlite3 error.
+Several processes write the one file: the SMTP front, each delivery process,
+the HTTP process and its event writer process (sqlite/hitproc.py), and the
+SMTP and tracking workers. Each writes through a GroupWriter of its own
+(relay.core.store.sqlite.writer), and their transactions take turns at the
+file's one write lock. Reads run on a connection of their own, so a report
+never waits behind a batch of events. A closed or unreachable store raises
+StoreUnavailable, never a sqlite3 error.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The single writer: every write goes through one queue and is group-committed.
+"""A process's writer: every write of the process goes through one queue, group-committed.
 
 Callers submit a function of a sqlite3 connection. The writer takes whatever is
 queued (up to MAX_BATCH), runs it in the connection's thread inside ONE
@@ -12,6 +12,9 @@ Every sqlite3 call releases the GIL, and this thread must then win it back
 from the event loop (up to the 5 ms switch interval). So consecutive ops that
 carry the same Bulk runner (events, mostly) go to SQLite as ONE statement:
 a batch of fifty pixel hits costs a few GIL hand-offs instead of a hundred.
+
+Other processes write the same file through writers of their own (see
+sqlite/store.py); a batch begins when SQLite's write lock is free (begin_write).
 """
 
 from __future__ import annotations
