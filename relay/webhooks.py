@@ -35,7 +35,7 @@ import aiohttp
 
 from relay.core.config import WebhookConfig
 from relay.core.metrics import Metrics
-from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget
+from relay.core.models import WebhookDelivery, WebhookNotice, WebhookTarget, is_machine
 from relay.core.store import Store
 from relay.core.tasks import cancel_and_wait
 
@@ -49,7 +49,6 @@ LEASE = 60.0  # a claimed row is hidden this long; more than a request can take
 BATCH = 50
 CONCURRENCY = 10
 POLL_INTERVAL = 1.0
-MACHINE_CLASSES = ("bot", "proxy", "prefetch")
 
 
 def signing_key(secret: str) -> bytes:
@@ -79,7 +78,7 @@ def payload(notice: WebhookNotice) -> bytes:
         "at": iso(notice.at),
         "url": notice.url or None,
         "class": notice.klass,
-        "is_machine": notice.klass in MACHINE_CLASSES and not notice.inferred,
+        "is_machine": is_machine(notice.klass, notice.inferred),
         "inferred": notice.inferred,
         "first": notice.first,
         "reasons": list(notice.reasons),

@@ -62,6 +62,7 @@ from typing import Literal, NamedTuple
 
 from crawlerdetect import CrawlerDetect
 
+from relay.core.limits import MAX_USER_AGENT
 from relay.core.models import EventClass
 from tracking_http.networks import (
     FileStamp,
@@ -81,7 +82,6 @@ SCANNER_FILE = "scanner_networks.txt"
 SECURITY_AGENTS_FILE = "mail_security_agents.txt"
 NETWORK_FILES = (APPLE_MPP_FILE, APPLE_RELAY_FILE, CRAWLER_FILE, SCANNER_FILE)
 
-MAX_UA_CHARS = 512  # agents are cached and crawlerdetect costs ~1 ms per long agent
 UA_CACHE_SIZE = 4096
 MAX_IP_CHARS = 64  # the longest textual IPv6 address is 45
 IP_CACHE_SIZE = 4096
@@ -287,7 +287,7 @@ class Classifier:
     def classify(self, facts: RequestFacts) -> Classification:
         """The class from the precedence in the module docstring; reasons from every rule."""
         where = self.network_signals(facts.ip[:MAX_IP_CHARS])
-        agent = self.agent_signals(facts.user_agent[:MAX_UA_CHARS])
+        agent = self.agent_signals(facts.user_agent[:MAX_USER_AGENT])
         is_open = facts.kind == "open"
         honeypot = ("honeypot",) if facts.honeypot or facts.honeypot_hit_by_client else ()
         head = ("http:head",) if facts.method.upper() == "HEAD" else ()

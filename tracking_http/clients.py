@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from relay.core.limits import MAX_USER_AGENT
 from tracking_http.classify import BROWSERS, MAIL_CLIENTS
 
-MAX_UA_CHARS = 512
 OTHER = "other"
 
 
@@ -29,7 +29,7 @@ class ClientKey(NamedTuple):
 def ua_family(user_agent: str) -> str:
     """Outlook, AppleMail, Gmail, Thunderbird, ... (the classifier's mail clients), then
     Edge, Opera, Firefox, Chrome, Safari; ``other`` for anything else."""
-    agent = user_agent[:MAX_UA_CHARS]
+    agent = user_agent[:MAX_USER_AGENT]
     for family, pattern in (*MAIL_CLIENTS, *BROWSERS):
         if pattern.search(agent):
             return family

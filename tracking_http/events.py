@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 from relay.core.config import TrackingConfig
+from relay.core.limits import MAX_USER_AGENT
 from relay.core.models import Copy, Event, event_from
 from relay.core.store import Store, StoreUnavailable
 from relay.core.tokens import TokenData
@@ -27,7 +28,6 @@ from tracking_http.privacy import anonymize_ip
 
 log = logging.getLogger("tracking_http.events")
 
-MAX_USER_AGENT = 512
 RECORD_TIMEOUT = 1.0  # seconds the answer waits for its event to be durable
 COPY_CACHE_SIZE = 10_000
 

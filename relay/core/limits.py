@@ -1,5 +1,5 @@
-"""Caps on what a client controls: open connections, in all and per address; logs that a
-flood cannot turn into a flood of its own.
+"""Caps on what a client controls: open connections, in all and per address; the part of
+a User-Agent that is kept; logs that a flood cannot turn into a flood of its own.
 
 Both fronts use these (the SMTP listeners and the two HTTP listeners): every
 connection holds a file descriptor and some memory, and without a cap a few
@@ -20,6 +20,9 @@ from typing import Any
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOG_INTERVAL = 10.0  # seconds between two lines about the same kind of failure
+# Characters of a tracking hit's User-Agent that are classified, named and stored: agents
+# are cached by value and crawlerdetect costs ~1 ms per long one.
+MAX_USER_AGENT = 512
 
 
 @dataclass

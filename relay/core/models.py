@@ -1,6 +1,7 @@
 """Plain records passed between the SMTP front, delivery, the store and HTTP.
 
-They carry no behaviour and no SQL, so every layer can share them.
+They carry no behaviour and no SQL, so every layer can share them; beside them,
+the few definitions every layer must agree on (which event classes are machines').
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from typing import Any, Literal
 CopyState = Literal["queued", "deferred", "delivered", "bounced"]
 EventKind = Literal["open", "click", "reply"]
 EventClass = Literal["human", "bot", "proxy", "prefetch", "self"]
+# Bot, proxy and prefetch fetches are machines'; an inferred event is a person's
+# (relay/core/store/sql/classes.py says the same in SQL).
+MACHINE_CLASSES: tuple[EventClass, ...] = ("bot", "proxy", "prefetch")
+
+
+def is_machine(klass: str | None, inferred: bool) -> bool:
+    """Whether an event is a machine's fetch (``is_machine`` in the API and webhooks)."""
+    return klass in MACHINE_CLASSES and not inferred
 
 
 @dataclass(frozen=True)

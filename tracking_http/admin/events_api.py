@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from relay.core.models import ContactReport, Event
+from relay.core.models import ContactReport, Event, is_machine
 from relay.core.store import Store
 from tracking_http.admin.api import JsonObject, iso_time, json_error, json_response
 from tracking_http.admin.params import MAX_ADDRESS, MAX_ID_DIGITS, is_address, is_digits
 
 EVENT_TYPES = ("open", "click", "reply")
-MACHINE_CLASSES = ("bot", "proxy", "prefetch")
 DEFAULT_EVENTS = 100
 MAX_EVENTS = 1000
 EXPORT_PAGE = 1000
@@ -66,7 +65,7 @@ def event_json(event: Event) -> JsonObject:
         "class": event.klass,
         "reasons": list(event.reasons),
         "inferred": event.inferred,
-        "is_machine": event.klass in MACHINE_CLASSES and not event.inferred,
+        "is_machine": is_machine(event.klass, event.inferred),
         "ip": event.ip,
         "user_agent": event.user_agent,
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from relay.core.store.sql.classes import COUNTED_CLASS, HUMAN, HUMAN_OPEN, NOT_INFERRED
+from relay.core.store.sql.classes import COUNTED_CLASS, HUMAN, HUMAN_OPEN, PROXY, RECORDED_HUMAN
 from relay.core.store.sql.dialect import json_text
 
 OPEN_WINDOW = 60  # seconds
@@ -36,7 +36,7 @@ def maybe_opened(where: str) -> str:
     human = f"{HUMAN_OPEN} AND {where}"
     return (
         "SELECT message_id, count(DISTINCT copy_id) FROM events"
-        f" WHERE kind = 'open' AND klass = 'proxy' AND {NOT_INFERRED} AND {where}"
+        f" WHERE kind = 'open' AND {PROXY} AND {where}"
         f" AND copy_id NOT IN (SELECT copy_id FROM events WHERE {human}) GROUP BY message_id"
     )
 
@@ -92,7 +92,7 @@ def forwarded_copies(conn: sqlite3.Connection, message_id: str) -> set[int]:
     family, network = json_text(conn, "extra", "ua_family"), json_text(conn, "extra", "network")
     rows = conn.execute(
         "SELECT copy_id FROM events WHERE message_id = ? AND kind = 'open'"
-        f" AND klass = 'human' AND {NOT_INFERRED} AND recipient IS NOT NULL AND {network} != ''"
+        f" AND {RECORDED_HUMAN} AND recipient IS NOT NULL AND {network} != ''"
         f" GROUP BY copy_id HAVING count(DISTINCT {family}) >= 2"
         f" AND count(DISTINCT {network}) >= 2",
         (message_id,),

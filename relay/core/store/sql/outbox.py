@@ -18,17 +18,18 @@ import secrets
 import sqlite3
 from collections.abc import Sequence
 
-from relay.core.models import WebhookDelivery, WebhookNotice, WebhookRow, WebhookTarget
+from relay.core.models import (
+    WebhookDelivery,
+    WebhookNotice,
+    WebhookRow,
+    WebhookTarget,
+    is_machine,
+)
 from relay.core.store.sql.classes import MACHINE
 from relay.core.store.sql.dialect import skip_locked
 from relay.core.store.sql.reads import EVENT_COLUMNS, event_from_row
 
 MAX_ERROR = 500
-
-
-def is_machine(klass: str | None, inferred: bool) -> bool:
-    """Bot, proxy and prefetch fetches are machines'; an inferred event is a person's."""
-    return klass in ("bot", "proxy", "prefetch") and not inferred
 
 
 def notice_to_json(notice: WebhookNotice) -> str:

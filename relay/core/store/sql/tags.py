@@ -25,7 +25,7 @@ from relay.core.models import (
     TagReport,
     TagSummary,
 )
-from relay.core.store.sql.classes import HUMAN, INFERRED, NOT_INFERRED
+from relay.core.store.sql.classes import HUMAN, PROXY, READER_AGENT, on
 from relay.core.store.sql.privacy import quoted_pattern
 
 MAX_LINKS = 200  # links in a tag's report, most clicked first
@@ -105,9 +105,9 @@ def _ratio(part: int, whole: int) -> float:
 # PostgreSQL turns maybe_opened's NOT IN into a scan of every open.
 _MAYBE = (
     "SELECT count(DISTINCT e.copy_id) FROM events e WHERE e.message_id IN ({tagged})"
-    f" AND e.kind = 'open' AND e.klass = 'proxy' AND e.{NOT_INFERRED}"
+    f" AND e.kind = 'open' AND {on('e', PROXY)}"
     " AND NOT EXISTS (SELECT 1 FROM events h WHERE h.message_id = e.message_id"
-    f" AND h.kind = 'open' AND h.copy_id = e.copy_id AND (h.klass = 'human' OR h.{INFERRED}))"
+    f" AND h.kind = 'open' AND h.copy_id = e.copy_id AND {on('h', HUMAN)})"
 )
 
 
@@ -190,7 +190,7 @@ def _unique_copies(
 
 _CLIENT_OPENS = (
     "SELECT copy_id, klass, user_agent, reasons, count(*) FROM events WHERE {scope}"
-    f" AND kind = 'open' AND klass IN ('human', 'proxy') AND {NOT_INFERRED}"
+    f" AND kind = 'open' AND {READER_AGENT}"
     " GROUP BY copy_id, klass, user_agent, reasons"
 )
 

@@ -149,7 +149,9 @@ _V4_WEB: tuple[str, ...] = (  # webhooks outbox, dashboard sessions
     # Charts: events per hour, kind and class (inferred counts as human), kept by triggers
     # in the statement that changes events (inserts, relabelling, erasure, retention), so
     # a 14-day chart reads a few hundred rows instead of counting every event
-    # (store/sql/rollup.py). Hours are whole since the epoch (UTC).
+    # (store/sql/rollup.py). Hours are whole since the epoch (UTC). The class counted is
+    # store/sql/classes.py's COUNTED_CLASS, spelled out: a shipped step never changes, so
+    # a new definition would take a step of its own that replaces these triggers.
     """CREATE TABLE event_hours (
         hour INTEGER NOT NULL,
         kind TEXT NOT NULL,
