@@ -8,6 +8,7 @@ modules; these tests are about what only PostgreSQL has.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support.messages import BOB, new_message, spool_one
+from support.messages import BOB, CAROL, new_message, spool, spool_one
 from support.stores import open_postgres
 
-from relay.core.models import CopySpec, Event
+from relay.core.models import CopySpec, DeliveryOutcome, Event
 from relay.core.store import StoreUnavailable
 from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
@@ -238,6 +239,45 @@ async def test_the_webhook_queue_loses_nothing_to_concurrent_writers(postgres_ur
     finally:
         await first.close()
         await second.close()
+
+
+async def test_copies_of_one_message_record_their_links_at_once(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer (a lane, a process, a node) is storing the message's shared links and
+    has not committed: this store's copies wait for it, then point at its list when they
+    have the same, or keep their own; no batch fails on the key and runs again."""
+    store = await open_postgres(postgres_url)
+    try:
+        spooled = await spool(store, (BOB, CAROL))
+        mine = [f"https://example.com/{i}" for i in range(20)]
+        other = [*mine[:19], "https://example.com/other"]
+        blocker = psycopg.connect(postgres_url, autocommit=True)
+        blocker.execute("BEGIN")
+        blocker.execute(
+            "INSERT INTO message_links (message_id, idx, url)"
+            " SELECT %s, n - 1, url FROM unnest(%s::text[]) WITH ORDINALITY AS u(url, n)",
+            (spooled.message_id, mine),
+        )
+        caplog.set_level(logging.DEBUG, logger="relay.core.store.postgres.writer")
+        delivered = DeliveryOutcome("delivered", "250 2.0.0 Ok")
+        writes = asyncio.gather(
+            store.record_outcome(spooled[BOB].id, delivered, None, links=mine),
+            store.record_outcome(spooled[CAROL].id, delivered, None, links=other),
+        )
+        await asyncio.sleep(0.3)  # both wait on the message's key
+        blocker.execute("COMMIT")
+        blocker.close()
+        await writes
+        assert not [r for r in caplog.records if "failed" in r.getMessage()]
+        shared = query(postgres_url, "SELECT id, links_shared FROM copies ORDER BY id")
+        assert shared == [(spooled[BOB].id, 1), (spooled[CAROL].id, 0)]
+        report = await store.message_report(spooled.message_id)
+        assert report is not None
+        links = {r.address: [link.url for link in r.links] for r in report.recipients}
+        assert links == {BOB: mine, CAROL: other}
+    finally:
+        await store.close()
 
 
 # --- failures ------------------------------------------------------------------

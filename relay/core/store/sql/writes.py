@@ -129,6 +129,9 @@ def store_links(
         raise ValueError(f"at most {MAX_LINKS} links per copy")
     cleaned = [clean_text(url) for url in urls]
     conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
+    if is_postgres(conn) and cleaned:
+        _store_links_postgres(conn, copy_id, message_id, cleaned, shared)
+        return
     if cleaned and not shared:
         conn.executemany(
             "INSERT INTO message_links (message_id, idx, url) VALUES (?, ?, ?)",
@@ -142,6 +145,39 @@ def store_links(
             "INSERT INTO links (copy_id, idx, url) VALUES (?, ?, ?)",
             [(copy_id, i, url) for i, url in enumerate(cleaned)],
         )
+
+
+def _store_links_postgres(
+    conn: sqlite3.Connection, copy_id: int, message_id: str, urls: list[str], shared: list[str]
+) -> None:
+    """store_links on PostgreSQL: each list in one statement over an array, written so
+    that two copies of one message may record their links at the same time.
+
+    executemany is a statement per row there (20 links, 20 executions). And writers run
+    side by side (lanes, processes, nodes): both copies of a message could read "no
+    shared list yet" and both insert it; the second then waited for the first's COMMIT,
+    failed on the key, and its whole batch ran again (measured: one message in twenty).
+    ON CONFLICT DO NOTHING keeps the list that committed first, and whether this copy's
+    list is that one is asked of the rows as they are then (on READ COMMITTED each
+    statement sees what committed before it began)."""
+    if not shared:
+        conn.execute(
+            "INSERT INTO message_links (message_id, idx, url)"
+            " SELECT ?, n - 1, url FROM unnest(?::text[]) WITH ORDINALITY AS u(url, n)"
+            " ON CONFLICT DO NOTHING",
+            (message_id, urls),
+        )
+    conn.execute(
+        "UPDATE copies SET links_shared = CASE WHEN (SELECT array_agg(url ORDER BY idx)"
+        " FROM message_links WHERE message_id = ?) = ?::text[] THEN 1 ELSE 0 END WHERE id = ?",
+        (message_id, urls, copy_id),
+    )
+    conn.execute(
+        "INSERT INTO links (copy_id, idx, url)"
+        " SELECT ?, n - 1, url FROM unnest(?::text[]) WITH ORDINALITY AS u(url, n)"
+        " WHERE (SELECT links_shared FROM copies WHERE id = ?) = 0",
+        (copy_id, urls, copy_id),
+    )
 
 
 def apply_outcome(
