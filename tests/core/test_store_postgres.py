@@ -27,6 +27,7 @@ from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate
 from relay.core.store.postgres.writer import LANES, commit_items
+from relay.core.store.sql.writes import LINKS_LOCK
 from relay.core.store.sqlite import schema as sqlite_schema
 
 
@@ -250,10 +251,13 @@ async def test_copies_of_one_message_record_their_links_at_once(
     store = await open_postgres(postgres_url)
     try:
         spooled = await spool(store, (BOB, CAROL))
-        mine = [f"https://example.com/{i}" for i in range(20)]
-        other = [*mine[:19], "https://example.com/other"]
+        mine = [f"https://example.com/{i}" for i in range(19)]
+        other = [*mine, "https://example.com/one-more"]  # longer: none of it may join mine
         blocker = psycopg.connect(postgres_url, autocommit=True)
-        blocker.execute("BEGIN")
+        blocker.execute("BEGIN")  # another writer storing the list, as store_links does
+        blocker.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LINKS_LOCK, spooled.message_id)
+        )
         blocker.execute(
             "INSERT INTO message_links (message_id, idx, url)"
             " SELECT %s, n - 1, url FROM unnest(%s::text[]) WITH ORDINALITY AS u(url, n)",
@@ -265,11 +269,12 @@ async def test_copies_of_one_message_record_their_links_at_once(
             store.record_outcome(spooled[BOB].id, delivered, None, links=mine),
             store.record_outcome(spooled[CAROL].id, delivered, None, links=other),
         )
-        await asyncio.sleep(0.3)  # both wait on the message's key
+        await asyncio.sleep(0.3)  # both wait for the other writer's COMMIT
         blocker.execute("COMMIT")
         blocker.close()
         await writes
         assert not [r for r in caplog.records if "failed" in r.getMessage()]
+        assert query(postgres_url, "SELECT count(*) FROM message_links") == [(19,)]
         shared = query(postgres_url, "SELECT id, links_shared FROM copies ORDER BY id")
         assert shared == [(spooled[BOB].id, 1), (spooled[CAROL].id, 0)]
         report = await store.message_report(spooled.message_id)

@@ -55,10 +55,11 @@ def record_outcome(
     if not rows:
         raise ValueError(f"no copy {copy_id}")
     message_id, mail_from = str(rows[0][0]), rows[0][1]
+    links_shared = None
     if links is not None:
         shared = [str(row[2]) for row in rows if row[2] is not None]
-        store_links(conn, copy_id, message_id, links, shared)
-    state = update_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
+        links_shared = store_links(conn, copy_id, message_id, links, shared)
+    state = update_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note, links_shared)
     if state == "deferred":
         return
     if state == "bounced":

@@ -117,67 +117,78 @@ def replace_links(conn: sqlite3.Connection, copy_id: int, urls: Sequence[str]) -
             "SELECT url FROM message_links WHERE message_id = ? ORDER BY idx", (message_id,)
         )
     ]
-    store_links(conn, copy_id, message_id, urls, shared)
+    sql, params = store_links(conn, copy_id, message_id, urls, shared)
+    conn.execute(f"UPDATE copies SET links_shared = {sql} WHERE id = ?", (*params, copy_id))
 
 
 def store_links(
     conn: sqlite3.Connection, copy_id: int, message_id: str, urls: Sequence[str], shared: list[str]
-) -> None:
+) -> SharedFlag:
     """replace_links once the message's shared list (``shared``) is known: only writes,
-    no result read (in PostgreSQL's pipeline mode they cost no round trip)."""
+    no result read (in PostgreSQL's pipeline mode they cost no round trip). Returns what
+    the copy's links_shared becomes, for the caller's UPDATE of the copy to set."""
     if len(urls) > MAX_LINKS:
         raise ValueError(f"at most {MAX_LINKS} links per copy")
     cleaned = [clean_text(url) for url in urls]
     conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
-    if is_postgres(conn) and cleaned:
-        _store_links_postgres(conn, copy_id, message_id, cleaned, shared)
-        return
+    if is_postgres(conn) and cleaned and not shared:
+        return _first_links_postgres(conn, copy_id, message_id, cleaned)
     if cleaned and not shared:
-        conn.executemany(
-            "INSERT INTO message_links (message_id, idx, url) VALUES (?, ?, ?)",
-            [(message_id, i, url) for i, url in enumerate(cleaned)],
-        )
+        _insert_links(conn, "message_links", "message_id", message_id, cleaned)
         shared = cleaned
     same = bool(cleaned) and shared == cleaned
-    conn.execute("UPDATE copies SET links_shared = ? WHERE id = ?", (int(same), copy_id))
-    if not same:
-        conn.executemany(
-            "INSERT INTO links (copy_id, idx, url) VALUES (?, ?, ?)",
-            [(copy_id, i, url) for i, url in enumerate(cleaned)],
-        )
+    if not same and cleaned:
+        _insert_links(conn, "links", "copy_id", copy_id, cleaned)
+    return ("?", (int(same),))
 
 
-def _store_links_postgres(
-    conn: sqlite3.Connection, copy_id: int, message_id: str, urls: list[str], shared: list[str]
+SharedFlag = tuple[str, tuple[object, ...]]  # links_shared's new value: SQL and parameters
+_LINK_ROWS = "SELECT ?, n - 1, url FROM unnest(?::text[]) WITH ORDINALITY AS u(url, n)"
+_MESSAGE_LIST = "(SELECT array_agg(url ORDER BY idx) FROM message_links WHERE message_id = ?)"
+
+
+def _insert_links(
+    conn: sqlite3.Connection, table: str, owner: str, owner_id: object, urls: list[str]
 ) -> None:
-    """store_links on PostgreSQL: each list in one statement over an array, written so
-    that two copies of one message may record their links at the same time.
+    """A list of links as rows (idx, url) of ``owner_id``: on PostgreSQL one statement over
+    an array (executemany is a statement per row there: 20 links, 20 executions, half the
+    server's time per message); sqlite3's executemany is one statement run in a loop."""
+    if is_postgres(conn):
+        conn.execute(f"INSERT INTO {table} ({owner}, idx, url) {_LINK_ROWS}", (owner_id, urls))
+        return
+    conn.executemany(
+        f"INSERT INTO {table} ({owner}, idx, url) VALUES (?, ?, ?)",
+        [(owner_id, i, url) for i, url in enumerate(urls)],
+    )
 
-    executemany is a statement per row there (20 links, 20 executions). And writers run
-    side by side (lanes, processes, nodes): both copies of a message could read "no
-    shared list yet" and both insert it; the second then waited for the first's COMMIT,
-    failed on the key, and its whole batch ran again (measured: one message in twenty).
-    ON CONFLICT DO NOTHING keeps the list that committed first, and whether this copy's
-    list is that one is asked of the rows as they are then (on READ COMMITTED each
-    statement sees what committed before it began)."""
-    if not shared:
-        conn.execute(
-            "INSERT INTO message_links (message_id, idx, url)"
-            " SELECT ?, n - 1, url FROM unnest(?::text[]) WITH ORDINALITY AS u(url, n)"
-            " ON CONFLICT DO NOTHING",
-            (message_id, urls),
-        )
+
+def _first_links_postgres(
+    conn: sqlite3.Connection, copy_id: int, message_id: str, urls: list[str]
+) -> SharedFlag:
+    """The first copy of a message to record links, as far as it read, on PostgreSQL.
+
+    Writers run side by side there (lanes, processes, nodes): both copies of a message
+    could read "no shared list yet" and both insert one; the second then waited for the
+    first's COMMIT, failed on the key, and its whole batch ran again (measured: one
+    message in twenty). So they take turns on a lock of the message's, held to COMMIT;
+    each statement after it sees what the other committed (READ COMMITTED): the list is
+    stored only if none is, and the copy keeps rows of its own only if the message's
+    list differs from its own."""
+    conn.execute("SELECT pg_advisory_xact_lock(?::integer, hashtext(?))", (LINKS_LOCK, message_id))
     conn.execute(
-        "UPDATE copies SET links_shared = CASE WHEN (SELECT array_agg(url ORDER BY idx)"
-        " FROM message_links WHERE message_id = ?) = ?::text[] THEN 1 ELSE 0 END WHERE id = ?",
-        (message_id, urls, copy_id),
+        f"INSERT INTO message_links (message_id, idx, url) {_LINK_ROWS}"
+        " WHERE NOT EXISTS (SELECT 1 FROM message_links WHERE message_id = ?)",
+        (message_id, urls, message_id),
     )
     conn.execute(
-        "INSERT INTO links (copy_id, idx, url)"
-        " SELECT ?, n - 1, url FROM unnest(?::text[]) WITH ORDINALITY AS u(url, n)"
-        " WHERE (SELECT links_shared FROM copies WHERE id = ?) = 0",
-        (copy_id, urls, copy_id),
+        f"INSERT INTO links (copy_id, idx, url) {_LINK_ROWS}"
+        f" WHERE {_MESSAGE_LIST} IS DISTINCT FROM ?::text[]",
+        (copy_id, urls, message_id, urls),
     )
+    return (f"CASE WHEN {_MESSAGE_LIST} = ?::text[] THEN 1 ELSE 0 END", (message_id, urls))
+
+
+LINKS_LOCK = 0x6C6E6B  # "lnk": pg_advisory_xact_lock(LINKS_LOCK, hashtext(message id))
 
 
 def apply_outcome(
@@ -211,17 +222,20 @@ def update_outcome(
     outcome: DeliveryOutcome,
     next_attempt_at: float | None,
     rewrite_note: str,
+    links_shared: SharedFlag | None = None,
 ) -> str:
-    """apply_outcome of a copy known to exist: one UPDATE, no result read; the new state."""
+    """apply_outcome of a copy known to exist: one UPDATE, no result read; the new state.
+    ``links_shared``: store_links' answer, set in the same UPDATE (one statement fewer)."""
     state = outcome_state(outcome, next_attempt_at)
     delivered_at = time.time() if state == "delivered" else None
+    shared_sql, shared_params = links_shared or ("links_shared", ())
     conn.execute(
         "UPDATE copies SET state = ?, attempts = attempts + 1, last_reply = ?,"
         " rcpt_replies = '{}', lease_owner = NULL, lease_until = NULL,"
         " queue_id = CASE WHEN ? = '' THEN queue_id ELSE ? END,"
         " next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = ?,"
-        " rewrite_note = CASE WHEN ? = '' THEN rewrite_note ELSE ? END"
-        " WHERE id = ?",
+        " rewrite_note = CASE WHEN ? = '' THEN rewrite_note ELSE ? END,"
+        f" links_shared = {shared_sql} WHERE id = ?",
         (
             state,
             clean_text(outcome.reply),
@@ -231,6 +245,7 @@ def update_outcome(
             delivered_at,
             rewrite_note,
             clean_text(rewrite_note),
+            *shared_params,
             copy_id,
         ),
     )
