@@ -58,7 +58,7 @@ class EventListener:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     self._wake()  # anything committed while not listening: read it now
                     while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=STOP_CHECK_SECONDS, stop_after=1):
+                        for _ in conn.notifies(timeout=STOP_CHECK_SECONDS):
                             self._wake()
             except psycopg.Error as exc:
                 if not self._stopping.is_set():
@@ -66,7 +66,11 @@ class EventListener:
                     self._stopping.wait(RECONNECT_SECONDS)
 
     def _wake(self) -> None:
+        """Wake the waiters, once until they wait again: a busy pixel server commits
+        hundreds of times a second, and each call into the event loop from this thread
+        costs the loop a wake-up (a waiter already woken reads every event anyway).
+        Reading the flag from here races only towards one wake-up too many."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is not None and not loop.is_closed() and not self._news.is_set():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._news.set)
