@@ -174,13 +174,17 @@ def stop(*procs: subprocess.Popen[str]) -> None:
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Until something listens on ``port`` (a connect given ``port`` as its own source
+    port reaches itself, not a listener: see tests/support/processes.wait_for_port)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                if sock.getsockname() != sock.getpeername():
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise SystemExit(f"nothing listening on {port}")
 
 

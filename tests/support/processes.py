@@ -34,16 +34,22 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Until something listens on ``port``. free_port's ports come from the ephemeral
+    range, so a connect to one that nobody listens on yet may be given that same port as
+    its source and connect to itself (TCP's simultaneous open): that is not a listener
+    (seen once in make test: the relay's port "answered", then refused the client)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _out, err = proc.communicate()
             raise AssertionError(f"relay exited {proc.returncode}: {err.decode(errors='replace')}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                if sock.getsockname() != sock.getpeername():
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise AssertionError(f"nothing listening on {port} after {timeout}s")
 
 
