@@ -40,16 +40,22 @@ class SpoolGuard:
     how long to hold the reply to DATA so arrivals keep pace with deliveries."""
 
     def __init__(self, config: SmtpConfig, store: Store, metrics: Metrics | None = None) -> None:
-        self.limit = config.max_queued_copies
-        self.max_delay = config.flow_delay
-        self.floor = min(FLOOR_MAX, self.limit // 10)
         self.store = store
         self.metrics = metrics
         self.delay = 0.0  # seconds the next reply to DATA waits
+        self.configure(config)
         self._queued = 0
         self._counted_at: float | None = None
         self._arrived = 0  # copies this process spooled, ever
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, queued, arrived)
+
+    def configure(self, config: SmtpConfig) -> None:
+        """The limits of a (new) config; SIGHUP applies them to the next message (the
+        counts and the delay already measured carry over, the delay held to the new cap)."""
+        self.limit = config.max_queued_copies
+        self.max_delay = config.flow_delay
+        self.floor = min(FLOOR_MAX, self.limit // 10)
+        self.delay = min(self.delay, self.max_delay)
 
     async def queue_full(self) -> bool:
         """True while at least max_queued_copies copies are queued or deferred."""

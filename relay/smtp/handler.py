@@ -36,10 +36,10 @@ class RelayHandler:
         on_spooled: Callable[[], None],
         metrics: Metrics | None = None,
     ) -> None:
-        self.config = config
         self.metrics = metrics
         self.spool_guard = SpoolGuard(config.smtp, store, metrics)
         self.intake = Intake(store, self.spool_guard, on_spooled, metrics)
+        self.config = config
 
     @property
     def config(self) -> Config:
@@ -47,9 +47,11 @@ class RelayHandler:
 
     @config.setter
     def config(self, config: Config) -> None:
-        """SIGHUP sets it (SmtpServers.reload): users and their allowed_senders too."""
+        """SIGHUP sets it (SmtpServers.reload): users and their allowed_senders, and the
+        queue's limit and flow delay, too."""
         self._config = config
         self._users = {user.name: user for user in config.smtp.users}
+        self.spool_guard.configure(config.smtp)
 
     def user(self, name: str | None) -> SmtpUser | None:
         return None if name is None else self._users.get(name)

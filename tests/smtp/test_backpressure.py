@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import smtplib
 import subprocess
@@ -52,6 +53,22 @@ async def test_full_queue_gets_452_at_mail_and_room_again_after_delivery(
             await relay.store.record_outcome(copy.id, DeliveryOutcome("delivered", "250 ok"), None)
     await asyncio.sleep(REFRESH_SECONDS + 0.1)
     assert (await in_thread(send, relay.port, ["e@example.net"]))[0] == 250
+
+
+async def test_a_reload_applies_a_new_queue_limit_to_the_next_message(
+    start_relay: StartRelay,
+) -> None:
+    """SIGHUP (SmtpServers.reload) with a lower max_queued_copies: the next MAIL past it
+    gets 452; raised again, mail is taken again. The limit was read once, at start."""
+    relay = await start_relay(max_queued_copies=100)
+    assert (await in_thread(send, relay.port, ["b@example.net", "c@example.net"]))[0] == 250
+    lower = dataclasses.replace(relay.config.smtp, max_queued_copies=2)
+    relay.servers.reload(dataclasses.replace(relay.config, smtp=lower))
+    code, text = await in_thread(send, relay.port, ["d@example.net"])
+    assert (code, text) == (452, b"4.3.1 Insufficient system storage")
+    relay.servers.reload(relay.config)
+    assert (await in_thread(send, relay.port, ["d@example.net"]))[0] == 250
+    assert len(await relay.spooled()) == 2
 
 
 @contextlib.contextmanager
