@@ -209,6 +209,27 @@ async def test_a_failing_write_does_not_fail_its_batch(store: AnyStore) -> None:
     assert [e.id for e in await store.list_events()] == [results[0], results[3]]
 
 
+async def test_an_outcome_for_no_copy_fails_alone_in_a_batch_that_commits(
+    store: AnyStore,
+) -> None:
+    """On PostgreSQL an outcome reads nothing before its batch's COMMIT: a copy that does
+    not exist is found out from the UPDATE's row count once the batch came back."""
+    msg = offer()
+    message_id = await store.spool(msg, copy_specs(msg))
+    copy = (await store.due_copies(T0, 1))[0]
+    before = store.transactions
+    results = await asyncio.gather(
+        store.record_event(an_event(copy.id, message_id)),
+        store.record_outcome(888, DeliveryOutcome("delivered", "250"), None, links=["u"]),
+        store.record_outcome(copy.id, DeliveryOutcome("delivered", "250"), None, links=["u"]),
+        return_exceptions=True,
+    )
+    assert store.transactions - before == 1
+    assert isinstance(results[0], int) and results[2] is None
+    assert isinstance(results[1], ValueError) and "no copy 888" in str(results[1])
+    assert (await store.queue_depth())["delivered"] == 1
+
+
 async def test_a_half_done_write_is_rolled_back_alone(store: AnyStore) -> None:
     msg = offer()
     message_id = await store.spool(msg, copy_specs(msg))

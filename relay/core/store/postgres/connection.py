@@ -149,6 +149,10 @@ class Connection:
             finally:
                 self._pipeline = None
 
+    @property
+    def in_pipeline(self) -> bool:
+        return self._pipeline is not None
+
     def sync(self) -> None:
         """In pipeline mode, wait for every statement sent so far (raising the first
         error among them); otherwise nothing to do."""

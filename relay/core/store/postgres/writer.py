@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from relay.core.store.base import StoreUnavailable
 from relay.core.store.batching import BatchWriter, Pending, WriteItem, bulk_groups, settle
 from relay.core.store.postgres.connection import Connection, is_retryable, translate_error
+from relay.core.store.sql.dialect import Unconfirmed
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def run_plainly(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, An
         if failure is None:
             failure = exc
     if failure is None:
-        return results
+        return [_confirmed(result) for result in results]
     if is_retryable(failure) or not conn.usable or isinstance(failure, _Mismatch):
         raise failure
     if not conn.in_transaction:  # the COMMIT itself failed: nothing of the batch is stored
@@ -205,6 +206,17 @@ def run_plainly(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, An
     log.debug("store: a write of a batch of %d failed: %r", len(items), failure)
     conn.execute("ROLLBACK")
     return None
+
+
+def _confirmed(result: tuple[bool, Any]) -> tuple[bool, Any]:
+    """An op's outcome once its batch's statements came back (sql/dialect.Unconfirmed)."""
+    ok, value = result
+    if not (ok and isinstance(value, Unconfirmed)):
+        return result
+    try:
+        return True, value.confirm()
+    except Exception as exc:
+        return False, translate_error(exc)
 
 
 def run_items(conn: Connection, items: list[WriteItem]) -> list[tuple[bool, Any]]:

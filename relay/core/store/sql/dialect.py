@@ -69,3 +69,19 @@ def inserted_ids(conn: Any, sql: str, params: Sequence[Any], rows: int) -> list[
     last = conn.execute(sql, params).lastrowid
     assert last is not None
     return list(range(last - rows + 1, last + 1))
+
+
+def pipelined(conn: Any) -> bool:
+    """A PostgreSQL connection in pipeline mode (its writer's batches): a result read
+    costs a round trip there, so a write that can be checked later should be."""
+    return bool(getattr(conn, "in_pipeline", False))
+
+
+class Unconfirmed:
+    """A write op's result that is known only once its batch's statements came back:
+    the writer calls ``confirm()`` after the batch's one sync, before it answers the
+    caller (postgres/writer.run_plainly). ``confirm`` returns the op's result or raises
+    the op's error (a ValueError for bad input: the op then wrote nothing)."""
+
+    def __init__(self, confirm: Any) -> None:
+        self.confirm = confirm

@@ -189,6 +189,43 @@ def _first_links_postgres(
 
 
 LINKS_LOCK = 0x6C6E6B  # "lnk": pg_advisory_xact_lock(LINKS_LOCK, hashtext(message id))
+_COPY_LIST = (
+    "(SELECT array_agg(ml.url ORDER BY ml.idx) FROM message_links ml"
+    " WHERE ml.message_id = c.message_id)"
+)
+_NO_LIST = "NOT EXISTS (SELECT 1 FROM message_links ml WHERE ml.message_id = c.message_id)"
+
+
+def copy_links_postgres(conn: sqlite3.Connection, copy_id: int, urls: Sequence[str]) -> SharedFlag:
+    """store_links on PostgreSQL with nothing read first (the copy's message and the
+    message's list are looked up by the statements themselves), so that in pipeline mode
+    an outcome costs its batch no round trip. The lock of _first_links_postgres is taken
+    only while the message has no list; the statements after it see what the other
+    writer committed. A copy that does not exist writes nothing here."""
+    if len(urls) > MAX_LINKS:
+        raise ValueError(f"at most {MAX_LINKS} links per copy")
+    cleaned = [clean_text(url) for url in urls]
+    conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
+    if not cleaned:
+        return ("?", (0,))
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(?::integer, hashtext(c.message_id)) FROM copies c"
+        f" WHERE c.id = ? AND {_NO_LIST}",
+        (LINKS_LOCK, copy_id),
+    )
+    rows = "FROM copies c, unnest(?::text[]) WITH ORDINALITY AS u(url, n) WHERE c.id = ?"
+    conn.execute(
+        f"INSERT INTO message_links (message_id, idx, url) SELECT c.message_id, n - 1, url"
+        f" {rows} AND {_NO_LIST}",
+        (cleaned, copy_id),
+    )
+    conn.execute(
+        f"INSERT INTO links (copy_id, idx, url) SELECT c.id, n - 1, url {rows}"
+        f" AND {_COPY_LIST} IS DISTINCT FROM ?::text[]",
+        (cleaned, copy_id, cleaned),
+    )
+    shared = _COPY_LIST.replace("c.message_id", "copies.message_id")
+    return (f"CASE WHEN {shared} = ?::text[] THEN 1 ELSE 0 END", (cleaned,))
 
 
 def apply_outcome(
@@ -226,10 +263,22 @@ def update_outcome(
 ) -> str:
     """apply_outcome of a copy known to exist: one UPDATE, no result read; the new state.
     ``links_shared``: store_links' answer, set in the same UPDATE (one statement fewer)."""
+    return update_copy(conn, copy_id, outcome, next_attempt_at, rewrite_note, links_shared)[0]
+
+
+def update_copy(
+    conn: sqlite3.Connection,
+    copy_id: int,
+    outcome: DeliveryOutcome,
+    next_attempt_at: float | None,
+    rewrite_note: str,
+    links_shared: SharedFlag | None = None,
+) -> tuple[str, Any]:
+    """update_outcome, with the UPDATE's cursor: its rowcount says whether the copy exists."""
     state = outcome_state(outcome, next_attempt_at)
     delivered_at = time.time() if state == "delivered" else None
     shared_sql, shared_params = links_shared or ("links_shared", ())
-    conn.execute(
+    cursor = conn.execute(
         "UPDATE copies SET state = ?, attempts = attempts + 1, last_reply = ?,"
         " rcpt_replies = '{}', lease_owner = NULL, lease_until = NULL,"
         " queue_id = CASE WHEN ? = '' THEN queue_id ELSE ? END,"
@@ -249,7 +298,7 @@ def update_outcome(
             copy_id,
         ),
     )
-    return state
+    return state, cursor
 
 
 _INSERT_EVENTS = (
