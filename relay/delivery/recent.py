@@ -39,14 +39,15 @@ class RecentMessages:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
 
+    def prefetch(self, message_id: str) -> None:
+        """Start reading a message that copies just claimed will need: the read then
+        overlaps the copies before them instead of holding an upstream connection idle.
+        A read that fails here is made again by ``get``."""
+        self._entry(message_id, time.monotonic())
+
     async def get(self, message_id: str) -> Loaded:
         """(message, raw bytes), or None when the message is not in the spool."""
-        now = time.monotonic()
-        self._expire(now)
-        entry = self._entries.get(message_id)
-        if entry is None:
-            task = asyncio.ensure_future(self._load(message_id))
-            entry = self._entries[message_id] = _Entry(task, 0, now + self._ttl)
+        entry = self._entry(message_id, time.monotonic())
         try:
             loaded = await asyncio.shield(entry.task)
         except BaseException:
@@ -59,6 +60,19 @@ class RecentMessages:
             self._bytes += entry.size
             self._shrink()
         return loaded
+
+    def _entry(self, message_id: str, now: float) -> _Entry:
+        """The message's entry, its read started if there is none (or the last failed)."""
+        self._expire(now)
+        entry = self._entries.get(message_id)
+        if entry is not None and entry.task.done() and not _succeeded(entry.task):
+            self._drop(message_id, entry)
+            entry = None
+        if entry is None:
+            task = asyncio.ensure_future(self._load(message_id))
+            task.add_done_callback(_succeeded)  # a failure nobody awaits is not an error
+            entry = self._entries[message_id] = _Entry(task, 0, now + self._ttl)
+        return entry
 
     async def _load(self, message_id: str) -> Loaded:
         return await self._store.load_message(message_id)  # one read, one hop
@@ -79,3 +93,9 @@ class RecentMessages:
         if self._entries.get(message_id) is entry:
             del self._entries[message_id]
             self._bytes -= entry.size
+
+
+def _succeeded(task: asyncio.Task[Loaded]) -> bool:
+    """Whether a done read succeeded (asking retrieves its error, so none is logged as
+    "never retrieved" when no copy came to await it)."""
+    return not task.cancelled() and task.exception() is None

@@ -92,6 +92,9 @@ class DeliveryWorker:
         # write of every process on a SQLite file takes turns on its one lock).
         self._ready: collections.deque[Copy] = collections.deque()
         self._more_due = False
+        # The claim in flight, run beside the copies: the next copies are taken (and their
+        # messages read) while the last ones are sent, so no connection waits for a claim.
+        self._claiming: asyncio.Task[None] | None = None
         self.lease = config.upstream.lease_time
         self._renewing: asyncio.Task[None] | None = None
         self._name_lease = DELIVERER_LEASE + self.owner
@@ -114,6 +117,8 @@ class DeliveryWorker:
         """Stop taking copies; finish the ones in flight (bounded), then close the upstream."""
         self._stopping = True
         await cancel_and_wait(self._task)
+        if self._claiming is not None:  # its copies are given back below with the ready ones
+            await asyncio.gather(self._claiming, return_exceptions=True)
         tasks = list(self._inflight.values())
         if tasks:
             # One step's timeout plus a little: a copy mid-reply usually finishes in it.
@@ -149,24 +154,38 @@ class DeliveryWorker:
             self._wake.clear()
 
     async def _take_due(self) -> None:
-        """Start copies, up to max_connections in flight, a task for each; when none are
-        ready, take up to max_connections due copies with a lease first."""
+        """Start copies, up to max_connections in flight, a task for each, from those
+        taken with a lease; take more (up to max_connections at a time, in a task beside
+        the copies) once at most half a claim's worth is left and the last claim was full,
+        or when none is left."""
         # A copy whose outcome is being written holds no connection, so it frees its slot
         # (at most max_connections such copies); it keeps its lease until the outcome.
         free = self._slots - len(self._inflight) + min(len(self._recording), self._slots)
-        if free <= 0:
-            self._backlog = True
-            return
-        if not self._ready:
-            due = await self.store.claim_copies(self.owner, time.time(), self.lease, self._slots)
-            self._ready.extend(due)
-            self._more_due = len(due) >= self._slots  # a full claim: maybe more are due
         while free > 0 and self._ready:
             copy = self._ready.popleft()
             task = asyncio.create_task(self._deliver_guarded(copy), name=f"copy-{copy.id}")
             self._inflight[copy.id] = task
             free -= 1
-        self._backlog = self._more_due or bool(self._ready)  # the next free slot asks at once
+        low = len(self._ready) <= self._slots // 2 and self._more_due
+        if self._claiming is None and not self._stopping and (low or not self._ready):
+            self._claiming = asyncio.create_task(self._claim(), name="delivery-claim")
+        # the next free slot asks at once
+        self._backlog = self._more_due or bool(self._ready) or self._claiming is not None
+
+    async def _claim(self) -> None:
+        try:
+            due = await self.store.claim_copies(self.owner, time.time(), self.lease, self._slots)
+        except Exception:  # the store may be briefly down; the queue is still there
+            log.exception("could not fetch due copies")
+            return
+        finally:
+            self._claiming = None
+        self._ready.extend(due)
+        self._more_due = len(due) >= self._slots  # a full claim: maybe more are due
+        for message_id in dict.fromkeys(copy.message_id for copy in due):
+            self.messages.prefetch(message_id)
+        if due:
+            self._wake.set()
 
     async def _renew(self) -> None:
         """Keep the leases of the copies held, however long their sends take."""

@@ -155,8 +155,8 @@ async def test_a_stopping_worker_gives_back_the_copies_it_took_but_did_not_start
         copies = await spool(store, rcpts)
         w = worker(store, port, max_connections=2)  # a claim takes two copies at a time
         await w.start()
-        # r0 and r1 go out; r0 is answered at once, so the next claim takes r2 and r3:
-        # r2 starts in r0's slot and r3 waits for one.
+        # r0 and r1 go out, and a claim beside them takes r2 and r3; r0 is answered at
+        # once, so r2 starts in its slot and r3 waits for one (r4 may be taken too).
         await wait_until_delivered(store, 1)
         await asyncio.sleep(0.2)
         await w.stop()  # r1 and r2 finish; r3 is given back, not left to its lease
@@ -165,3 +165,24 @@ async def test_a_stopping_worker_gives_back_the_copies_it_took_but_did_not_start
     assert sorted(m.rcpt_tos[0] for m in handler.messages) == rcpts[:3]
     left = await store.claim_copies("other/1/x", time.time(), 60.0, 10)
     assert [c.id for c in left] == [c.id for c in copies[3:]]  # r3 at once, r4 untouched
+
+
+async def test_the_next_copies_are_taken_while_the_last_ones_are_sent(store: Store) -> None:
+    """A claim runs beside the sends (its copies' messages read meanwhile), so a freed
+    connection never waits for one: with 2 connections busy, 2 more copies are taken."""
+    rcpts = [f"r{i}@example.net" for i in range(6)]
+    handler, port = SlowFor(set(rcpts)), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    try:
+        copies = await spool(store, rcpts)
+        w = worker(store, port, max_connections=2)
+        await w.start()
+        await asyncio.sleep(0.7)  # r0 and r1 are being sent (1.5 s each)
+        assert handler.messages == []
+        left = await store.claim_copies("other/1/x", time.time(), 60.0, 10)
+        assert [c.id for c in left] == [c.id for c in copies[4:]]  # r2, r3 were taken
+        await store.release_copies("other/1/x", [c.id for c in left])
+        await w.stop()
+    finally:
+        controller.stop()

@@ -8,7 +8,7 @@ from typing import Any
 from delivery.test_worker import HTML, spool
 
 from relay.core.models import Message
-from relay.core.store import Store
+from relay.core.store import Store, StoreUnavailable
 from relay.delivery.recent import RecentMessages
 
 
@@ -62,3 +62,46 @@ async def test_entries_expire_and_the_byte_bound_holds(store: Store) -> None:
         await small.get(message_id)
     await small.get(first.message_id)
     assert counting.reads == [first.message_id, second.message_id, first.message_id]
+
+
+async def test_a_prefetched_message_is_read_once_before_a_copy_asks(store: Store) -> None:
+    """The worker prefetches the messages of the copies it claims: the copy that starts
+    later finds its message read."""
+    [copy] = await spool(store, ["b@example.net"])
+    counting = CountingStore(store)
+    cache = recent(counting)
+    cache.prefetch(copy.message_id)
+    cache.prefetch(copy.message_id)  # a second copy of the same message: no second read
+    for _ in range(100):
+        if counting.reads:
+            break
+        await asyncio.sleep(0.01)
+    assert counting.reads == [copy.message_id]
+    loaded = await cache.get(copy.message_id)
+    assert loaded is not None and loaded[1].endswith(HTML)
+    assert counting.reads == [copy.message_id]
+
+
+class FailingOnce(CountingStore):
+    """The store down for the first read (a fault injected: the real store answers after)."""
+
+    async def load_message(self, message_id: str) -> tuple[Message, bytes] | None:
+        if not self.reads:
+            self.reads.append(message_id)
+            raise StoreUnavailable("down for a moment")
+        return await super().load_message(message_id)
+
+
+async def test_a_prefetch_that_failed_is_read_again_when_a_copy_asks(store: Store) -> None:
+    [copy] = await spool(store, ["b@example.net"])
+    failing = FailingOnce(store)
+    cache = recent(failing)
+    cache.prefetch(copy.message_id)
+    for _ in range(100):
+        if failing.reads:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the failed read is done
+    loaded = await cache.get(copy.message_id)
+    assert loaded is not None and loaded[0].id == copy.message_id
+    assert failing.reads == [copy.message_id, copy.message_id]
