@@ -1,4 +1,4 @@
-"""Group commit on PostgreSQL: LANES connections, each in a thread, a transaction per batch.
+"""Group commit on PostgreSQL: a connection in a thread (LANES), a transaction per batch.
 
 The same idea as the SQLite writer (relay/core/store/sqlite/writer.py):
 callers submit a function of a connection; the writer takes whatever is
@@ -15,11 +15,14 @@ as one statement); only when one of them fails is the transaction rolled
 back and the batch run again with a SAVEPOINT per op, where the failing op
 fails alone (single_statement is ignored).
 
-A batch waits for its COMMIT's round trips and the server's fsync, not for this
-process's CPU: so the writer keeps LANES connections, each with its thread, that
-take batches from the one queue in turn, and while one waits for its commit the
-next batch is already running (measured: delivery on one lane waited for the
-store with both the worker and the server mostly idle). Ops that must follow
+The writer can keep several connections (lanes), each with its thread, that take
+batches from the one queue in turn, so that while one waits for its commit the next
+batch already runs. That paid while an outcome cost its batch a round trip of its
+own; since a batch of outcomes costs one (queue.record_outcome_unread), one lane
+does better: lanes held each other up on the locks of the messages whose copies they
+shared, and every thread hop costs the event loop (measured on 2 cores:
+relay_throughput on PostgreSQL 268 msgs/s with one lane, 220 with two, 209 with
+three; drain.py 412 against 343 copies/s with one worker). Ops that must follow
 each other are awaited by their callers, so no order is lost.
 
 Other processes write to the same database at the same time. A batch that
@@ -46,7 +49,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteOp = Callable[[Any], Any]
-LANES = 3  # write connections per process
+LANES = 1  # write connections per process (see above)
 
 
 class _Retry(Exception):
