@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate
 from relay.core.store.postgres.writer import LANES, commit_items
+from relay.core.store.sql.dialect import text_array
 from relay.core.store.sql.writes import LINKS_LOCK
 from relay.core.store.sqlite import schema as sqlite_schema
 
@@ -283,6 +285,19 @@ async def test_copies_of_one_message_record_their_links_at_once(
         assert links == {BOB: mine, CAROL: other}
     finally:
         await store.close()
+
+
+def test_a_text_array_literal_reads_back_as_the_values_it_was_made_of(postgres_url: str) -> None:
+    """dialect.text_array (the links' lists, formatted here instead of by psycopg)."""
+    tricky = ["", " ", "NULL", "null", "a,b", "{x}", '"', '\\', '\\"', "'", "%s", "?", "é✓",
+              "tab\there", "new\nline", "https://example.com/?q=\"a,b\"&x={1}\\n%25"]  # fmt: skip
+    rng = random.Random(13)
+    alphabet = "\"\\{},; NUL'\t\nxé"
+    fuzzed = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(300)]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for values in ([], tricky, fuzzed, ["only one"]):
+            [(back,)] = conn.execute("SELECT %s::text[]", (text_array(values),)).fetchall()
+            assert back == values
 
 
 # --- failures ------------------------------------------------------------------

@@ -71,6 +71,17 @@ def inserted_ids(conn: Any, sql: str, params: Sequence[Any], rows: int) -> list[
     return list(range(last - rows + 1, last + 1))
 
 
+def text_array(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of text values, for a ``?::text[]`` parameter.
+
+    psycopg adapts a Python list element by element in Python (measured: a quarter of
+    the delivery writer's CPU went to three lists of links per copy); a string goes
+    through its C path and the server parses the literal. Every element is quoted, so
+    NULL, commas and braces are text; a backslash and a double quote are escaped."""
+    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "{" + ",".join(quoted) + "}"
+
+
 def pipelined(conn: Any) -> bool:
     """A PostgreSQL connection in pipeline mode (its writer's batches): a result read
     costs a round trip there, so a write that can be checked later should be."""

@@ -25,7 +25,7 @@ from relay.core.models import (
     TrackingDecision,
     event_from,
 )
-from relay.core.store.sql.dialect import inserted_ids, is_postgres, json_object_of
+from relay.core.store.sql.dialect import inserted_ids, is_postgres, json_object_of, text_array
 from relay.core.store.sql.tags import insert_tags
 
 MAX_COPIES = 100_000
@@ -154,7 +154,9 @@ def _insert_links(
     an array (executemany is a statement per row there: 20 links, 20 executions, half the
     server's time per message); sqlite3's executemany is one statement run in a loop."""
     if is_postgres(conn):
-        conn.execute(f"INSERT INTO {table} ({owner}, idx, url) {_LINK_ROWS}", (owner_id, urls))
+        conn.execute(
+            f"INSERT INTO {table} ({owner}, idx, url) {_LINK_ROWS}", (owner_id, text_array(urls))
+        )
         return
     conn.executemany(
         f"INSERT INTO {table} ({owner}, idx, url) VALUES (?, ?, ?)",
@@ -175,17 +177,18 @@ def _first_links_postgres(
     stored only if none is, and the copy keeps rows of its own only if the message's
     list differs from its own."""
     conn.execute("SELECT pg_advisory_xact_lock(?::integer, hashtext(?))", (LINKS_LOCK, message_id))
+    listed = text_array(urls)
     conn.execute(
         f"INSERT INTO message_links (message_id, idx, url) {_LINK_ROWS}"
         " WHERE NOT EXISTS (SELECT 1 FROM message_links WHERE message_id = ?)",
-        (message_id, urls, message_id),
+        (message_id, listed, message_id),
     )
     conn.execute(
         f"INSERT INTO links (copy_id, idx, url) {_LINK_ROWS}"
         f" WHERE {_MESSAGE_LIST} IS DISTINCT FROM ?::text[]",
-        (copy_id, urls, message_id, urls),
+        (copy_id, listed, message_id, listed),
     )
-    return (f"CASE WHEN {_MESSAGE_LIST} = ?::text[] THEN 1 ELSE 0 END", (message_id, urls))
+    return (f"CASE WHEN {_MESSAGE_LIST} = ?::text[] THEN 1 ELSE 0 END", (message_id, listed))
 
 
 LINKS_LOCK = 0x6C6E6B  # "lnk": pg_advisory_xact_lock(LINKS_LOCK, hashtext(message id))
@@ -208,6 +211,7 @@ def copy_links_postgres(conn: sqlite3.Connection, copy_id: int, urls: Sequence[s
     conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
     if not cleaned:
         return ("?", (0,))
+    listed = text_array(cleaned)
     conn.execute(
         "SELECT pg_advisory_xact_lock(?::integer, hashtext(c.message_id)) FROM copies c"
         f" WHERE c.id = ? AND {_NO_LIST}",
@@ -217,15 +221,15 @@ def copy_links_postgres(conn: sqlite3.Connection, copy_id: int, urls: Sequence[s
     conn.execute(
         f"INSERT INTO message_links (message_id, idx, url) SELECT c.message_id, n - 1, url"
         f" {rows} AND {_NO_LIST}",
-        (cleaned, copy_id),
+        (listed, copy_id),
     )
     conn.execute(
         f"INSERT INTO links (copy_id, idx, url) SELECT c.id, n - 1, url {rows}"
         f" AND {_COPY_LIST} IS DISTINCT FROM ?::text[]",
-        (cleaned, copy_id, cleaned),
+        (listed, copy_id, listed),
     )
     shared = _COPY_LIST.replace("c.message_id", "copies.message_id")
-    return (f"CASE WHEN {shared} = ?::text[] THEN 1 ELSE 0 END", (cleaned,))
+    return (f"CASE WHEN {shared} = ?::text[] THEN 1 ELSE 0 END", (listed,))
 
 
 def apply_outcome(
