@@ -28,7 +28,7 @@ from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate
 from relay.core.store.postgres.writer import LANES, commit_items
-from relay.core.store.sql.dialect import text_array
+from relay.core.store.sql.dialect import number_array, text_array
 from relay.core.store.sql.writes import LINKS_LOCK
 from relay.core.store.sqlite import schema as sqlite_schema
 
@@ -288,16 +288,23 @@ async def test_copies_of_one_message_record_their_links_at_once(
 
 
 def test_a_text_array_literal_reads_back_as_the_values_it_was_made_of(postgres_url: str) -> None:
-    """dialect.text_array (the links' lists, formatted here instead of by psycopg)."""
+    """dialect.text_array and number_array (the links' lists and the hits' columns,
+    formatted here instead of by psycopg)."""
     tricky = ["", " ", "NULL", "null", "a,b", "{x}", '"', '\\', '\\"', "'", "%s", "?", "é✓",
               "tab\there", "new\nline", "https://example.com/?q=\"a,b\"&x={1}\\n%25"]  # fmt: skip
     rng = random.Random(13)
     alphabet = "\"\\{},; NUL'\t\nxé"
     fuzzed = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(300)]
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        for values in ([], tricky, fuzzed, ["only one"]):
+        for values in ([], tricky, fuzzed, ["only one"], [None, "x", None]):
             [(back,)] = conn.execute("SELECT %s::text[]", (text_array(values),)).fetchall()
             assert back == values
+        times = [1_700_000_000.123456, 0.1, 1e-7, 2.5e15, rng.random() * 2e9]
+        [(read,)] = conn.execute("SELECT %s::float8[]", (number_array(times),)).fetchall()
+        assert read == times  # the same floats, bit for bit
+        ids = [1, None, 2**62, 0]
+        [(read,)] = conn.execute("SELECT %s::bigint[]", (number_array(ids),)).fetchall()
+        assert read == ids
 
 
 # --- failures ------------------------------------------------------------------

@@ -71,15 +71,25 @@ def inserted_ids(conn: Any, sql: str, params: Sequence[Any], rows: int) -> list[
     return list(range(last - rows + 1, last + 1))
 
 
-def text_array(values: Sequence[str]) -> str:
+def text_array(values: Sequence[str | None]) -> str:
     """A PostgreSQL array literal of text values, for a ``?::text[]`` parameter.
 
     psycopg adapts a Python list element by element in Python (measured: a quarter of
     the delivery writer's CPU went to three lists of links per copy); a string goes
     through its C path and the server parses the literal. Every element is quoted, so
-    NULL, commas and braces are text; a backslash and a double quote are escaped."""
-    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    NULL, commas and braces are text; a backslash and a double quote are escaped; None
+    is NULL."""
+    quoted = (
+        "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for value in values
+    )
     return "{" + ",".join(quoted) + "}"
+
+
+def number_array(values: Sequence[int | float | None]) -> str:
+    """text_array for numbers (``?::bigint[]``, ``?::float8[]``...): repr of a float reads
+    back as the same float."""
+    return "{" + ",".join("NULL" if value is None else repr(value) for value in values) + "}"
 
 
 def pipelined(conn: Any) -> bool:

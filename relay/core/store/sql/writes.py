@@ -25,7 +25,13 @@ from relay.core.models import (
     TrackingDecision,
     event_from,
 )
-from relay.core.store.sql.dialect import inserted_ids, is_postgres, json_object_of, text_array
+from relay.core.store.sql.dialect import (
+    inserted_ids,
+    is_postgres,
+    json_object_of,
+    number_array,
+    text_array,
+)
 from relay.core.store.sql.tags import insert_tags
 
 MAX_COPIES = 100_000
@@ -418,12 +424,20 @@ def _insert_hits_postgres(conn: sqlite3.Connection, events: Sequence[Event]) -> 
     return [hit for hit in placed if hit is not None]
 
 
-def postgres_hits(events: Sequence[Event]) -> tuple[str, list[list[object]]]:
-    """The statement that stores plain hits on PostgreSQL, and its parameters: rows come
-    back as (id, copy_id, recipient), for placed_hits."""
-    columns = [list(column) for column in zip(*map(event_row, events), strict=True)]
+def postgres_hits(events: Sequence[Event]) -> tuple[str, list[str]]:
+    """The statement that stores plain hits on PostgreSQL, and its parameters (one array
+    literal per column: dialect.text_array); rows come back as (id, copy_id, recipient),
+    for placed_hits."""
+    columns = list(zip(*map(event_row, events), strict=True))
     del columns[3]  # the recipient: the copy's, joined in
-    return _INSERT_HITS_POSTGRES, columns
+    return _INSERT_HITS_POSTGRES, [
+        number_array(column) if numeric else text_array(column)
+        for column, numeric in zip(columns, _HIT_NUMBERS, strict=True)
+    ]
+
+
+# Which of _INSERT_HITS_POSTGRES' arrays hold numbers (copy_id, at, link_index, inferred).
+_HIT_NUMBERS = (False, True, False, True, False, False, False, False, False, True, True, False)
 
 
 def placed_hits(events: Sequence[Event], rows: Sequence[Any]) -> list[list[Event] | None]:
