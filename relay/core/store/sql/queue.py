@@ -27,7 +27,6 @@ from relay.core.store.sql.writes import (
     copy_links_postgres,
     store_links,
     update_copy,
-    update_outcome,
 )
 
 QUEUED = "state IN ('queued', 'deferred')"
@@ -74,7 +73,7 @@ def record_outcome(
     if links is not None:
         shared = [str(row[2]) for row in rows if row[2] is not None]
         links_shared = store_links(conn, copy_id, message_id, links, shared)
-    state = update_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note, links_shared)
+    state, _ = update_copy(conn, copy_id, outcome, next_attempt_at, rewrite_note, links_shared)
     if state == "deferred":
         return None
     if state == "bounced":

@@ -251,7 +251,7 @@ def apply_outcome(
     attempt are cleared (queue.record_parts sets them again for a split).
     """
     _require_copy(conn, copy_id)
-    update_outcome(conn, copy_id, outcome, next_attempt_at, rewrite_note)
+    update_copy(conn, copy_id, outcome, next_attempt_at, rewrite_note)
 
 
 def outcome_state(outcome: DeliveryOutcome, next_attempt_at: float | None) -> str:
@@ -263,19 +263,6 @@ def outcome_state(outcome: DeliveryOutcome, next_attempt_at: float | None) -> st
     return "bounced"
 
 
-def update_outcome(
-    conn: sqlite3.Connection,
-    copy_id: int,
-    outcome: DeliveryOutcome,
-    next_attempt_at: float | None,
-    rewrite_note: str,
-    links_shared: SharedFlag | None = None,
-) -> str:
-    """apply_outcome of a copy known to exist: one UPDATE, no result read; the new state.
-    ``links_shared``: store_links' answer, set in the same UPDATE (one statement fewer)."""
-    return update_copy(conn, copy_id, outcome, next_attempt_at, rewrite_note, links_shared)[0]
-
-
 def update_copy(
     conn: sqlite3.Connection,
     copy_id: int,
@@ -284,7 +271,9 @@ def update_copy(
     rewrite_note: str,
     links_shared: SharedFlag | None = None,
 ) -> tuple[str, Any]:
-    """update_outcome, with the UPDATE's cursor: its rowcount says whether the copy exists."""
+    """apply_outcome of a copy known to exist: one UPDATE, no result read. Returns the new
+    state and the UPDATE's cursor (its rowcount says whether the copy exists).
+    ``links_shared``: store_links' answer, set in the same UPDATE (one statement fewer)."""
     state = outcome_state(outcome, next_attempt_at)
     delivered_at = time.time() if state == "delivered" else None
     shared_sql, shared_params = links_shared or ("links_shared", ())
