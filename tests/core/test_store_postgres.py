@@ -508,6 +508,10 @@ async def test_hits_go_through_an_event_writer_process_that_may_die(postgres_url
             )
         assert [type(r).__name__ for r in mixed].count("ValueError") == 1
         assert isinstance(mixed[20], ValueError)
+        kinds = [r[0].kind for r in mixed if isinstance(r, list)]  # each answer is its own hit's
+        assert kinds == ["open"] * 20 + ["click"] + ["open"] * 20
+        ids = [r[0].id for r in mixed if isinstance(r, list)]
+        assert len(set(ids)) == 41 and ids[:20] == sorted(ids[:20])  # stored in their order
         results += [r for r in mixed if isinstance(r, list)]
         assert [e.kind for e in clicked] == ["click"]  # a human open came before it
         assert all(events[0].recipient == BOB for events in results)
