@@ -212,8 +212,9 @@ def test_a_killed_delivery_node_loses_nothing(
         cut = in_flight(postgres_url, worker.pid)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
-        # max_connections copies were being sent, and as many more taken ahead, not started
-        assert 0 < len(cut) <= 2 * 4
+        # max_connections copies were being sent, and up to one and a half claims (of
+        # max_connections each) taken ahead and not started
+        assert 0 < len(cut) <= 4 + 4 + 4 // 2
 
         hung.close()  # the upstream comes back on the same port
         with running_sink(port) as (handler, _):
