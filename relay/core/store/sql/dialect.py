@@ -8,7 +8,7 @@ has no such attribute.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -104,5 +104,5 @@ class Unconfirmed:
     caller (postgres/writer.run_plainly). ``confirm`` returns the op's result or raises
     the op's error (a ValueError for bad input: the op then wrote nothing)."""
 
-    def __init__(self, confirm: Any) -> None:
+    def __init__(self, confirm: Callable[[], Any]) -> None:
         self.confirm = confirm

@@ -133,12 +133,12 @@ def store_links(
     """replace_links once the message's shared list (``shared``) is known: only writes,
     no result read (in PostgreSQL's pipeline mode they cost no round trip). Returns what
     the copy's links_shared becomes, for the caller's UPDATE of the copy to set."""
+    if is_postgres(conn) and not shared:  # another writer may be storing the list now
+        return copy_links_postgres(conn, copy_id, urls)
     if len(urls) > MAX_LINKS:
         raise ValueError(f"at most {MAX_LINKS} links per copy")
     cleaned = [clean_text(url) for url in urls]
     conn.execute("DELETE FROM links WHERE copy_id = ?", (copy_id,))
-    if is_postgres(conn) and cleaned and not shared:
-        return _first_links_postgres(conn, copy_id, message_id, cleaned)
     if cleaned and not shared:
         _insert_links(conn, "message_links", "message_id", message_id, cleaned)
         shared = cleaned
@@ -150,7 +150,6 @@ def store_links(
 
 SharedFlag = tuple[str, tuple[object, ...]]  # links_shared's new value: SQL and parameters
 _LINK_ROWS = "SELECT ?, n - 1, url FROM unnest(?::text[]) WITH ORDINALITY AS u(url, n)"
-_MESSAGE_LIST = "(SELECT array_agg(url ORDER BY idx) FROM message_links WHERE message_id = ?)"
 
 
 def _insert_links(
@@ -170,33 +169,6 @@ def _insert_links(
     )
 
 
-def _first_links_postgres(
-    conn: sqlite3.Connection, copy_id: int, message_id: str, urls: list[str]
-) -> SharedFlag:
-    """The first copy of a message to record links, as far as it read, on PostgreSQL.
-
-    Writers run side by side there (lanes, processes, nodes): both copies of a message
-    could read "no shared list yet" and both insert one; the second then waited for the
-    first's COMMIT, failed on the key, and its whole batch ran again (measured: one
-    message in twenty). So they take turns on a lock of the message's, held to COMMIT;
-    each statement after it sees what the other committed (READ COMMITTED): the list is
-    stored only if none is, and the copy keeps rows of its own only if the message's
-    list differs from its own."""
-    conn.execute("SELECT pg_advisory_xact_lock(?::integer, hashtext(?))", (LINKS_LOCK, message_id))
-    listed = text_array(urls)
-    conn.execute(
-        f"INSERT INTO message_links (message_id, idx, url) {_LINK_ROWS}"
-        " WHERE NOT EXISTS (SELECT 1 FROM message_links WHERE message_id = ?)",
-        (message_id, listed, message_id),
-    )
-    conn.execute(
-        f"INSERT INTO links (copy_id, idx, url) {_LINK_ROWS}"
-        f" WHERE {_MESSAGE_LIST} IS DISTINCT FROM ?::text[]",
-        (copy_id, listed, message_id, listed),
-    )
-    return (f"CASE WHEN {_MESSAGE_LIST} = ?::text[] THEN 1 ELSE 0 END", (message_id, listed))
-
-
 LINKS_LOCK = 0x6C6E6B  # "lnk": pg_advisory_xact_lock(LINKS_LOCK, hashtext(message id))
 _COPY_LIST = (
     "(SELECT array_agg(ml.url ORDER BY ml.idx) FROM message_links ml"
@@ -208,9 +180,17 @@ _NO_LIST = "NOT EXISTS (SELECT 1 FROM message_links ml WHERE ml.message_id = c.m
 def copy_links_postgres(conn: sqlite3.Connection, copy_id: int, urls: Sequence[str]) -> SharedFlag:
     """store_links on PostgreSQL with nothing read first (the copy's message and the
     message's list are looked up by the statements themselves), so that in pipeline mode
-    an outcome costs its batch no round trip. The lock of _first_links_postgres is taken
-    only while the message has no list; the statements after it see what the other
-    writer committed. A copy that does not exist writes nothing here."""
+    an outcome costs its batch no round trip; also store_links' way there whenever no
+    shared list was seen.
+
+    Writers run side by side on PostgreSQL (processes, nodes): both copies of a message
+    could see "no shared list yet" and both insert one; the second then waited for the
+    first's COMMIT, failed on the key, and its whole batch ran again (measured: one
+    message in twenty). So while the message has no list its writers take turns on a
+    lock of the message's, held to COMMIT; each statement after it sees what the other
+    committed (READ COMMITTED): the list is stored only if none is, and the copy keeps
+    rows of its own only if the message's list differs from its own. A copy that does
+    not exist writes nothing here."""
     if len(urls) > MAX_LINKS:
         raise ValueError(f"at most {MAX_LINKS} links per copy")
     cleaned = [clean_text(url) for url in urls]
