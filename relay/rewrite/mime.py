@@ -89,6 +89,9 @@ class DecodedHtml:
     data: bytes = b""  # the decoded octets, kept so a QP body is not decoded twice
 
 
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
 def survey(raw: bytes) -> Survey:
     """Walk the whole tree; raises MalformedMime when its shape is ambiguous."""
     found = Survey()
@@ -103,7 +106,10 @@ def _visit(raw: bytes, start: int, end: int, found: Survey, depth: int, eligible
     if depth > MAX_DEPTH:
         raise MalformedMime(f"nested deeper than {MAX_DEPTH}")
     body_start = head_end(raw, start, end)
-    entity = Entity(start, body_start, end, read_head(raw[start:body_start]))
+    head = raw[start:body_start]
+    if _BARE_CR.search(head):  # mail readers disagree on where its lines end
+        raise MalformedMime("bare CR in a header block")
+    entity = Entity(start, body_start, end, read_head(head))
     ctype = entity.headers.content_type
     found.content_types.add(ctype)
     if ctype.startswith("multipart/"):

@@ -137,3 +137,17 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
     assert isinstance(result.raw, bytes)
     if result.raw == raw:
         assert result.parts_rewritten == 0 and result.notes
+
+
+def test_a_bare_cr_in_a_header_block_leaves_the_message_alone() -> None:
+    """Found by test_mutated_messages_never_break: with a bare CR in its header block the
+    email package (and mail readers) end a line where the rewriter did not, so they saw
+    another body; such a message's shape is ambiguous and it is relayed as it came."""
+    raw = (
+        b"From: a@example.com\r\nSubject: random\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=euc-kr\r\nContent-Transfer-Encoding: base64\r/\n"
+        b"\r\nPGh0bWw+PGJvZHk+PC9ib2R5PjwvaHRtbD4=\r\n"
+    )
+    result = rewrite_message(raw, PLAN)
+    check_rewrite(raw, result)
+    assert result.raw == raw and result.notes == ("malformed MIME: bare CR in a header block",)
