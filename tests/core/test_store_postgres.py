@@ -185,6 +185,34 @@ async def test_an_older_schema_is_refused_until_migrated(
     await store.close()
 
 
+async def test_a_queue_spooled_at_version_9_is_delivered_after_migrating(
+    postgres_url: str,
+) -> None:
+    """Step 10 only adds the outcome function: a store at version 9 (a queue spooled by
+    the previous relay) migrates in place, and its copies' outcomes are recorded."""
+    migrate_database(postgres_url)
+    store = await open_postgres(postgres_url)
+    spooled = await spool(store, (BOB,))
+    await store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as the last relay left it
+        conn.execute("DROP FUNCTION relay_outcome")
+        conn.execute("UPDATE schema_version SET version = 9")
+    assert migrate_database(postgres_url) == (9, schema.SCHEMA_VERSION)
+    store = await open_postgres(postgres_url)
+    try:
+        links = ["https://example.com/a", "https://example.com/b"]
+        delivered = DeliveryOutcome("delivered", "250 2.0.0 Ok", queue_id="Q1")
+        await store.record_outcome(spooled[BOB].id, delivered, None, links=links)
+        copy = await store.get_copy(spooled[BOB].id)
+        assert copy is not None
+        assert (copy.state, copy.queue_id, copy.attempts) == ("delivered", "Q1", 1)
+        report = await store.message_report(spooled.message_id)
+        assert report is not None
+        assert [link.url for link in report.recipients[0].links] == links
+    finally:
+        await store.close()
+
+
 # --- several processes on one database -------------------------------------------
 
 

@@ -37,11 +37,6 @@ _RELEASE = (
 )
 
 
-_RELEASE_OF_COPY = _RELEASE.replace(
-    "WHERE id = ?", "WHERE id = (SELECT message_id FROM copies WHERE id = ?)"
-)
-
-
 def release_if_done(conn: sqlite3.Connection, message_ids: Iterable[str]) -> int:
     """Empty the body of each message that no copy or bounce needs any more and that
     is not logged; returns how many were released. Runs inside the writer's
@@ -56,11 +51,6 @@ def release_unread(conn: sqlite3.Connection, message_id: str) -> None:
     """release_if_done for one message, its count not read (in PostgreSQL's pipeline mode
     the statement then costs no round trip of its own)."""
     conn.execute(_RELEASE, (b"", message_id))
-
-
-def release_unread_of_copy(conn: sqlite3.Connection, copy_id: int) -> None:
-    """release_unread for the message of a copy, the message not read first."""
-    conn.execute(_RELEASE_OF_COPY, (b"", copy_id))
 
 
 def release_of_copy(conn: sqlite3.Connection, copy_id: int) -> int:

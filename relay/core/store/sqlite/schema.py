@@ -284,6 +284,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V7_LEAN_STORE,
     _V8_LEASES,
     _V9_TAGS_SEARCH,
+    (),  # step 10 is PostgreSQL's relay_outcome function (postgres/schema.py): none here
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
