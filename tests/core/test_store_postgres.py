@@ -213,6 +213,30 @@ async def test_a_queue_spooled_at_version_9_is_delivered_after_migrating(
         await store.close()
 
 
+async def test_outcomes_find_a_new_databases_links_by_index(postgres_url: str) -> None:
+    """The outcome function's plans are made while message_links is empty and kept for
+    the session: each must still use an index, not scan the table for every copy."""
+    migrate_database(postgres_url)
+    store = await open_postgres(postgres_url)
+    links = [f"https://example.com/{i}" for i in range(20)]
+    delivered = DeliveryOutcome("delivered", "250 2.0.0 Ok")
+    try:
+        for _ in range(30):
+            spooled = await spool(store, (BOB, CAROL))
+            for rcpt in (BOB, CAROL):
+                await store.record_outcome(spooled[rcpt].id, delivered, None, links=links)
+    finally:
+        await store.close()  # a session's table statistics are flushed when it ends
+    stats = "SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relname = 'message_links'"
+    deadline = time.monotonic() + 10
+    while (scans := query(postgres_url, stats)[0])[1] in (None, 0):
+        assert time.monotonic() < deadline, "no statistics of message_links"
+        await asyncio.sleep(0.1)
+    seq_scans, index_scans = scans
+    assert isinstance(index_scans, int) and index_scans >= 5 * 30  # five lookups a message
+    assert isinstance(seq_scans, int) and seq_scans <= 1, scans  # 91 with plans kept as made
+
+
 # --- several processes on one database -------------------------------------------
 
 
