@@ -17,9 +17,8 @@ the upstream's port and the time until every queued copy is delivered is timed.
     .venv/bin/python benchmarks/relay_throughput.py [--messages 600] [--concurrency 8]
         [--backlog-messages 5000]
 
-With ``--backends [--rounds 3] [--warmup 1]`` it only compares a PostgreSQL store with
-SQLite's file, in alternating rounds after uncounted warm-up rounds, and reports the
-median ratio.
+With ``--backends [--rounds 3]`` it only compares a PostgreSQL store with SQLite's file,
+in alternating rounds, and reports the median ratio.
 """
 
 from __future__ import annotations
@@ -169,22 +168,12 @@ def compare_backends(args: argparse.Namespace, workdir: Path) -> None:
     """The relay on SQLite, then on a private PostgreSQL (Debian's package, fsync on,
     loopback: tests/support/postgres.py), same load, back to back, in ``--rounds`` rounds:
     the ratio is the median of the rounds' (single runs on this shared machine moved by
-    up to 2x).
-
-    First, ``--warmup`` rounds that are not counted: on a new PostgreSQL database the
-    first round ran at about half the later ones' rate (pg_stat_statements: an outcome
-    1.7 ms against 0.37), its statements planned while the tables were empty, until the
-    relay's sessions end or autovacuum's first ANALYZE (within a minute) replans them.
-    A relay in service runs on a database whose tables have rows and statistics."""
+    up to 2x)."""
     with private_postgres("throughput") as (_server, url):
 
         def on_postgres(port: int, upstream_port: int, work: Path) -> AbstractContextManager[None]:
             return relay_front(port, upstream_port, work, store=f'url = "{url}"')
 
-        for _ in range(max(0, args.warmup)):
-            print("warm-up round, not counted:")
-            measure("sqlite", relay_front, args, workdir, PER_RECIPIENT)
-            measure("postgres", on_postgres, args, workdir, PER_RECIPIENT)
         ratios = []
         for _ in range(max(1, args.rounds)):
             lite = measure("sqlite", relay_front, args, workdir, PER_RECIPIENT)
@@ -206,9 +195,6 @@ def main() -> None:
         "--backends", action="store_true", help="only compare the PostgreSQL store with SQLite"
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --backends")
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="rounds of --backends run first, not counted"
-    )
     args = parser.parse_args()
     if args.backends:
         with tempfile.TemporaryDirectory() as tmp:
