@@ -24,6 +24,15 @@ def test_id_bound_orders_like_message_ids() -> None:
     assert id_bound(now - 1) <= new_message_id(now) < id_bound(now + 1)
 
 
+def test_ids_made_in_one_millisecond_sort_in_the_order_made() -> None:
+    from relay.core.store.sql.writes import new_message_id
+
+    now = time.time()
+    ids = [new_message_id(now) for _ in range(1000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {i[:12] for i in ids} == {f"{int(now * 1000):012x}"}
+
+
 async def test_find_messages_by_sender_and_date(store: Store) -> None:
     start = time.time() - 30 * DAY
     for i in range(4):

@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -51,10 +52,25 @@ def decision_json(decision: TrackingDecision) -> str:
     return json.dumps(dataclasses.asdict(decision))
 
 
+_last_id = [0, 0]  # the millisecond and the suffix of the last id this process made
+_last_id_lock = threading.Lock()
+
+
 def new_message_id(received_at: float) -> str:
-    """12 hex digits of milliseconds then 8 random: unique, URL-safe, sorts by time."""
+    """12 hex digits of milliseconds then 8 of a suffix: unique, URL-safe, sorts by time.
+
+    The suffix starts at random in each millisecond and counts up for the next ids this
+    process makes in it, so messages that one connection sends within a millisecond
+    list in the order they came (a random suffix each listed them at random)."""
     millis = max(0, min(int(received_at * 1000), 16**12 - 1))
-    return f"{millis:012x}{secrets.token_hex(4)}"
+    with _last_id_lock:
+        last_millis, last_suffix = _last_id
+        if millis == last_millis and last_suffix < 0xFFFFFFFF:
+            suffix = last_suffix + 1
+        else:
+            suffix = secrets.randbits(32)
+        _last_id[:] = [millis, suffix]
+    return f"{millis:012x}{suffix:08x}"
 
 
 def insert_message(
