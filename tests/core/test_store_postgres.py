@@ -28,6 +28,7 @@ from relay.core.store.batching import WriteItem
 from relay.core.store.postgres import PostgresStore, migrate_database, schema
 from relay.core.store.postgres.connection import Connection, redact_url, translate
 from relay.core.store.postgres.writer import LANES, commit_items
+from relay.core.store.sql import queue
 from relay.core.store.sql.dialect import number_array, text_array
 from relay.core.store.sql.writes import LINKS_LOCK
 from relay.core.store.sqlite import schema as sqlite_schema
@@ -451,6 +452,44 @@ def test_an_op_whose_failure_shows_only_later_in_the_pipeline_fails_alone(
     assert sorted(row[0] for row in rows) == ["p", "q", "r", "s"]
     assert not conn.in_transaction
     conn.close()
+
+
+async def test_outcomes_of_a_batch_run_again_op_by_op_are_the_same_writes(
+    postgres_url: str,
+) -> None:
+    """A batch with a failing op runs again op by op, out of pipeline mode: its outcomes
+    go through the same function (links, state, the body's release) and an outcome for a
+    copy that does not exist fails alone."""
+    migrate_database(postgres_url)
+    store = await open_postgres(postgres_url)
+    try:
+        spooled = await spool(store, (BOB,))
+    finally:
+        await store.close()
+    conn = Connection.connect(postgres_url)
+    links = ["https://example.com/a", "https://example.com/b"]
+    delivered = DeliveryOutcome("delivered", "250 2.0.0 Ok", queue_id="Q9")
+
+    def outcome(copy_id: int) -> WriteItem:
+        return WriteItem(
+            lambda c: queue.record_outcome(c, copy_id, delivered, None, "", links), False
+        )
+
+    def duplicate(c: Connection) -> None:
+        c.execute("INSERT INTO settings (name, value) VALUES ('dup', '1')")
+        c.execute("INSERT INTO settings (name, value) VALUES ('dup', '2')")
+
+    items = [outcome(spooled[BOB].id), WriteItem(duplicate, False), outcome(10**12)]
+    results, commits = commit_items(conn, items)
+    conn.close()
+    assert [ok for ok, _ in results] == [True, False, False] and commits == 1
+    assert isinstance(results[2][1], ValueError) and "no copy" in str(results[2][1])
+    state = "SELECT state, queue_id, links_shared FROM copies WHERE id = %s"
+    assert query(postgres_url, state, spooled[BOB].id) == [("delivered", "Q9", 1)]
+    listed = "SELECT url FROM message_links WHERE message_id = %s ORDER BY idx"
+    assert [row[0] for row in query(postgres_url, listed, spooled.message_id)] == links
+    body = "SELECT body FROM messages WHERE id = %s"
+    assert query(postgres_url, body, spooled.message_id) == [("released",)]
 
 
 async def test_a_held_lock_costs_the_hit_timeout_not_the_hit(postgres_url: str) -> None:

@@ -19,7 +19,7 @@ from relay.core.store.sql.bodies import (
     release_of_copy,
     release_unread,
 )
-from relay.core.store.sql.dialect import Unconfirmed, pipelined, text_array
+from relay.core.store.sql.dialect import Unconfirmed, is_postgres, pipelined, text_array
 from relay.core.store.sql.reads import COPY_COLUMNS, copy_from_row
 from relay.core.store.sql.writes import (
     MAX_LINKS,
@@ -46,12 +46,19 @@ def record_outcome(
     the copy is now bounced; then the message's body is released if this was the last
     copy it was kept for.
 
-    One result is read, the first: the copy's message, its sender and the message's
-    shared links. Everything after it only writes, so in PostgreSQL's pipeline mode the
-    whole outcome costs one round trip (it was five, and a second write op for links).
-    In a pipelined batch on PostgreSQL it reads nothing (record_outcome_unread)."""
-    if pipelined(conn):
-        return record_outcome_unread(conn, copy_id, outcome, next_attempt_at, rewrite_note, links)
+    On SQLite one result is read, the first: the copy's message, its sender and the
+    message's shared links; everything after it only writes. On PostgreSQL the same
+    writes are its relay_outcome function, whatever way the batch runs, so an outcome
+    has one definition per engine (record_outcome_unread); in a pipelined batch it is
+    confirmed once the batch came back, otherwise at once."""
+    if is_postgres(conn):
+        written = record_outcome_unread(
+            conn, copy_id, outcome, next_attempt_at, rewrite_note, links
+        )
+        if pipelined(conn):
+            return written
+        written.confirm()
+        return None
     if links is None:
         rows = conn.execute(
             "SELECT c.message_id, m.mail_from, NULL FROM copies c"
